@@ -1,0 +1,48 @@
+"""``echo``: sends the caller's audio straight back into the call (bidirectional streams).
+
+Used by tests and latency measurements: every inbound frame is returned as a ``playAudio``
+frame with the same bytes, so a client can match what it sent with what it hears.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+from streamserver.handler import AudioChunk, Handler, StreamContext
+
+__all__ = ["Echo", "EchoOptions"]
+
+
+class EchoOptions(msgspec.Struct, forbid_unknown_fields=True):
+    """``[handler.echo]`` options."""
+
+    #: Which track to send back.
+    track: Literal["inbound", "outbound"] = "inbound"
+
+
+class Echo(Handler):
+    """Plays every chunk of one track back to the caller."""
+
+    Options = EchoOptions
+    max_queue_s = 2.0  # stale echo is useless: drop rather than lag
+
+    def __init__(self, ctx: StreamContext, options: Any = None) -> None:
+        super().__init__(ctx, options or EchoOptions())
+        self._track = self.options.track
+        self._active = ctx.bidirectional
+
+    async def on_start(self) -> None:
+        if not self._active:
+            self.ctx.logger.warning(
+                "echo needs a bidirectional route; nothing will be sent on %s", self.ctx.route
+            )
+
+    async def on_audio(self, chunk: AudioChunk) -> None:
+        if not self._active or chunk.track != self._track:
+            return
+        if chunk.payload is not None:
+            await self.ctx.play_encoded(chunk.payload)
+        else:
+            await self.ctx.play(chunk.samples, chunk.sample_rate)

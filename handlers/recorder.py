@@ -1,0 +1,250 @@
+"""``recorder``: writes every track of a stream to disk, sample-exact.
+
+Files: ``{record_dir}/{call_id}/{stream_id}.{track}.wav`` (one mono file per track) or, with
+``layout = "stereo"``, ``{stream_id}.wav`` with inbound left and outbound right, aligned by
+sample position. A ``{stream_id}.json`` sidecar holds ids, format, times and counts.
+
+The file holds exactly the decoded audio received, in order; gaps (missing chunks, or
+audio this handler had to drop when it fell behind) are filled with silence of the exact
+length so positions stay true. Writes run on one background thread (never on the event
+loop) and are flushed at least every ``flush_interval_s``: after a ``kill -9`` the files are
+readable and miss at most about that much audio.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+import numpy as np
+import soundfile as sf
+
+from streamserver.audio import ENCODING_MULAW
+from streamserver.handler import AudioChunk, Gap, Handler, StopReason, StreamContext
+
+__all__ = ["Recorder", "RecorderOptions"]
+
+_executor: ThreadPoolExecutor | None = None
+_executor_lock = threading.Lock()
+
+
+def _writer() -> ThreadPoolExecutor:
+    # One writer thread for the process keeps each file's writes in order and disk I/O off
+    # the event loop.
+    global _executor
+    with _executor_lock:
+        if _executor is None:
+            _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="recorder-writer")
+        return _executor
+
+
+class RecorderOptions(msgspec.Struct, forbid_unknown_fields=True):
+    """``[handler.recorder]`` options."""
+
+    record_dir: str = "recordings"
+    format: Literal["wav", "flac"] = "wav"
+    #: Keep G.711 μ-law encoding in the WAV for μ-law streams (half the size, lossless).
+    keep_mulaw: bool = False
+    layout: Literal["mono", "stereo"] = "mono"
+    flush_interval_s: float = 1.0
+    write_sidecar: bool = True
+
+    def __post_init__(self) -> None:
+        if self.keep_mulaw and self.format == "flac":
+            raise ValueError("keep_mulaw needs format = 'wav' (FLAC stores only PCM)")
+        if self.flush_interval_s <= 0:
+            raise ValueError("flush_interval_s must be > 0")
+
+
+class _Track:
+    __slots__ = ("buffered", "chunks", "filled", "path", "pos", "written")
+
+    def __init__(self) -> None:
+        self.chunks: list[np.ndarray] = []
+        self.buffered = 0
+        self.pos = 0  # next sample position expected
+        self.written = 0  # samples handed to the writer
+        self.filled = 0  # silence samples inserted for gaps
+        self.path = ""
+
+
+class Recorder(Handler):
+    """Records each track to WAV/FLAC with a JSON sidecar."""
+
+    Options = RecorderOptions
+    max_queue_s = 30.0
+
+    def __init__(self, ctx: StreamContext, options: Any = None) -> None:
+        super().__init__(ctx, options or RecorderOptions())
+        self.opts: RecorderOptions = self.options
+        self._tracks: dict[str, _Track] = {t: _Track() for t in ctx.tracks}
+        self._files: dict[str, sf.SoundFile] = {}
+        self._stereo = self.opts.layout == "stereo" and len(ctx.tracks) == 2
+        self._last_flush = time.monotonic()
+        self._started_at = time.time()
+        self._gaps = 0
+        self._dir = Path(self.opts.record_dir).resolve() / ctx.call_id
+        self._sidecar = self._dir / f"{ctx.stream_id}.json"
+        self._failed: str | None = None
+
+    # -- hooks -----------------------------------------------------------------------------
+
+    async def on_start(self) -> None:
+        if self.opts.layout == "stereo" and not self._stereo:
+            self.ctx.logger.info("stereo layout needs two tracks; recording mono")
+        await self._run(self._open)
+
+    async def on_audio(self, chunk: AudioChunk) -> None:
+        tr = self._tracks.get(chunk.track)
+        if tr is None:
+            return
+        if chunk.position > tr.pos:
+            self._silence(tr, chunk.position - tr.pos)
+        samples = chunk.samples
+        if chunk.position < tr.pos:  # overlap: keep what was recorded first
+            samples = samples[tr.pos - chunk.position :]
+        if len(samples):
+            tr.chunks.append(samples)
+            tr.buffered += len(samples)
+            tr.pos += len(samples)
+        if time.monotonic() - self._last_flush >= self.opts.flush_interval_s:
+            await self._flush()
+
+    async def on_event(self, event: object) -> None:
+        if type(event) is Gap:
+            tr = self._tracks.get(event.track)
+            self._gaps += 1
+            if tr is not None and event.position + event.samples > tr.pos:
+                self._silence(tr, event.position + event.samples - tr.pos)
+
+    async def on_stop(self, reason: StopReason) -> None:
+        try:
+            if self._files:
+                await self._flush(final=True)
+        finally:
+            await self._run(self._close, reason)
+        self.ctx.logger.info(
+            "recorded %s (%.1fs, %d gap samples filled)",
+            ", ".join(tr.path for tr in self._tracks.values() if tr.path) or "-",
+            max((tr.pos for tr in self._tracks.values()), default=0) / self.ctx.sample_rate,
+            sum(tr.filled for tr in self._tracks.values()),
+        )
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _silence(self, tr: _Track, n: int) -> None:
+        tr.chunks.append(np.zeros(n, dtype=np.int16))
+        tr.buffered += n
+        tr.pos += n
+        tr.filled += n
+
+    async def _run(self, fn: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(_writer(), fn, *args)
+
+    async def _flush(self, final: bool = False) -> None:
+        self._last_flush = time.monotonic()
+        batches: dict[str, np.ndarray] = {}
+        if self._stereo:
+            a, b = (self._tracks[t] for t in ("inbound", "outbound"))
+            n = max(a.buffered, b.buffered) if final else min(a.buffered, b.buffered)
+            if n:
+                batches["stereo"] = np.stack([self._take(a, n), self._take(b, n)], axis=1)
+        else:
+            for name, tr in self._tracks.items():
+                if tr.buffered:
+                    batches[name] = self._take(tr, tr.buffered)
+        if batches:
+            await self._run(self._write, batches)
+
+    @staticmethod
+    def _take(tr: _Track, n: int) -> np.ndarray:
+        """Take exactly ``n`` buffered samples (zero-padded at the end of the stream)."""
+        data = np.concatenate(tr.chunks) if tr.chunks else np.zeros(0, dtype=np.int16)
+        out, rest = data[:n], data[n:]
+        if len(out) < n:
+            out = np.concatenate([out, np.zeros(n - len(out), dtype=np.int16)])
+        tr.chunks = [rest] if len(rest) else []
+        tr.buffered = len(rest)
+        tr.written += n
+        return out
+
+    # -- writer thread -----------------------------------------------------------------------
+
+    def _open(self) -> None:
+        ctx, opts = self.ctx, self.opts
+        self._dir.mkdir(parents=True, exist_ok=True)
+        ext = opts.format
+        subtype = "PCM_16"
+        if opts.keep_mulaw and ctx.format.encoding == ENCODING_MULAW:
+            subtype = "ULAW"
+        fmt = "WAV" if ext == "wav" else "FLAC"
+        targets = {"stereo": 2} if self._stereo else {t: 1 for t in ctx.tracks}
+        for key, channels in targets.items():
+            name = f"{ctx.stream_id}.{ext}" if key == "stereo" else f"{ctx.stream_id}.{key}.{ext}"
+            path = self._dir / name
+            if path.resolve().parent != self._dir:  # ids are validated upstream; belt and braces
+                raise ValueError(f"refusing to write outside {self._dir}: {name!r}")
+            self._files[key] = sf.SoundFile(
+                str(path),
+                "w",
+                samplerate=ctx.sample_rate,
+                channels=channels,
+                format=fmt,
+                subtype=subtype,
+            )
+            for t in ("inbound", "outbound") if key == "stereo" else (key,):
+                if t in self._tracks:
+                    self._tracks[t].path = str(path)
+        self._write_sidecar(None)
+
+    def _write(self, batches: dict[str, np.ndarray]) -> None:
+        for key, data in batches.items():
+            f = self._files.get(key)
+            if f is None:
+                continue
+            f.write(data)
+            f.flush()  # updates the header: readable after a crash
+
+    def _close(self, reason: StopReason) -> None:
+        for f in self._files.values():
+            f.close()
+        self._write_sidecar(reason)
+
+    def _write_sidecar(self, reason: StopReason | None) -> None:
+        if not self.opts.write_sidecar:
+            return
+        ctx = self.ctx
+        rate = ctx.sample_rate
+        doc = {
+            "call_id": ctx.call_id,
+            "stream_id": ctx.stream_id,
+            "account_id": ctx.account_id,
+            "route": ctx.route,
+            "format": {"encoding": ctx.format.encoding, "sample_rate": rate},
+            "tracks": list(ctx.tracks),
+            "layout": "stereo" if self._stereo else "mono",
+            "files": {t: tr.path for t, tr in self._tracks.items()},
+            "extra_headers": ctx.extra_headers,
+            "start_time": _iso(self._started_at),
+            "end_time": _iso(time.time()) if reason is not None else None,
+            "stop_reason": reason.value if reason is not None else None,
+            "samples": {t: tr.pos for t, tr in self._tracks.items()},
+            "duration_s": {t: round(tr.pos / rate, 3) for t, tr in self._tracks.items()},
+            "gaps": self._gaps,
+            "gap_samples_filled": {t: tr.filled for t, tr in self._tracks.items()},
+            "stream": self.ctx.stats(),
+        }
+        tmp = self._sidecar.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, self._sidecar)
+
+
+def _iso(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1000):03d}Z"

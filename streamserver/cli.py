@@ -1,0 +1,175 @@
+"""Command line: ``streamserver serve | emulate | replay | --version``.
+
+Exit codes: 0 success, 1 runtime failure, 2 bad configuration or arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from . import __version__
+from .handler import HandlerLoadError
+from .settings import ConfigError, RouteSettings, Settings, load_settings
+
+__all__ = ["main", "run_async"]
+
+log = logging.getLogger("streamserver")
+
+SERVE_EPILOG = """\
+examples:
+  streamserver serve                                  # /stream -> recorder, port 8080
+  streamserver serve --handlers recorder,echo --record-dir /data/rec
+  streamserver serve --config config/streamserver.toml --log-format json
+
+Point Plivo at it with answer XML such as
+  <Response><Stream bidirectional="true" keepCallAlive="true"
+      contentType="audio/x-mulaw;rate=8000">wss://your.host/stream</Stream></Response>
+
+Every option lives in the config file (see config/streamserver.toml for all of them with
+their defaults) and can be overridden with STREAMSERVER_<SECTION>__<KEY> variables, e.g.
+STREAMSERVER_SERVER__PORT=9000. Credentials: PLIVO_AUTH_ID / PLIVO_AUTH_TOKEN.
+Health: GET /healthz, /readyz, /metrics on the same port. SIGTERM drains gracefully.
+"""
+
+
+def run_async(main: Callable[[], Any]) -> Any:
+    """Run a coroutine function on uvloop when available, else the default loop."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency except on Windows
+        return asyncio.run(main())
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(main())
+
+
+def _add_serve(sub: Any) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="run the stream server",
+        description="Run the WebSocket media server that Plivo streams call audio to.",
+        epilog=SERVE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--config", "-c", metavar="FILE", help="TOML config file")
+    p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port to listen on (default 8080; 0 = any free)")
+    p.add_argument(
+        "--handlers",
+        metavar="LIST",
+        help="comma-separated handlers for every route, e.g. recorder,echo "
+        "(names of installed handlers or module:Class)",
+    )
+    p.add_argument("--record-dir", metavar="DIR", help="where the recorder writes files")
+    p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], type=str.upper)
+    p.add_argument("--log-format", choices=["text", "json"])
+    p.set_defaults(func=_serve)
+
+
+def _serve_settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {
+        "server.host": args.host,
+        "server.port": args.port,
+        "server.log_level": args.log_level,
+        "server.log_format": args.log_format,
+        "handler.recorder.record_dir": args.record_dir,
+    }
+    settings = load_settings(args.config, overrides=overrides)
+    if args.handlers is not None:
+        names = [h.strip() for h in args.handlers.split(",") if h.strip()]
+        for route in settings.routes.values():
+            route.handlers = list(names)
+        if not settings.routes:  # pragma: no cover - load_settings always adds a default
+            settings.routes["/stream"] = RouteSettings(names)
+    return settings
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from .logs import setup_logging
+    from .server import StreamServer
+
+    try:
+        settings = _serve_settings(args)
+        setup_logging(settings.server.log_level, settings.server.log_format)
+        server = StreamServer(settings)
+    except (ConfigError, HandlerLoadError) as exc:
+        print(f"streamserver: configuration error: {exc}", file=sys.stderr)
+        return 2
+
+    async def run() -> int:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, stop.set)
+        try:
+            await server.start()
+        except OSError as exc:
+            log.error(
+                "cannot listen on %s:%s: %s (is another server using the port? try --port)",
+                settings.server.host,
+                settings.server.port,
+                exc.strerror or exc,
+            )
+            return 1
+        print(f"streamserver {__version__} listening on {server.url}", file=sys.stderr, flush=True)
+        await stop.wait()
+        log.info("signal received: draining")
+        await server.shutdown()
+        return 0
+
+    code: int = run_async(run)
+    return code
+
+
+def _add_optional(sub: Any) -> None:
+    # Emulator commands live with the emulator; they are optional at import time so the
+    # core server keeps working while they evolve.
+    with contextlib.suppress(ImportError):
+        from .emulator import cli as emulator_cli  # type: ignore[attr-defined,unused-ignore]
+
+        emulator_cli.add_parser(sub)
+    with contextlib.suppress(ImportError):
+        from .emulator import replay  # type: ignore[attr-defined,unused-ignore]
+
+        replay.add_parser(sub)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="streamserver",
+        description="Real-time telephony audio-stream server for Plivo Audio Streams, "
+        "with a local Plivo emulator.",
+        epilog="Run 'streamserver COMMAND --help' for a command's options.",
+    )
+    parser.add_argument("--version", action="version", version=f"streamserver {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_serve(sub)
+    _add_optional(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func = getattr(args, "func", None)
+    if func is None:
+        parser.print_help()
+        return 2
+    try:
+        result = func(args)
+        if asyncio.iscoroutine(result):
+            result = run_async(lambda: result)
+        return int(result or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

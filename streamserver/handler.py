@@ -1,0 +1,298 @@
+"""The plugin API: :class:`Handler`, :class:`StreamContext`, and loading handlers by name.
+
+A handler is one object per stream. The session feeds it through its own bounded, ordered,
+coalescing input and runs its hooks on its own task, so a slow or failing handler never
+stalls the socket or the other handlers of the stream::
+
+    class Loudness(Handler):
+        async def on_audio(self, chunk: AudioChunk) -> None:
+            rms = float(np.sqrt(np.mean(chunk.samples.astype(np.float32) ** 2)))
+            self.ctx.logger.debug("rms %.0f at sample %d", rms, chunk.position)
+
+Hooks: ``on_start``, ``on_audio``, ``on_dtmf``, ``on_event`` (gaps, playedStream,
+clearedAudio, unknown events...), ``on_stop`` (always called, once, with a
+:class:`StopReason`). Handlers are loaded by entry-point name (group
+``streamserver.handlers``) or as ``module:Class``; per-handler options come from config
+and are validated against the handler's ``Options`` struct at start-up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import importlib
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import msgspec
+import numpy as np
+
+from .audio import AudioFormat
+from .protocol.events import Dtmf, Event
+
+if TYPE_CHECKING:
+    from .session import Session
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "AudioChunk",
+    "Gap",
+    "Handler",
+    "HandlerLoadError",
+    "HandlerSpec",
+    "NotBidirectionalError",
+    "StopReason",
+    "StreamContext",
+    "load_handler",
+]
+
+ENTRY_POINT_GROUP = "streamserver.handlers"
+
+
+class StopReason(enum.StrEnum):
+    """Why a stream ended; passed to ``Handler.on_stop``."""
+
+    STOP_EVENT = "stop"  # the provider sent a `stop` event
+    CLOSED = "closed"  # the provider closed the socket (Plivo's normal end)
+    ERROR = "error"  # protocol violation or transport error
+    TIMEOUT = "timeout"  # start or idle timeout
+    DRAIN = "drain"  # the server is shutting down
+
+
+@dataclass(frozen=True, slots=True)
+class AudioChunk:
+    """Decoded audio of one track.
+
+    ``position`` counts samples from stream start on this track, so gaps and alignment are
+    exact: the chunk covers ``[position, position + len(samples))``. ``payload`` holds the
+    audio as received (μ-law or L16 bytes) when it is available, so a handler can forward
+    it without re-encoding.
+    """
+
+    track: str
+    samples: np.ndarray
+    position: int
+    sample_rate: int
+    payload: bytes | None = None
+
+    @property
+    def end(self) -> int:
+        return self.position + len(self.samples)
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.samples) / self.sample_rate
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """Audio that never arrived (missing ``chunk`` numbers or a timestamp jump).
+
+    Recorders fill it with exactly ``samples`` of silence at ``position``.
+    """
+
+    track: str
+    position: int
+    samples: int
+
+
+class HandlerLoadError(Exception):
+    """A handler name or its options could not be resolved (a configuration error)."""
+
+
+class NotBidirectionalError(RuntimeError):
+    """Playback was requested on a stream whose route is not bidirectional."""
+
+
+class StreamContext:
+    """What a handler may see and do for its stream.
+
+    Ids (``call_id``, ``stream_id``, ``account_id``), the media ``format`` and ``tracks``, the
+    parsed ``extra_headers``, the connect URL's ``path`` and ``query``, a per-stream
+    ``logger``, and for bidirectional streams :meth:`play`, :meth:`checkpoint`,
+    :meth:`clear` and :meth:`send_dtmf`.
+    """
+
+    def __init__(
+        self,
+        session: Session,
+        *,
+        call_id: str,
+        stream_id: str,
+        account_id: str,
+        format: AudioFormat,
+        tracks: tuple[str, ...],
+        extra_headers: Mapping[str, str],
+        path: str,
+        query: Mapping[str, str],
+        route: str,
+        bidirectional: bool,
+        logger: logging.LoggerAdapter[logging.Logger],
+    ) -> None:
+        self._session = session
+        self.call_id = call_id
+        self.stream_id = stream_id
+        self.account_id = account_id
+        self.format = format
+        self.tracks = tracks
+        self.extra_headers = dict(extra_headers)
+        self.path = path
+        self.query = dict(query)
+        self.route = route
+        self.bidirectional = bidirectional
+        self.logger = logger
+
+    @property
+    def sample_rate(self) -> int:
+        return self.format.sample_rate
+
+    def stats(self) -> dict[str, Any]:
+        """Live counters of the stream: frames, gaps, duplicates, handler drops..."""
+        return self._session.summary()
+
+    def _require_bidirectional(self) -> None:
+        if not self.bidirectional:
+            raise NotBidirectionalError(
+                f"route {self.route!r} is not bidirectional; set bidirectional = true for it "
+                '(and bidirectional="true" in the <Stream> XML)'
+            )
+
+    async def play(self, pcm: np.ndarray, rate: int | None = None) -> None:
+        """Queue ``pcm`` (int16, or float in -1..1) for the caller, at ``rate`` Hz.
+
+        The audio is resampled to the stream's rate, encoded in its format and sent as
+        ``playAudio`` frames of 20 ms. Waits only if the socket's write buffer is full.
+        """
+        self._require_bidirectional()
+        await self._session.play(pcm, rate or self.format.sample_rate)
+
+    async def play_encoded(self, payload: bytes) -> None:
+        """Send audio already encoded in the stream's format (e.g. forwarded bytes)."""
+        self._require_bidirectional()
+        await self._session.play_encoded(payload)
+
+    def checkpoint(self, name: str) -> asyncio.Future[bool]:
+        """Send a checkpoint after the audio queued so far.
+
+        The future resolves to True when the provider reports it played (``playedStream``),
+        and to False when the audio before it was cleared or the stream ended first.
+        """
+        self._require_bidirectional()
+        return self._session.checkpoint(name)
+
+    def clear(self) -> None:
+        """Drop all queued, unplayed audio on the provider side (barge-in)."""
+        self._require_bidirectional()
+        self._session.clear_audio()
+
+    def send_dtmf(self, digits: str) -> None:
+        """Play DTMF tones into the call."""
+        self._require_bidirectional()
+        self._session.send_dtmf(digits)
+
+    def __repr__(self) -> str:
+        return f"<StreamContext call={self.call_id} stream={self.stream_id} route={self.route}>"
+
+
+class Handler:
+    """Base class for stream handlers. Override the hooks you need; all are optional.
+
+    One instance serves one stream. ``Options`` may be set to a ``msgspec.Struct`` subclass
+    describing the handler's config table; it is validated when the server starts, and the
+    instance receives the parsed value as ``self.options``.
+    """
+
+    #: Options struct type; ``None`` means the handler takes no options.
+    Options: ClassVar[type[msgspec.Struct] | None] = None
+    #: Max audio (seconds) waiting in this handler's input before the oldest is dropped.
+    max_queue_s: ClassVar[float] = 10.0
+
+    def __init__(self, ctx: StreamContext, options: Any = None) -> None:
+        self.ctx = ctx
+        self.options = options
+
+    async def on_start(self) -> None:
+        """The stream started; ``self.ctx`` is complete."""
+
+    async def on_audio(self, chunk: AudioChunk) -> None:
+        """Audio of one track, in order. Chunks may be coalesced when the handler lags."""
+
+    async def on_dtmf(self, dtmf: Dtmf) -> None:
+        """A DTMF digit from the caller."""
+
+    async def on_event(self, event: Gap | Event) -> None:
+        """Anything else: :class:`Gap`, ``PlayedStream``, ``ClearedAudio``, ``Unknown``..."""
+
+    async def on_stop(self, reason: StopReason) -> None:
+        """The stream ended. Always called exactly once, also after errors."""
+
+
+@dataclass(frozen=True)
+class HandlerSpec:
+    """A resolved handler: its name, class and validated options."""
+
+    name: str
+    cls: type[Handler]
+    options: Any = None
+    raw_options: Mapping[str, Any] = field(default_factory=dict)
+
+    def create(self, ctx: StreamContext) -> Handler:
+        return self.cls(ctx, self.options)
+
+
+def _resolve(name: str) -> type[Handler]:
+    if ":" in name:
+        module_name, _, attr = name.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise HandlerLoadError(f"cannot import module {module_name!r}: {exc}") from exc
+        obj: Any = module
+        for part in attr.split("."):
+            try:
+                obj = getattr(obj, part)
+            except AttributeError:
+                raise HandlerLoadError(f"module {module_name!r} has no {attr!r}") from None
+    else:
+        found = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == name]
+        if not found:
+            known = sorted({ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)})
+            raise HandlerLoadError(
+                f"unknown handler {name!r}; installed handlers: {', '.join(known) or 'none'} "
+                "(or use 'package.module:ClassName')"
+            )
+        try:
+            obj = found[0].load()
+        except Exception as exc:
+            raise HandlerLoadError(f"handler {name!r} failed to load: {exc}") from exc
+    if not (isinstance(obj, type) and issubclass(obj, Handler)):
+        raise HandlerLoadError(f"{name!r} is not a streamserver.handler.Handler subclass")
+    return obj
+
+
+def load_handler(
+    name: str,
+    options: Mapping[str, Any] | None = None,
+    *,
+    defaults: Callable[[type[Handler]], Mapping[str, Any]] | None = None,
+) -> HandlerSpec:
+    """Resolve ``name`` (entry point or ``module:Class``) and validate its options.
+
+    Raises :class:`HandlerLoadError` naming the handler and the bad key.
+    """
+    cls = _resolve(name)
+    raw = dict(defaults(cls) if defaults else {})
+    raw.update(options or {})
+    parsed: Any = None
+    if cls.Options is not None:
+        try:
+            parsed = msgspec.convert(raw, cls.Options, strict=False)
+        except msgspec.ValidationError as exc:
+            msg = str(exc).replace("`$.", f"`handler.{name}.")
+            raise HandlerLoadError(f"handler {name!r} options: {msg}") from None
+    elif raw:
+        raise HandlerLoadError(f"handler {name!r} takes no options, got {sorted(raw)}")
+    return HandlerSpec(name, cls, parsed, raw)

@@ -1,0 +1,165 @@
+"""Process-wide counters and gauges, rendered in the Prometheus text format (v0.0.4).
+
+Plain integer attributes keep the per-frame cost to one attribute increment; labelled
+counters (close codes, error kinds, handler names) live in small dicts touched only on
+rare events.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["Metrics"]
+
+
+class Metrics:
+    """All counters of one server process."""
+
+    def __init__(self) -> None:
+        self.started_at = time.time()
+        # Streams
+        self.streams_active = 0
+        self.streams_total = 0
+        self.connections_rejected: defaultdict[str, int] = defaultdict(int)
+        self.close_codes: defaultdict[int, int] = defaultdict(int)
+        self.stop_reasons: defaultdict[str, int] = defaultdict(int)
+        # Frames
+        self.frames_received = 0
+        self.media_frames = 0
+        self.bytes_received = 0
+        self.audio_bytes = 0
+        self.frames_sent = 0
+        self.bytes_sent = 0
+        self.frames_invalid: defaultdict[str, int] = defaultdict(int)
+        self.events_unknown = 0
+        self.dtmf_received = 0
+        # Ordering
+        self.duplicates = 0
+        self.reordered = 0
+        self.gaps = 0
+        self.gap_samples = 0
+        # Handlers
+        self.handler_dropped_samples: defaultdict[str, int] = defaultdict(int)
+        self.handler_errors: defaultdict[str, int] = defaultdict(int)
+        # Timing
+        self.decode_seconds = 0.0
+        self.loop_lag_s = 0.0
+        self.loop_lag_max_s = 0.0
+        # Signature checks
+        self.signature_checks: defaultdict[str, int] = defaultdict(int)
+        # Control callbacks (control app)
+        self.callbacks: defaultdict[str, int] = defaultdict(int)
+
+    def render(self, *, draining: bool = False) -> str:
+        """Prometheus text exposition of every metric."""
+        out: list[str] = []
+
+        def metric(name: str, kind: str, help_: str, value: float | None = None) -> None:
+            out.append(f"# HELP streamserver_{name} {help_}")
+            out.append(f"# TYPE streamserver_{name} {kind}")
+            if value is not None:
+                out.append(f"streamserver_{name} {_num(value)}")
+
+        def labelled(
+            name: str, kind: str, help_: str, label: str, values: Mapping[Any, int]
+        ) -> None:
+            metric(name, kind, help_)
+            for key, value in sorted(values.items(), key=lambda kv: str(kv[0])):
+                out.append(f'streamserver_{name}{{{label}="{_esc(str(key))}"}} {_num(value)}')
+
+        metric("up", "gauge", "1 while serving, 0 while draining.", 0 if draining else 1)
+        metric("uptime_seconds", "gauge", "Seconds since start.", time.time() - self.started_at)
+        metric("streams_active", "gauge", "Streams open now.", self.streams_active)
+        metric("streams_total", "counter", "Streams accepted.", self.streams_total)
+        labelled(
+            "connections_rejected_total",
+            "counter",
+            "Connections refused before upgrade.",
+            "reason",
+            dict(self.connections_rejected),
+        )
+        labelled(
+            "close_codes_total",
+            "counter",
+            "WebSocket close codes of ended streams.",
+            "code",
+            dict(self.close_codes),
+        )
+        labelled(
+            "stop_reasons_total",
+            "counter",
+            "Why streams ended.",
+            "reason",
+            dict(self.stop_reasons),
+        )
+        metric("frames_received_total", "counter", "Text frames received.", self.frames_received)
+        metric("media_frames_total", "counter", "Media frames received.", self.media_frames)
+        metric("bytes_received_total", "counter", "Frame bytes received.", self.bytes_received)
+        metric("audio_bytes_total", "counter", "Decoded audio payload bytes.", self.audio_bytes)
+        metric("frames_sent_total", "counter", "Frames sent to the provider.", self.frames_sent)
+        metric("bytes_sent_total", "counter", "Frame bytes sent.", self.bytes_sent)
+        labelled(
+            "frames_invalid_total",
+            "counter",
+            "Frames skipped as invalid.",
+            "kind",
+            dict(self.frames_invalid),
+        )
+        metric("events_unknown_total", "counter", "Unknown events ignored.", self.events_unknown)
+        metric("dtmf_total", "counter", "DTMF events received.", self.dtmf_received)
+        metric("duplicates_total", "counter", "Duplicate media frames dropped.", self.duplicates)
+        metric("reordered_total", "counter", "Media frames put back in order.", self.reordered)
+        metric("gaps_total", "counter", "Gaps detected in media.", self.gaps)
+        metric("gap_samples_total", "counter", "Samples missing in gaps.", self.gap_samples)
+        labelled(
+            "handler_dropped_samples_total",
+            "counter",
+            "Audio samples dropped because a handler fell behind.",
+            "handler",
+            dict(self.handler_dropped_samples),
+        )
+        labelled(
+            "handler_errors_total",
+            "counter",
+            "Handler exceptions (handler disabled).",
+            "handler",
+            dict(self.handler_errors),
+        )
+        metric(
+            "decode_seconds_total", "counter", "Time spent decoding frames.", self.decode_seconds
+        )
+        metric("event_loop_lag_seconds", "gauge", "Latest event-loop lag.", self.loop_lag_s)
+        metric(
+            "event_loop_lag_max_seconds",
+            "gauge",
+            "Max event-loop lag since start.",
+            self.loop_lag_max_s,
+        )
+        labelled(
+            "signature_checks_total",
+            "counter",
+            "Upgrade signature checks.",
+            "result",
+            dict(self.signature_checks),
+        )
+        labelled(
+            "callbacks_total",
+            "counter",
+            "Provider callbacks received.",
+            "kind",
+            dict(self.callbacks),
+        )
+        return "\n".join(out) + "\n"
+
+
+def _num(value: float) -> str:
+    if isinstance(value, int):
+        return str(value)
+    return repr(float(value))
+
+
+def _esc(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")

@@ -1,0 +1,694 @@
+"""One live stream: protocol state, ordering and gap detection, fan-out to handlers, playback.
+
+The session is transport-agnostic: the server feeds it text frames with :meth:`feed_text`
+and gives it an :class:`Outlet` to send frames and close the socket. Nothing here awaits per
+frame: decoding, ordering and queueing into every handler's input are plain function calls;
+each handler runs on its own task (:class:`HandlerRunner`).
+
+Ordering (per track): Plivo's ``chunk`` counts media per track from 1. In-order chunks are
+delivered at once; a chunk ahead of the expected one waits in a small reorder window for the
+missing ones; when the window overflows, the missing chunks are declared a :class:`Gap`
+(exact sample count) and delivery continues. Older chunks are duplicates and dropped.
+Without ``chunk``, the media ``timestamp`` (ms) places audio; without both, audio is
+contiguous.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from . import audio
+from .audio import AudioFormat
+from .handler import AudioChunk, Gap, Handler, HandlerSpec, StopReason, StreamContext
+from .metrics import Metrics
+from .protocol import plivo
+from .protocol.events import (
+    ClearedAudio,
+    Dtmf,
+    Event,
+    Media,
+    PlayedStream,
+    Start,
+    Stop,
+    Unknown,
+)
+
+__all__ = ["Outlet", "Route", "Session", "SessionLimits"]
+
+log = logging.getLogger("streamserver.session")
+
+# Close codes (RFC 6455 §7.4.1)
+CLOSE_NORMAL = 1000
+CLOSE_GOING_AWAY = 1001
+CLOSE_UNSUPPORTED = 1003
+CLOSE_INVALID_DATA = 1007
+CLOSE_POLICY = 1008
+CLOSE_TOO_BIG = 1009
+CLOSE_INTERNAL = 1011
+
+#: Ids become path parts (recordings); only safe characters are accepted.
+_SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}\Z")
+
+
+class Outlet(Protocol):
+    """What a session needs from its transport."""
+
+    def send_text(self, data: bytes) -> None: ...
+    def close(self, code: int, reason: str) -> None: ...
+    def write_paused(self) -> bool: ...
+    async def wait_writable(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Route:
+    """A WebSocket path and the handlers every stream on it gets."""
+
+    path: str
+    handlers: tuple[HandlerSpec, ...]
+    bidirectional: bool = True
+
+
+@dataclass(frozen=True)
+class SessionLimits:
+    """Per-stream tunables (see ``[session]`` in the config)."""
+
+    reorder_window: int = 5  # frames held while waiting for a missing chunk
+    max_invalid_frames: int = 100  # then close 1007
+    send_timeout_s: float = 5.0  # a blocked socket for this long ends the session
+    handler_queue_s: float = 10.0  # default audio bound per handler input
+
+
+class _Track:
+    __slots__ = ("frames", "name", "next_chunk", "next_pos", "pending", "ts0")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.next_chunk = 1
+        self.next_pos = 0
+        self.pending: dict[int, tuple[np.ndarray, bytes]] = {}
+        self.frames = 0
+        self.ts0: int | None = None
+
+
+_STOP = object()
+
+
+class HandlerRunner:
+    """One handler's bounded, ordered, coalescing input and the task that drains it."""
+
+    def __init__(self, session: Session, spec: HandlerSpec, handler: Handler, max_samples: int):
+        self.session = session
+        self.spec = spec
+        self.handler = handler
+        self.max_samples = max_samples
+        self.queue: deque[Any] = deque()
+        self.queued_samples = 0
+        self.dropped_samples = 0
+        self.failed = False
+        self._waiter: asyncio.Future[None] | None = None
+        self.task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self.task = asyncio.get_running_loop().create_task(
+            self._run(), name=f"handler:{self.spec.name}:{self.session.stream_id}"
+        )
+
+    def push_audio(self, chunk: AudioChunk) -> None:
+        if self.failed:
+            return
+        self.queue.append(chunk)
+        self.queued_samples += len(chunk.samples)
+        if self.queued_samples > self.max_samples:
+            self._drop_oldest_audio()
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def push(self, item: Any) -> None:
+        if self.failed and item is not _STOP:
+            return
+        self.queue.append(item)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _drop_oldest_audio(self) -> None:
+        # Drop from the oldest end until under the bound; control events stay.
+        kept: deque[Any] = deque()
+        q = self.queue
+        while self.queued_samples > self.max_samples and q:
+            item = q.popleft()
+            if type(item) is AudioChunk:
+                n = len(item.samples)
+                self.queued_samples -= n
+                self.dropped_samples += n
+                self.session.metrics.handler_dropped_samples[self.spec.name] += n
+            else:
+                kept.append(item)
+        if kept:
+            kept.extend(q)
+            self.queue = kept
+
+    async def _wait(self) -> None:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiter = fut
+        try:
+            await fut
+        finally:
+            self._waiter = None
+
+    def _take(self) -> Any:
+        item = self.queue.popleft()
+        if type(item) is not AudioChunk:
+            return item
+        self.queued_samples -= len(item.samples)
+        q = self.queue
+        if not q or type(q[0]) is not AudioChunk:
+            return item
+        # Coalesce contiguous audio of the same track: a lagging handler catches up in
+        # fewer, bigger calls (natural batching).
+        parts = [item]
+        end = item.end
+        while q and type(q[0]) is AudioChunk and q[0].track == item.track and q[0].position == end:
+            nxt = q.popleft()
+            self.queued_samples -= len(nxt.samples)
+            parts.append(nxt)
+            end = nxt.end
+        if len(parts) == 1:
+            return item
+        payloads = [p.payload for p in parts if p.payload is not None]
+        return AudioChunk(
+            item.track,
+            np.concatenate([p.samples for p in parts]),
+            item.position,
+            item.sample_rate,
+            b"".join(payloads) if len(payloads) == len(parts) else None,
+        )
+
+    async def _run(self) -> None:
+        handler = self.handler
+        try:
+            await self._call(handler.on_start())
+            while True:
+                if not self.queue:
+                    await self._wait()
+                    continue
+                item = self._take()
+                if item is _STOP:
+                    break
+                if self.failed:
+                    continue
+                kind = type(item)
+                if kind is AudioChunk:
+                    await self._call(handler.on_audio(item))
+                elif kind is Dtmf:
+                    await self._call(handler.on_dtmf(item))
+                else:
+                    await self._call(handler.on_event(item))
+        finally:
+            try:
+                await handler.on_stop(self.session.stop_reason or StopReason.CLOSED)
+            except Exception:
+                self._failed("on_stop")
+
+    async def _call(self, coro: Any) -> None:
+        if self.failed:
+            coro.close()
+            return
+        try:
+            await coro
+        except Exception:
+            self._failed(coro.__qualname__.rsplit(".", 1)[-1])
+
+    def _failed(self, hook: str) -> None:
+        ctx = self.handler.ctx
+        ctx.logger.exception(
+            "handler %s failed in %s; disabled for this stream", self.spec.name, hook
+        )
+        self.session.metrics.handler_errors[self.spec.name] += 1
+        self.failed = True
+        # Keep only the stop marker: the handler gets nothing else.
+        stop_pending = any(item is _STOP for item in self.queue)
+        self.queue.clear()
+        self.queued_samples = 0
+        if stop_pending:
+            self.queue.append(_STOP)
+
+
+class Session:
+    """One WebSocket stream from connect to close."""
+
+    def __init__(
+        self,
+        outlet: Outlet,
+        route: Route,
+        metrics: Metrics,
+        *,
+        path: str,
+        query: Mapping[str, str],
+        limits: SessionLimits | None = None,
+        peer: str = "",
+    ) -> None:
+        self.outlet = outlet
+        self.route = route
+        self.metrics = metrics
+        self.path = path
+        self.query = query
+        self.limits = limits or SessionLimits()
+        self.peer = peer
+        self.started = False
+        self.ended = False
+        self.stop_reason: StopReason | None = None
+        self.start_event: Start | None = None
+        self.stream_id = "-"
+        self.call_id = "-"
+        self.ctx: StreamContext | None = None
+        self.runners: list[HandlerRunner] = []
+        self.connected_at = time.monotonic()
+        self.started_at_wall: float | None = None
+        self.last_rx = self.connected_at
+        self.fmt: AudioFormat | None = None
+        self._tracks: dict[str, _Track] = {}
+        self._decode = audio.ulaw_decode
+        self._last_seq: int | None = None
+        # counters (also reported per stream)
+        self.frames = 0
+        self.media_frames = 0
+        self.invalid_frames = 0
+        self.duplicates = 0
+        self.gaps = 0
+        self.gap_samples = 0
+        self.unknown_events = 0
+        self.frames_sent = 0
+        self._invalid_logged: set[str] = set()
+        # playback
+        self._checkpoints: dict[str, deque[tuple[asyncio.Future[bool], int]]] = {}
+        self._clear_epoch = 0
+        self.logger: logging.LoggerAdapter[logging.Logger] = logging.LoggerAdapter(
+            log, {"stream_id": "-", "call_id": "-"}
+        )
+
+    # -- inbound -------------------------------------------------------------------------
+
+    def feed_text(self, data: bytes) -> None:
+        """Handle one text frame. Never raises for bad input: counts, logs, maybe closes."""
+        if self.ended:
+            return
+        m = self.metrics
+        m.frames_received += 1
+        m.bytes_received += len(data)
+        self.frames += 1
+        t0 = time.perf_counter()
+        try:
+            event = plivo.decode(data)
+        except plivo.ProtocolError as exc:
+            m.decode_seconds += time.perf_counter() - t0
+            self._invalid(exc.kind, exc.reason)
+            return
+        if type(event) is Media:
+            if not self.started:
+                self._violation("media before start: the first event must be 'start'")
+                return
+            self._on_media(event)
+            m.decode_seconds += time.perf_counter() - t0
+            return
+        m.decode_seconds += time.perf_counter() - t0
+        self._on_event(event)
+
+    def feed_binary(self) -> None:
+        """Plivo sends only text frames; binary is unsupported data (1003)."""
+        self.metrics.frames_invalid["binary"] += 1
+        self.logger.warning("binary frame received; Plivo streams use text frames only")
+        self.close(CLOSE_UNSUPPORTED, "binary frames are not supported")
+
+    def _invalid(self, kind: str, reason: str) -> None:
+        self.metrics.frames_invalid[kind] += 1
+        self.invalid_frames += 1
+        if kind not in self._invalid_logged:
+            self._invalid_logged.add(kind)
+            self.logger.warning("invalid frame skipped (%s): %s", kind, reason)
+        else:
+            self.logger.debug("invalid frame skipped (%s): %s", kind, reason)
+        if self.invalid_frames > self.limits.max_invalid_frames:
+            self.close(CLOSE_INVALID_DATA, f"too many invalid frames (last: {kind})")
+
+    def _violation(self, reason: str) -> None:
+        self.metrics.frames_invalid["policy"] += 1
+        self.logger.warning("closing stream: %s", reason)
+        self.close(CLOSE_POLICY, reason)
+
+    def _on_event(self, event: Event) -> None:
+        kind = type(event)
+        if kind is Start:
+            self._on_start(event)  # type: ignore[arg-type]
+            return
+        if kind is Unknown:
+            self.unknown_events += 1
+            self.metrics.events_unknown += 1
+            if self.unknown_events == 1:
+                self.logger.info("ignoring unknown event %r", event.event)  # type: ignore[union-attr]
+            if self.started:
+                self._fanout(event)
+            return
+        if not self.started:
+            self._violation(f"{kind.__name__} before start: the first event must be 'start'")
+            return
+        if kind is Dtmf:
+            self.metrics.dtmf_received += 1
+            self.logger.info("dtmf %s on %s", event.digit, event.track)  # type: ignore[union-attr]
+            self._fanout(event)
+        elif kind is PlayedStream:
+            self._on_played(event.name)  # type: ignore[union-attr]
+            self._fanout(event)
+        elif kind is ClearedAudio:
+            self._on_cleared()
+            self._fanout(event)
+        elif kind is Stop:
+            self.end(StopReason.STOP_EVENT)
+            self.close(CLOSE_NORMAL, "stream stopped")
+
+    def _on_start(self, start: Start) -> None:
+        if self.started:
+            self._invalid("duplicate_start", "a second 'start' event was ignored")
+            return
+        for label, value in (("streamId", start.stream_id), ("callId", start.call_id)):
+            if not _SAFE_ID.match(value):
+                self._violation(f"invalid {label} {value[:64]!r}: expected [A-Za-z0-9._:-]")
+                return
+        if start.account_id and not _SAFE_ID.match(start.account_id):
+            self._violation("invalid accountId")
+            return
+        self.started = True
+        self.started_at_wall = time.time()
+        self.start_event = start
+        self.stream_id = start.stream_id
+        self.call_id = start.call_id
+        self.fmt = AudioFormat(start.encoding, start.sample_rate)
+        self._decode = (
+            audio.ulaw_decode if start.encoding == audio.ENCODING_MULAW else audio.l16_decode
+        )
+        self._tracks = {t: _Track(t) for t in start.tracks}
+        self.logger = logging.LoggerAdapter(
+            log, {"stream_id": start.stream_id, "call_id": start.call_id}
+        )
+        ctx = StreamContext(
+            self,
+            call_id=start.call_id,
+            stream_id=start.stream_id,
+            account_id=start.account_id,
+            format=self.fmt,
+            tracks=start.tracks,
+            extra_headers=start.extra_headers,
+            path=self.path,
+            query=self.query,
+            route=self.route.path,
+            bidirectional=self.route.bidirectional,
+            logger=logging.LoggerAdapter(
+                logging.getLogger("streamserver.handler"),
+                {"stream_id": start.stream_id, "call_id": start.call_id},
+            ),
+        )
+        self.ctx = ctx
+        rate = start.sample_rate
+        for spec in self.route.handlers:
+            try:
+                handler = spec.create(ctx)
+            except Exception:
+                self.logger.exception("handler %s could not be created; skipped", spec.name)
+                self.metrics.handler_errors[spec.name] += 1
+                continue
+            max_s = min(handler.max_queue_s, self.limits.handler_queue_s)
+            runner = HandlerRunner(self, spec, handler, max(int(max_s * rate), rate // 50))
+            self.runners.append(runner)
+            runner.start()
+        self.logger.info(
+            "stream started: call=%s stream=%s account=%s route=%s format=%s tracks=%s "
+            "handlers=%s peer=%s",
+            start.call_id,
+            start.stream_id,
+            start.account_id or "-",
+            self.route.path,
+            self.fmt.content_type,
+            ",".join(start.tracks),
+            ",".join(r.spec.name for r in self.runners) or "-",
+            self.peer,
+        )
+
+    def _on_media(self, media: Media) -> None:
+        tr = self._tracks.get(media.track)
+        if tr is None:
+            self._invalid("track", f"media for track {media.track!r} not announced in start")
+            return
+        payload = media.payload
+        try:
+            samples = self._decode(payload)
+        except ValueError as exc:
+            self._invalid("audio", str(exc))
+            return
+        m = self.metrics
+        m.media_frames += 1
+        m.audio_bytes += len(payload)
+        self.media_frames += 1
+        c = media.chunk
+        if c is None:
+            self._place_by_time(tr, media.timestamp_ms, samples, payload)
+            return
+        if c == tr.next_chunk:
+            self._deliver(tr, samples, payload, tr.next_pos)
+            if tr.pending:
+                self._drain_pending(tr)
+        elif c < tr.next_chunk or c in tr.pending:
+            self.duplicates += 1
+            m.duplicates += 1
+        else:
+            tr.pending[c] = (samples, payload)
+            if len(tr.pending) > self.limits.reorder_window:
+                self._skip_missing(tr)
+
+    def _drain_pending(self, tr: _Track) -> None:
+        pending = tr.pending
+        while tr.next_chunk in pending:
+            samples, payload = pending.pop(tr.next_chunk)
+            self.metrics.reordered += 1
+            self._deliver(tr, samples, payload, tr.next_pos)
+
+    def _skip_missing(self, tr: _Track) -> None:
+        """The reorder window overflowed: declare the missing chunks lost (a gap)."""
+        first = min(tr.pending)
+        missing = first - tr.next_chunk
+        samples_per_chunk = len(tr.pending[first][0])
+        self._gap(tr, missing * samples_per_chunk)
+        tr.next_chunk = first
+        self._drain_pending(tr)
+
+    def _place_by_time(
+        self, tr: _Track, ts: int | None, samples: np.ndarray, payload: bytes
+    ) -> None:
+        if ts is None:
+            self._deliver(tr, samples, payload, tr.next_pos)
+            return
+        if tr.ts0 is None:
+            tr.ts0 = ts
+        assert self.fmt is not None
+        pos = (ts - tr.ts0) * self.fmt.sample_rate // 1000
+        half = len(samples) // 2
+        if pos <= tr.next_pos - half - len(samples) + 1 and tr.frames:
+            self.duplicates += 1
+            self.metrics.duplicates += 1
+            return
+        if pos >= tr.next_pos + half and tr.frames:
+            self._gap(tr, pos - tr.next_pos)
+        self._deliver(tr, samples, payload, tr.next_pos)
+
+    def _gap(self, tr: _Track, n: int) -> None:
+        if n <= 0:
+            return
+        gap = Gap(tr.name, tr.next_pos, n)
+        tr.next_pos += n
+        self.gaps += 1
+        self.gap_samples += n
+        self.metrics.gaps += 1
+        self.metrics.gap_samples += n
+        self.logger.debug("gap of %d samples on %s at %d", n, tr.name, gap.position)
+        for r in self.runners:
+            r.push(gap)
+
+    def _deliver(self, tr: _Track, samples: np.ndarray, payload: bytes, pos: int) -> None:
+        assert self.fmt is not None
+        chunk = AudioChunk(tr.name, samples, pos, self.fmt.sample_rate, payload)
+        tr.next_pos = pos + len(samples)
+        tr.next_chunk += 1
+        tr.frames += 1
+        for r in self.runners:
+            r.push_audio(chunk)
+
+    def _fanout(self, event: Any) -> None:
+        for r in self.runners:
+            r.push(event)
+
+    # -- outbound (bidirectional) ---------------------------------------------------------
+
+    def _send(self, data: bytes) -> None:
+        if self.ended:
+            return
+        self.outlet.send_text(data)
+        self.frames_sent += 1
+        self.metrics.frames_sent += 1
+        self.metrics.bytes_sent += len(data)
+
+    async def _backpressure(self) -> None:
+        if self.outlet.write_paused():
+            try:
+                await asyncio.wait_for(self.outlet.wait_writable(), self.limits.send_timeout_s)
+            except TimeoutError:
+                self.logger.warning(
+                    "socket not writable for %.1f s; closing stream", self.limits.send_timeout_s
+                )
+                self.close(CLOSE_GOING_AWAY, "send timeout")
+
+    async def play(self, pcm: np.ndarray, rate: int) -> None:
+        fmt = self.fmt
+        if fmt is None or self.ended:
+            return
+        samples = audio.to_int16(np.asarray(pcm))
+        if rate != fmt.sample_rate:
+            # Each play() is a whole clip: resample it completely (a streaming resampler
+            # would hold back its tail until the next call).
+            samples = audio.resample(samples, rate, fmt.sample_rate)
+        await self.play_encoded(fmt.encode(samples))
+
+    async def play_encoded(self, payload: bytes) -> None:
+        fmt = self.fmt
+        if fmt is None or self.ended or not payload:
+            return
+        step = fmt.frame_bytes
+        enc, rate, sid = fmt.encoding, fmt.sample_rate, self.stream_id
+        for i in range(0, len(payload), step):
+            self._send(plivo.encode_play_audio(payload[i : i + step], enc, rate, sid))
+        await self._backpressure()
+
+    def checkpoint(self, name: str) -> asyncio.Future[bool]:
+        fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        if self.ended:
+            fut.set_result(False)
+            return fut
+        self._checkpoints.setdefault(name, deque()).append((fut, self._clear_epoch))
+        self._send(plivo.encode_checkpoint(self.stream_id, name))
+        return fut
+
+    def clear_audio(self) -> None:
+        self._clear_epoch += 1
+        self._send(plivo.encode_clear_audio(self.stream_id))
+
+    def send_dtmf(self, digits: str) -> None:
+        self._send(plivo.encode_send_dtmf(digits))
+
+    def _on_played(self, name: str) -> None:
+        waiting = self._checkpoints.get(name)
+        while waiting:
+            fut, _ = waiting.popleft()
+            if not fut.done():
+                fut.set_result(True)
+                break
+        if waiting is not None and not waiting:
+            del self._checkpoints[name]
+
+    def _on_cleared(self) -> None:
+        # Checkpoints sent before the latest clear will never be played.
+        epoch = self._clear_epoch
+        for name in list(self._checkpoints):
+            waiting = self._checkpoints[name]
+            keep = deque((f, e) for f, e in waiting if e >= epoch)
+            for fut, e in waiting:
+                if e < epoch and not fut.done():
+                    fut.set_result(False)
+            if keep:
+                self._checkpoints[name] = keep
+            else:
+                del self._checkpoints[name]
+
+    # -- end -----------------------------------------------------------------------------
+
+    def close(self, code: int, reason: str) -> None:
+        """Close the socket with ``code`` (the session ends when the transport is lost)."""
+        if code != CLOSE_NORMAL and not self.ended:
+            self.end(StopReason.DRAIN if code == CLOSE_GOING_AWAY else StopReason.ERROR)
+        self.outlet.close(code, reason)
+
+    def end(self, reason: StopReason) -> None:
+        """Finish the stream: flush ordering buffers, stop every handler. Idempotent."""
+        if self.ended:
+            return
+        if self.started:
+            for tr in self._tracks.values():
+                while tr.pending:
+                    self._skip_missing(tr)
+        self.ended = True
+        self.stop_reason = reason
+        for waiting in self._checkpoints.values():
+            for fut, _ in waiting:
+                if not fut.done():
+                    fut.set_result(False)
+        self._checkpoints.clear()
+        for r in self.runners:
+            r.push(_STOP)
+        if self.started:
+            self.metrics.stop_reasons[reason.value] += 1
+            dropped = sum(r.dropped_samples for r in self.runners)
+            self.logger.info(
+                "stream ended: call=%s stream=%s reason=%s duration=%.1fs frames=%d media=%d "
+                "gaps=%d gap_samples=%d duplicates=%d invalid=%d handler_drops=%d sent=%d",
+                self.call_id,
+                self.stream_id,
+                reason.value,
+                time.monotonic() - self.connected_at,
+                self.frames,
+                self.media_frames,
+                self.gaps,
+                self.gap_samples,
+                self.duplicates,
+                self.invalid_frames,
+                dropped,
+                self.frames_sent,
+            )
+
+    async def wait_handlers(self, timeout_s: float) -> None:
+        """Wait for every handler's ``on_stop`` to finish (cancel after ``timeout_s``)."""
+        tasks = [r.task for r in self.runners if r.task is not None]
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=timeout_s)
+        for t in pending:
+            self.logger.warning(
+                "handler task %s did not stop in %.1fs; cancelled", t.get_name(), timeout_s
+            )
+            t.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=1.0)
+
+    def summary(self) -> dict[str, Any]:
+        """Live numbers for ops endpoints."""
+        return {
+            "call_id": self.call_id,
+            "stream_id": self.stream_id,
+            "route": self.route.path,
+            "handlers": [r.spec.name for r in self.runners],
+            "failed_handlers": [r.spec.name for r in self.runners if r.failed],
+            "duration_s": round(time.monotonic() - self.connected_at, 3),
+            "frames": self.frames,
+            "media_frames": self.media_frames,
+            "gaps": self.gaps,
+            "gap_samples": self.gap_samples,
+            "duplicates": self.duplicates,
+            "handler_dropped_samples": sum(r.dropped_samples for r in self.runners),
+            "format": self.fmt.content_type if self.fmt else None,
+        }

@@ -1,0 +1,277 @@
+"""Typed settings: TOML file, then environment, then command-line flags.
+
+Nothing reads the environment at import time; :func:`load_settings` is called once by the
+CLI and the result passed down. Every problem raises :class:`ConfigError` naming the key
+and what is wrong (the CLI exits with code 2).
+
+Environment overrides use ``STREAMSERVER_<SECTION>__<KEY>`` (double underscore between
+table and key), e.g. ``STREAMSERVER_SERVER__PORT=9000`` or
+``STREAMSERVER_HANDLER__RECORDER__RECORD_DIR=/data``. Values are parsed as TOML scalars
+when possible (``true``, ``8``, ``[\"a\"]``), else taken as strings. Credentials come from
+``PLIVO_AUTH_ID`` / ``PLIVO_AUTH_TOKEN`` unless set in ``[plivo]``.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, get_type_hints
+
+__all__ = [
+    "ConfigError",
+    "PlivoSettings",
+    "RouteSettings",
+    "ServerSettings",
+    "SessionSettings",
+    "Settings",
+    "load_settings",
+]
+
+ENV_PREFIX = "STREAMSERVER_"
+
+
+class ConfigError(Exception):
+    """A configuration problem; the message names the key."""
+
+
+@dataclass
+class ServerSettings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    #: URL the provider uses to reach this server (for signature checks and answer XML).
+    public_url: str = ""
+    max_streams: int = 2000
+    max_message_bytes: int = 65536
+    start_timeout_s: float = 10.0
+    idle_timeout_s: float = 60.0
+    drain_timeout_s: float = 30.0
+    handler_stop_timeout_s: float = 10.0
+    verify_signatures: bool = False
+    log_level: str = "INFO"
+    log_format: str = "text"
+    #: Freeze start-up objects out of the garbage collector (fewer, shorter GC pauses).
+    gc_freeze: bool = True
+
+
+@dataclass
+class SessionSettings:
+    reorder_window: int = 5
+    max_invalid_frames: int = 100
+    send_timeout_s: float = 5.0
+    handler_queue_s: float = 10.0
+
+
+@dataclass
+class PlivoSettings:
+    auth_id: str = ""
+    auth_token: str = ""
+    #: Extra tokens accepted for signatures (e.g. the main account's, or during rotation).
+    extra_auth_tokens: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RouteSettings:
+    handlers: list[str] = field(default_factory=list)
+    bidirectional: bool = True
+
+
+@dataclass
+class Settings:
+    server: ServerSettings = field(default_factory=ServerSettings)
+    session: SessionSettings = field(default_factory=SessionSettings)
+    plivo: PlivoSettings = field(default_factory=PlivoSettings)
+    #: WebSocket path -> route
+    routes: dict[str, RouteSettings] = field(default_factory=dict)
+    #: handler name -> its options table
+    handler: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: other top-level tables (e.g. ``[control]``, ``[emulator]``), kept raw for their owners
+    extra: dict[str, Any] = field(default_factory=dict)
+    source: str = "defaults"
+
+
+DEFAULT_ROUTES = {"/stream": RouteSettings(handlers=["recorder"], bidirectional=True)}
+_LOG_LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
+
+
+def _cast(value: Any, typ: Any, key: str) -> Any:
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in (
+            "true",
+            "1",
+            "yes",
+            "on",
+            "false",
+            "0",
+            "no",
+            "off",
+        ):
+            return value.lower() in ("true", "1", "yes", "on")
+        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    if typ is int:
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        try:
+            return int(value)
+        except ValueError:
+            raise ConfigError(f"{key}: expected an integer, got {value!r}") from None
+    if typ is float:
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        try:
+            return float(value)
+        except ValueError:
+            raise ConfigError(f"{key}: expected a number, got {value!r}") from None
+    if typ is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    if typ == list[str]:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{key}: expected a list of strings, got {value!r}")
+        return list(value)
+    raise ConfigError(f"{key}: unsupported type")  # pragma: no cover
+
+
+def _fill(obj: Any, table: Mapping[str, Any], prefix: str) -> None:
+    hints = get_type_hints(type(obj))
+    names = {f.name for f in fields(obj)}
+    for key, value in table.items():
+        if key not in names:
+            raise ConfigError(f"{prefix}.{key}: unknown key (known: {', '.join(sorted(names))})")
+        setattr(obj, key, _cast(value, hints[key], f"{prefix}.{key}"))
+
+
+def _env_value(raw: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw
+
+
+def _apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> None:
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        parts = [p.lower() for p in name[len(ENV_PREFIX) :].split("__")]
+        if any(not p for p in parts):
+            raise ConfigError(f"environment variable {name}: empty section or key")
+        node = data
+        for p in parts[:-1]:
+            child = node.setdefault(p, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"environment variable {name}: {p!r} is not a table")
+            node = child
+        node[parts[-1]] = _env_value(raw)
+
+
+def load_settings(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Build :class:`Settings` from a TOML file, the environment and flag overrides.
+
+    ``overrides`` maps dotted keys (``"server.port"``) to values from the command line.
+    """
+    env = os.environ if environ is None else environ
+    data: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        p = Path(path)
+        try:
+            data = tomllib.loads(p.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file {str(p)!r} not found") from None
+        except OSError as exc:
+            raise ConfigError(f"config file {str(p)!r} cannot be read: {exc}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {str(p)!r} is not valid TOML: {exc}") from None
+        source = str(p)
+    _apply_env(data, env)
+    for dotted, value in (overrides or {}).items():
+        if value is None:
+            continue
+        node = data
+        *heads, last = dotted.split(".")
+        for h in heads:
+            node = node.setdefault(h, {})
+        node[last] = value
+
+    s = Settings(source=source)
+    for key, table in data.items():
+        if key in ("server", "session", "plivo"):
+            if not isinstance(table, dict):
+                raise ConfigError(f"[{key}] must be a table")
+            _fill(getattr(s, key), table, key)
+        elif key == "routes":
+            if not isinstance(table, dict):
+                raise ConfigError("[routes] must be a table of paths")
+            for rpath, rtable in table.items():
+                if not isinstance(rtable, dict):
+                    raise ConfigError(f'routes."{rpath}" must be a table with handlers = [...]')
+                if not rpath.startswith("/"):
+                    raise ConfigError(f'routes."{rpath}": a route path must start with "/"')
+                r = RouteSettings()
+                _fill(r, rtable, f'routes."{rpath}"')
+                s.routes[rpath] = r
+        elif key == "handler":
+            if not isinstance(table, dict) or not all(isinstance(v, dict) for v in table.values()):
+                raise ConfigError("[handler.NAME] tables must hold each handler's options")
+            s.handler = {k: dict(v) for k, v in table.items()}
+        else:
+            s.extra[key] = table
+
+    if not s.routes:
+        s.routes = {
+            k: RouteSettings(list(v.handlers), v.bidirectional) for k, v in DEFAULT_ROUTES.items()
+        }
+    if not s.plivo.auth_id:
+        s.plivo.auth_id = env.get("PLIVO_AUTH_ID", "")
+    if not s.plivo.auth_token:
+        s.plivo.auth_token = env.get("PLIVO_AUTH_TOKEN", "")
+    _validate(s)
+    return s
+
+
+def _validate(s: Settings) -> None:
+    sv = s.server
+    if not 0 <= sv.port <= 65535:
+        raise ConfigError(f"server.port: {sv.port} is not a TCP port (0-65535)")
+    for name in ("max_streams", "max_message_bytes"):
+        if getattr(sv, name) < 1:
+            raise ConfigError(f"server.{name}: must be at least 1")
+    for name in ("start_timeout_s", "idle_timeout_s", "drain_timeout_s", "handler_stop_timeout_s"):
+        if getattr(sv, name) < 0:
+            raise ConfigError(f"server.{name}: must be >= 0 (0 disables where noted)")
+    if sv.log_level.upper() not in _LOG_LEVELS:
+        raise ConfigError(f"server.log_level: {sv.log_level!r} is not one of {sorted(_LOG_LEVELS)}")
+    sv.log_level = sv.log_level.upper()
+    if sv.log_format not in ("text", "json"):
+        raise ConfigError(f"server.log_format: {sv.log_format!r} must be 'text' or 'json'")
+    if sv.public_url and sv.public_url.split("://", 1)[0] not in ("ws", "wss", "http", "https"):
+        raise ConfigError(
+            f"server.public_url: {sv.public_url!r} must start with ws://, wss://, http:// or https://"
+        )
+    if sv.verify_signatures:
+        if not (s.plivo.auth_token or s.plivo.extra_auth_tokens):
+            raise ConfigError(
+                "server.verify_signatures: needs plivo.auth_token (or PLIVO_AUTH_TOKEN) "
+                "to check signatures"
+            )
+        if not sv.public_url:
+            raise ConfigError(
+                "server.verify_signatures: needs server.public_url, the URL Plivo connects to"
+            )
+    ss = s.session
+    if ss.reorder_window < 0:
+        raise ConfigError("session.reorder_window: must be >= 0")
+    if ss.handler_queue_s <= 0:
+        raise ConfigError("session.handler_queue_s: must be > 0")

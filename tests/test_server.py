@@ -1,0 +1,433 @@
+"""The real server on a real socket: recording, echo, limits, bad input, health endpoints."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import plivo_frames as pf
+import pytest
+import soundfile as sf
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from streamserver import audio
+from streamserver.handler import AudioChunk, Handler
+
+SID = "b77e037d-4119-44b5-902d-25826b654539"
+CID = "a1b2c3d4-0000-4000-8000-000000000001"
+T = 10.0  # generous timeout unit
+
+
+def tone(n: int, rate: int = 8000, freq: float = 440.0, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(n) / rate
+    x = 8000 * np.sin(2 * np.pi * freq * t) + rng.normal(0, 500, n)
+    return np.clip(x, -32768, 32767).astype(np.int16)
+
+
+async def wait_for(pred: Any, timeout: float = T) -> None:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not pred():
+        if loop.time() > end:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.01)
+
+
+async def stream_and_close(url: str, frames: list[str], *, close: bool = True) -> Any:
+    async with connect(url, compression=None) as ws:
+        for f in frames:
+            await ws.send(f)
+        if close:
+            await ws.close()
+        return ws
+
+
+def mulaw_frames(pcm: np.ndarray, track: str = "inbound") -> tuple[list[str], np.ndarray]:
+    enc = audio.ulaw_encode(pcm)
+    frames = [
+        pf.media(enc[i : i + 160], i // 160 + 1, track=track, timestamp=i // 8)
+        for i in range(0, len(enc), 160)
+    ]
+    return frames, audio.ulaw_decode(enc)
+
+
+async def wait_finished(server: Any) -> None:
+    await wait_for(lambda: not server.sessions)
+
+
+def read_wav(path: Path) -> tuple[np.ndarray, int]:
+    data, rate = sf.read(str(path), dtype="int16")
+    return data, rate
+
+
+async def test_mulaw_stream_recorded_sample_exact(serve: Any, record_dir: Path) -> None:
+    pcm = tone(8000 * 2 + 37)  # not a multiple of the frame size
+    frames, expected = mulaw_frames(pcm)
+    async with serve() as server:
+        await stream_and_close(
+            f"{server.url}/stream?x=1", [pf.start(extra_headers="a=1;b=two"), *frames]
+        )
+        await wait_finished(server)
+    wav = record_dir / CID / f"{SID}.inbound.wav"
+    data, rate = read_wav(wav)
+    assert rate == 8000
+    assert np.array_equal(data, expected)
+    side = json.loads((record_dir / CID / f"{SID}.json").read_text())
+    assert side["extra_headers"] == {"a": "1", "b": "two"}
+    assert side["stop_reason"] == "closed"
+    assert side["samples"]["inbound"] == len(expected)
+    assert side["gaps"] == 0
+
+
+async def test_l16_16k_both_tracks_with_gap_and_reorder(serve: Any, record_dir: Path) -> None:
+    rate = 16000
+    inbound = tone(rate, rate, 300.0, 1)
+    outbound = tone(rate, rate, 700.0, 2)
+    n = 320  # 20 ms at 16 kHz
+    frames = [pf.start(encoding="audio/x-l16", rate=rate, tracks=("inbound", "outbound"))]
+    chunks = list(range(1, len(inbound) // n + 1))
+    in_order = [c for c in chunks if c != 10]  # chunk 10 of inbound is lost
+    # swap 20 and 21 of inbound (small reordering), duplicate 30
+    in_order[18], in_order[19] = in_order[19], in_order[18]
+    in_order.insert(30, 30)
+    for c in in_order:
+        frames.append(pf.media(audio.l16_encode(inbound[(c - 1) * n : c * n]), c))
+    for c in chunks:
+        frames.append(
+            pf.media(audio.l16_encode(outbound[(c - 1) * n : c * n]), c, track="outbound")
+        )
+    async with serve() as server:
+        await stream_and_close(f"{server.url}/stream", frames)
+        await wait_finished(server)
+        text = server.metrics.render()
+    got_in, r = read_wav(record_dir / CID / f"{SID}.inbound.wav")
+    got_out, _ = read_wav(record_dir / CID / f"{SID}.outbound.wav")
+    assert r == rate
+    want_in = inbound.copy()
+    want_in[9 * n : 10 * n] = 0  # the lost chunk is exact silence
+    assert np.array_equal(got_in, want_in)
+    assert np.array_equal(got_out, outbound)
+    assert "streamserver_gaps_total 1" in text
+    assert "streamserver_duplicates_total 1" in text
+
+
+async def test_stereo_flac_and_keep_mulaw(serve: Any, record_dir: Path) -> None:
+    pcm = tone(4000)
+    frames, expected = mulaw_frames(pcm)
+    out_frames, expected_out = mulaw_frames(tone(2400, seed=5), track="outbound")
+    async with serve(handler={"recorder": {"layout": "stereo", "format": "flac"}}) as server:
+        await stream_and_close(
+            f"{server.url}/stream",
+            [pf.start(tracks=("inbound", "outbound")), *frames, *out_frames],
+        )
+        await wait_finished(server)
+    data, _ = read_wav(record_dir / CID / f"{SID}.flac")
+    assert data.shape == (4000, 2)
+    assert np.array_equal(data[:, 0], expected)
+    assert np.array_equal(data[: len(expected_out), 1], expected_out)
+    assert not data[len(expected_out) :, 1].any()
+
+
+async def test_keep_mulaw_wav_is_lossless(serve: Any, record_dir: Path) -> None:
+    pcm = tone(3200)
+    frames, expected = mulaw_frames(pcm)
+    async with serve(handler={"recorder": {"keep_mulaw": True}}) as server:
+        await stream_and_close(f"{server.url}/stream", [pf.start(), *frames])
+        await wait_finished(server)
+    path = record_dir / CID / f"{SID}.inbound.wav"
+    assert sf.info(str(path)).subtype == "ULAW"
+    data, _ = read_wav(path)
+    assert np.array_equal(data, expected)
+
+
+async def test_echo_and_checkpoint(serve: Any) -> None:
+    seen: dict[str, Any] = {}
+
+    class Probe(Handler):
+        async def on_start(self) -> None:
+            await self.ctx.play(np.zeros(800, dtype=np.int16), 16000)  # resampled to 8k
+            seen["played"] = await self.ctx.checkpoint("greeting")
+
+    import sys
+
+    sys.modules[__name__].Probe = Probe  # type: ignore[attr-defined]
+    routes = {"/bot": {"handlers": ["echo", f"{__name__}:Probe"], "bidirectional": True}}
+    pcm = tone(1600)
+    frames, _ = mulaw_frames(pcm)
+    async with serve(routes=routes) as server, connect(f"{server.url}/bot") as ws:
+        await ws.send(pf.start())
+        for f in frames:
+            await ws.send(f)
+        got: list[dict[str, Any]] = []
+
+        def count(ev: str) -> int:
+            return len([g for g in got if g["event"] == ev])
+
+        while count("playAudio") < 10 + 3 or count("checkpoint") < 1:
+            got.append(json.loads(await asyncio.wait_for(ws.recv(), T)))
+        cps = [g for g in got if g["event"] == "checkpoint"]
+        assert cps == [{"event": "checkpoint", "streamId": SID, "name": "greeting"}]
+        plays = [g for g in got if g["event"] == "playAudio"]
+        payloads = [base64.b64decode(p["media"]["payload"]) for p in plays]
+        silent = [p for p in payloads if set(p) == {0xFF}]
+        # 50 ms of 16 kHz silence -> 400 samples at 8 kHz -> frames of 160 + 160 + 80
+        assert [len(p) for p in silent] == [160, 160, 80]
+        echoed = b"".join(p for p in payloads if set(p) != {0xFF})
+        assert echoed == audio.ulaw_encode(pcm)
+        assert all(p["media"]["contentType"] == "audio/x-mulaw" for p in plays)
+        await ws.send(json.dumps({"event": "playedStream", "streamId": SID, "name": "greeting"}))
+        await wait_for(lambda: "played" in seen)
+        assert seen["played"] is True
+
+
+async def test_clear_resolves_checkpoint_false(serve: Any) -> None:
+    seen: dict[str, Any] = {}
+
+    class Barge(Handler):
+        async def on_start(self) -> None:
+            await self.ctx.play(np.zeros(1600, dtype=np.int16))
+            fut = self.ctx.checkpoint("c1")
+            self.ctx.clear()
+            seen["c1"] = await fut
+
+    import sys
+
+    sys.modules[__name__].Barge = Barge  # type: ignore[attr-defined]
+    routes = {"/b": {"handlers": [f"{__name__}:Barge"]}}
+    async with serve(routes=routes) as server, connect(f"{server.url}/b") as ws:
+        await ws.send(pf.start())
+        events: list[str] = []
+        while "clearAudio" not in events:
+            events.append(json.loads(await asyncio.wait_for(ws.recv(), T))["event"])
+        await ws.send(json.dumps({"event": "clearedAudio", "streamId": SID}))
+        await wait_for(lambda: "c1" in seen)
+    assert seen["c1"] is False
+
+
+async def test_dtmf_and_unknown_events_reach_handlers(serve: Any) -> None:
+    got: list[Any] = []
+
+    class Rec(Handler):
+        async def on_dtmf(self, dtmf: Any) -> None:
+            got.append(("dtmf", dtmf.digit))
+
+        async def on_event(self, event: Any) -> None:
+            got.append(("event", type(event).__name__))
+
+        async def on_stop(self, reason: Any) -> None:
+            got.append(("stop", str(reason)))
+
+    import sys
+
+    sys.modules[__name__].Rec = Rec  # type: ignore[attr-defined]
+    async with serve(routes={"/s": {"handlers": [f"{__name__}:Rec"]}}) as server:
+        await stream_and_close(
+            f"{server.url}/s",
+            [
+                pf.start(),
+                pf.dtmf("5"),
+                json.dumps({"event": "muteStream", "streamId": SID}),
+                pf.dtmf("#"),
+                pf.stop(),
+            ],
+        )
+        await wait_finished(server)
+    assert got == [
+        ("dtmf", "5"),
+        ("event", "Unknown"),
+        ("dtmf", "#"),
+        ("stop", "stop"),
+    ]
+
+
+class Slow(Handler):
+    max_queue_s = 0.2
+
+    async def on_audio(self, chunk: AudioChunk) -> None:
+        await asyncio.sleep(0.5)
+
+
+class Crash(Handler):
+    async def on_audio(self, chunk: AudioChunk) -> None:
+        raise RuntimeError("boom")
+
+
+async def test_slow_and_crashing_handlers_do_not_hurt_recorder(
+    serve: Any, record_dir: Path
+) -> None:
+    pcm = tone(8000 * 2)
+    frames, expected = mulaw_frames(pcm)
+    routes = {"/stream": {"handlers": [f"{__name__}:Slow", f"{__name__}:Crash", "recorder"]}}
+    async with serve(routes=routes, handler_stop_timeout_s=2.0) as server:
+        async with connect(f"{server.url}/stream") as ws:
+            await ws.send(pf.start())
+            for f in frames:
+                await ws.send(f)
+            # The recorder has everything while the slow handler is still busy.
+            await wait_for(
+                lambda: any(
+                    r.spec.name == "recorder" and not r.queue
+                    for s in server.active_sessions()
+                    for r in s.runners
+                )
+            )
+            sess = next(iter(server.active_sessions()))
+            assert not sess.ended
+        await wait_finished(server)
+        text = server.metrics.render()
+    data, _ = read_wav(record_dir / CID / f"{SID}.inbound.wav")
+    assert np.array_equal(data, expected)
+    assert f'handler_errors_total{{handler="{__name__}:Crash"}} 1' in text
+    assert f'handler_dropped_samples_total{{handler="{__name__}:Slow"}}' in text
+
+
+@pytest.mark.parametrize(
+    ("frame", "kind"),
+    [
+        ("not json", "json"),
+        ("[1,2]", "json"),
+        ('{"event":"media","streamId":"x","media":{"payload":"@@@"}}', "base64"),
+        ('{"event":"media","media":{"payload":"AAAA","chunk":"abc"}}', "value"),
+        ('{"event":"media","media":{"track":"inbound"}}', "schema"),
+        ('{"event":"dtmf"}', "schema"),
+    ],
+)
+async def test_bad_frames_are_skipped_and_counted(
+    serve: Any, record_dir: Path, frame: str, kind: str
+) -> None:
+    pcm = tone(1600)
+    frames, expected = mulaw_frames(pcm)
+    async with serve() as server:
+        await stream_and_close(f"{server.url}/stream", [pf.start(), frames[0], frame, *frames[1:]])
+        await wait_finished(server)
+        text = server.metrics.render()
+    data, _ = read_wav(record_dir / CID / f"{SID}.inbound.wav")
+    assert np.array_equal(data, expected)
+    assert f'streamserver_frames_invalid_total{{kind="{kind}"}} 1' in text
+
+
+async def test_odd_length_l16_skipped(serve: Any, record_dir: Path) -> None:
+    async with serve() as server:
+        await stream_and_close(
+            f"{server.url}/stream",
+            [
+                pf.start(encoding="audio/x-l16"),
+                pf.media(b"\x01\x00\x02", 1),
+                pf.media(b"\x01\x00", 1),
+            ],
+        )
+        await wait_finished(server)
+        assert server.metrics.frames_invalid["audio"] == 1
+    data, _ = read_wav(record_dir / CID / f"{SID}.inbound.wav")
+    assert data.tolist() == [1]
+
+
+async def close_code_of(url: str, frames: list[str | bytes]) -> int | None:
+    async with connect(url, max_size=None) as ws:
+        for f in frames:
+            await ws.send(f)
+        with pytest.raises(ConnectionClosed):
+            await asyncio.wait_for(ws.recv(), T)
+        return ws.close_code
+
+
+async def test_media_before_start_closes_1008(serve: Any) -> None:
+    async with serve() as server:
+        code = await close_code_of(f"{server.url}/stream", [pf.media(b"\xff" * 160, 1)])
+    assert code == 1008
+
+
+async def test_binary_frame_closes_1003(serve: Any) -> None:
+    async with serve() as server:
+        code = await close_code_of(f"{server.url}/stream", [pf.start(), b"\x00\x01"])
+    assert code == 1003
+
+
+async def test_oversize_message_closes_1009_and_next_stream_is_fine(
+    serve: Any, record_dir: Path
+) -> None:
+    pcm = tone(800)
+    frames, expected = mulaw_frames(pcm)
+    async with serve(max_message_bytes=4096) as server:
+        code = await close_code_of(
+            f"{server.url}/stream", [pf.start(), pf.media(b"\xff" * 8000, 1)]
+        )
+        assert code == 1009
+        await stream_and_close(f"{server.url}/stream", [pf.start(), *frames])
+        await wait_finished(server)
+    data, _ = read_wav(record_dir / CID / f"{SID}.inbound.wav")
+    assert np.array_equal(data, expected)
+
+
+async def test_bad_ids_rejected(serve: Any, record_dir: Path) -> None:
+    async with serve() as server:
+        code = await close_code_of(f"{server.url}/stream", [pf.start(stream_id="../../etc/passwd")])
+    assert code == 1008
+    assert not any(record_dir.rglob("*"))
+
+
+async def test_start_timeout(serve: Any) -> None:
+    async with serve(start_timeout_s=0.3) as server:
+        code = await close_code_of(f"{server.url}/stream", [])
+    assert code == 1008
+
+
+async def test_too_many_invalid_frames_closes_1007(serve: Any) -> None:
+    async with serve() as server:
+        server.limits = type(server.limits)(max_invalid_frames=3)
+        code = await close_code_of(f"{server.url}/stream", [pf.start()] + ["x"] * 5)
+    assert code == 1007
+
+
+async def test_http_endpoints_and_limits(serve: Any) -> None:
+    async with serve(max_streams=1) as server:
+        base = server.url.replace("ws://", "http://")
+        async with httpx.AsyncClient() as http:
+            assert (await http.get(f"{base}/healthz")).status_code == 200
+            assert (await http.get(f"{base}/readyz")).status_code == 200
+            r = await http.get(f"{base}/metrics")
+            assert r.status_code == 200
+            assert r.headers["content-type"].startswith("text/plain; version=0.0.4")
+            assert "streamserver_streams_active 0" in r.text
+            r = await http.get(f"{base}/nope")
+            assert r.status_code == 404 and "/stream" in r.text
+            async with connect(f"{server.url}/stream") as ws:
+                await ws.send(pf.start())
+                with pytest.raises(InvalidStatus) as exc:
+                    async with connect(f"{server.url}/stream"):
+                        pass
+                assert exc.value.response.status_code == 503
+                r = await http.get(f"{base}/metrics")
+                assert "streamserver_streams_active 1" in r.text
+                assert 'connections_rejected_total{reason="max_streams"} 1' in r.text
+
+
+async def test_drain_closes_streams_1001_and_finalizes(
+    serve: Any, make_settings: Any, record_dir: Path
+) -> None:
+    from streamserver.server import StreamServer
+
+    pcm = tone(1600)
+    frames, expected = mulaw_frames(pcm)
+    server = StreamServer(make_settings(drain_timeout_s=0.2))
+    await server.start()
+    ws = await connect(f"{server.url}/stream")
+    await ws.send(pf.start())
+    for f in frames:
+        await ws.send(f)
+    await wait_for(lambda: any(s.media_frames == len(frames) for s in server.active_sessions()))
+    await server.shutdown()
+    with pytest.raises(ConnectionClosed):
+        await asyncio.wait_for(ws.recv(), T)
+    assert ws.close_code == 1001
+    side = json.loads((record_dir / CID / f"{SID}.json").read_text())
+    assert side["stop_reason"] == "drain"
+    data, _ = read_wav(record_dir / CID / f"{SID}.inbound.wav")
+    assert np.array_equal(data, expected)
