@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib
 import logging
 import signal
 import sys
@@ -129,16 +130,13 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _add_optional(sub: Any) -> None:
-    # Emulator commands live with the emulator; they are optional at import time so the
-    # core server keeps working while they evolve.
-    with contextlib.suppress(ImportError):
-        from .emulator import cli as emulator_cli  # type: ignore[attr-defined,unused-ignore]
-
-        emulator_cli.add_parser(sub)
-    with contextlib.suppress(ImportError):
-        from .emulator import replay  # type: ignore[attr-defined,unused-ignore]
-
-        replay.add_parser(sub)
+    # Emulator commands live with the emulator and register their own sub-parsers.
+    for module in ("streamserver.emulator.cli", "streamserver.emulator.replay"):
+        try:
+            mod = importlib.import_module(module)
+        except ImportError:  # pragma: no cover - optional part not installed
+            continue
+        mod.add_parser(sub)
 
 
 def build_parser() -> argparse.ArgumentParser:
