@@ -16,6 +16,13 @@ from streamserver.settings import Settings, load_settings
 ServeFn = Callable[..., Any]
 
 
+def pytest_asyncio_loop_factories(config: Any, item: Any) -> dict[str, Any]:
+    """Run every async test on uvloop, as production does."""
+    import uvloop
+
+    return {"uvloop": uvloop.new_event_loop}
+
+
 @pytest.fixture
 def record_dir(tmp_path: Path) -> Path:
     d = tmp_path / "rec"

@@ -431,3 +431,7 @@ async def test_drain_closes_streams_1001_and_finalizes(
     assert side["stop_reason"] == "drain"
     data, _ = read_wav(record_dir / CID / f"{SID}.inbound.wav")
     assert np.array_equal(data, expected)
+
+
+async def test_tests_run_on_uvloop() -> None:
+    assert type(asyncio.get_running_loop()).__module__.startswith("uvloop")
