@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ENTRY_POINT_GROUP",
     "AudioChunk",
+    "BusEvent",
     "Gap",
     "Handler",
     "HandlerLoadError",
@@ -97,6 +98,20 @@ class Gap:
     track: str
     position: int
     samples: int
+
+
+@dataclass(frozen=True, slots=True)
+class BusEvent:
+    """A message on the stream's event bus, published by one handler for the others.
+
+    ``topic`` names the kind (``"transcript"``, ``"handler.error"``, or your own, dotted);
+    ``data`` is any value (treat it as read-only); ``source`` is the publishing handler's
+    name (``"session"`` for events the session itself publishes).
+    """
+
+    topic: str
+    data: Any
+    source: str
 
 
 class HandlerLoadError(Exception):
@@ -193,6 +208,11 @@ class StreamContext:
         self._require_bidirectional()
         self._session.send_dtmf(digits)
 
+    def publish(self, topic: str, data: Any = None, *, source: str = "user") -> None:
+        """Publish on the stream's event bus: every handler of this stream except the
+        source receives a :class:`BusEvent` in ``on_event``, in order with its audio."""
+        self._session.publish(BusEvent(topic, data, source))
+
     def __repr__(self) -> str:
         return f"<StreamContext call={self.call_id} stream={self.stream_id} route={self.route}>"
 
@@ -214,6 +234,13 @@ class Handler:
         self.ctx = ctx
         self.options = options
 
+    #: Set by the session: this handler's name in the route (entry point or module:Class).
+    name: str = ""
+
+    def publish(self, topic: str, data: Any = None) -> None:
+        """Publish on the stream's event bus to the other handlers of this stream."""
+        self.ctx.publish(topic, data, source=self.name or type(self).__name__)
+
     async def on_start(self) -> None:
         """The stream started; ``self.ctx`` is complete."""
 
@@ -223,8 +250,9 @@ class Handler:
     async def on_dtmf(self, dtmf: Dtmf) -> None:
         """A DTMF digit from the caller."""
 
-    async def on_event(self, event: Gap | Event) -> None:
-        """Anything else: :class:`Gap`, ``PlayedStream``, ``ClearedAudio``, ``Unknown``..."""
+    async def on_event(self, event: Gap | BusEvent | Event) -> None:
+        """Anything else: :class:`Gap`, :class:`BusEvent`, ``PlayedStream``,
+        ``ClearedAudio``, ``Unknown``..."""
 
     async def on_stop(self, reason: StopReason) -> None:
         """The stream ended. Always called exactly once, also after errors."""
@@ -240,7 +268,9 @@ class HandlerSpec:
     raw_options: Mapping[str, Any] = field(default_factory=dict)
 
     def create(self, ctx: StreamContext) -> Handler:
-        return self.cls(ctx, self.options)
+        handler = self.cls(ctx, self.options)
+        handler.name = self.name
+        return handler
 
 
 def _resolve(name: str) -> type[Handler]:

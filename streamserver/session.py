@@ -28,7 +28,15 @@ import numpy as np
 
 from . import audio
 from .audio import AudioFormat
-from .handler import AudioChunk, Gap, Handler, HandlerSpec, StopReason, StreamContext
+from .handler import (
+    AudioChunk,
+    BusEvent,
+    Gap,
+    Handler,
+    HandlerSpec,
+    StopReason,
+    StreamContext,
+)
 from .metrics import Metrics
 from .protocol import plivo
 from .protocol.events import (
@@ -100,6 +108,13 @@ class _Track:
 
 
 _STOP = object()
+
+
+def _exc_text() -> str:
+    import sys
+
+    exc = sys.exc_info()[1]
+    return f"{type(exc).__name__}: {exc}" if exc is not None else "unknown error"
 
 
 class HandlerRunner:
@@ -219,6 +234,8 @@ class HandlerRunner:
                 await handler.on_stop(self.session.stop_reason or StopReason.CLOSED)
             except Exception:
                 self._failed("on_stop")
+            finally:
+                self.session._runner_stopped(self)
 
     async def _call(self, coro: Any) -> None:
         if self.failed:
@@ -236,6 +253,13 @@ class HandlerRunner:
         )
         self.session.metrics.handler_errors[self.spec.name] += 1
         self.failed = True
+        self.session.publish(
+            BusEvent(
+                "handler.error",
+                {"handler": self.spec.name, "hook": hook, "error": _exc_text()},
+                "session",
+            )
+        )
         # Keep only the stop marker: the handler gets nothing else.
         stop_pending = any(item is _STOP for item in self.queue)
         self.queue.clear()
@@ -535,6 +559,17 @@ class Session:
         for r in self.runners:
             r.push(event)
 
+    def publish(self, event: BusEvent) -> None:
+        """Deliver a bus event to every handler of the stream except its source."""
+        for r in self.runners:
+            if r.spec.name != event.source:
+                r.push(event)
+
+    def _runner_stopped(self, runner: HandlerRunner) -> None:
+        i = self.runners.index(runner) + 1
+        if i < len(self.runners):
+            self.runners[i].push(_STOP)
+
     # -- outbound (bidirectional) ---------------------------------------------------------
 
     def _send(self, data: bytes) -> None:
@@ -639,8 +674,10 @@ class Session:
                 if not fut.done():
                     fut.set_result(False)
         self._checkpoints.clear()
-        for r in self.runners:
-            r.push(_STOP)
+        # Handlers stop one after the other, in route order, so what a handler publishes
+        # in its on_stop (a last transcript, say) still reaches the handlers after it.
+        if self.runners:
+            self.runners[0].push(_STOP)
         if self.started:
             self.metrics.stop_reasons[reason.value] += 1
             dropped = sum(r.dropped_samples for r in self.runners)

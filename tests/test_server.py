@@ -6,7 +6,7 @@ import asyncio
 import base64
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import numpy as np
@@ -435,3 +435,36 @@ async def test_drain_closes_streams_1001_and_finalizes(
 
 async def test_tests_run_on_uvloop() -> None:
     assert type(asyncio.get_running_loop()).__module__.startswith("uvloop")
+
+
+class Publisher(Handler):
+    async def on_dtmf(self, dtmf: Any) -> None:
+        self.publish("digit", dtmf.digit)
+        raise RuntimeError("after publishing")
+
+
+class Subscriber(Handler):
+    seen: ClassVar[list[Any]] = []
+
+    async def on_event(self, event: Any) -> None:
+        from streamserver.handler import BusEvent
+
+        if type(event) is BusEvent:
+            Subscriber.seen.append((event.topic, event.source, event.data))
+
+
+async def test_event_bus_between_handlers(serve: Any) -> None:
+    Subscriber.seen = []
+    pub, sub = f"{__name__}:Publisher", f"{__name__}:Subscriber"
+    async with serve(routes={"/s": {"handlers": [pub, sub]}}) as server:
+        await stream_and_close(f"{server.url}/s", [pf.start(), pf.dtmf("7")])
+        await wait_finished(server)
+    assert Subscriber.seen[0] == ("digit", pub, "7")
+    topic, source, data = Subscriber.seen[1]
+    assert (topic, source, data["handler"], data["hook"]) == (
+        "handler.error",
+        "session",
+        pub,
+        "on_dtmf",
+    )
+    assert "after publishing" in data["error"]
