@@ -92,6 +92,13 @@ class Settings:
     source: str = "defaults"
 
 
+#: Tables whose keys are typed fields (environment values are read with the field's type).
+_TYPED_TABLES: dict[str, type] = {
+    "server": ServerSettings,
+    "session": SessionSettings,
+    "plivo": PlivoSettings,
+}
+
 DEFAULT_ROUTES = {"/stream": RouteSettings(handlers=["recorder"], bidirectional=True)}
 _LOG_LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
 
@@ -168,7 +175,13 @@ def _apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> None:
             if not isinstance(child, dict):
                 raise ConfigError(f"environment variable {name}: {p!r} is not a table")
             node = child
-        node[parts[-1]] = _env_value(raw)
+        value = _env_value(raw)
+        table = _TYPED_TABLES.get(parts[0]) if len(parts) == 2 else None
+        hint = get_type_hints(table).get(parts[1]) if table is not None else None
+        if hint in (str, bool) and not isinstance(value, hint):
+            # TOML reads `12345` or `1` as numbers; a text or on/off field wants the text.
+            value = raw
+        node[parts[-1]] = value
 
 
 def load_settings(
@@ -192,6 +205,8 @@ def load_settings(
             raise ConfigError(f"config file {str(p)!r} not found") from None
         except OSError as exc:
             raise ConfigError(f"config file {str(p)!r} cannot be read: {exc}") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"config file {str(p)!r} is not UTF-8 text: {exc}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {str(p)!r} is not valid TOML: {exc}") from None
         source = str(p)
@@ -203,6 +218,8 @@ def load_settings(
         *heads, last = dotted.split(".")
         for h in heads:
             node = node.setdefault(h, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"{dotted}: {h!r} is not a table")
         node[last] = value
 
     s = Settings(source=source)

@@ -168,6 +168,8 @@ def decode(data: bytes | str) -> Event:
         return _fallback(data, str(exc))
     except msgspec.DecodeError as exc:
         raise ProtocolError("json", f"not valid JSON: {exc}") from None
+    except (UnicodeError, RecursionError) as exc:
+        raise _unreadable(exc) from None
 
     cls = type(wire)
     seq = _int(wire.sequenceNumber, "sequenceNumber")
@@ -216,7 +218,9 @@ def _start(wire: _WStart, seq: int | None) -> Start:
     if rate not in (8000, 16000):
         raise ProtocolError("value", f"unsupported mediaFormat.sampleRate {fmt.sampleRate!r}")
     if encoding == ENCODING_MULAW and rate != 8000:
-        raise ProtocolError("value", "audio/x-mulaw is only defined at 8000 Hz")
+        raise ProtocolError(
+            "value", f"mediaFormat.sampleRate {rate}: audio/x-mulaw is only defined at 8000 Hz"
+        )
     tracks = tuple(body.tracks) or ("inbound",)
     for t in tracks:
         if t not in ("inbound", "outbound"):
@@ -234,12 +238,22 @@ def _start(wire: _WStart, seq: int | None) -> Start:
     )
 
 
+def _unreadable(exc: UnicodeError | RecursionError) -> ProtocolError:
+    """msgspec raises these (not DecodeError) for bad UTF-8 in strings and deep nesting."""
+    if isinstance(exc, RecursionError):
+        return ProtocolError("json", "not valid JSON: nested too deeply")
+    return ProtocolError("json", f"not valid UTF-8 text: {exc}")
+
+
 def _fallback(data: bytes | str, error: str) -> Event:
     """Typed decode failed: an unknown event is fine, a broken known one is an error."""
     try:
         raw = _any_decoder.decode(data)
     except msgspec.DecodeError as exc:  # pragma: no cover - typed decoder caught JSON errors
         raise ProtocolError("json", f"not valid JSON: {exc}") from None
+    except (UnicodeError, RecursionError) as exc:
+        # The typed decoder skips unknown fields unread; this full parse may hit them.
+        raise _unreadable(exc) from None
     if not isinstance(raw, dict):
         raise ProtocolError("json", f"frame must be a JSON object, got {type(raw).__name__}")
     event = raw.get("event")
