@@ -39,10 +39,11 @@ class Echo(Handler):
                 "echo needs a bidirectional route; nothing will be sent on %s", self.ctx.route
             )
 
-    async def on_audio(self, chunk: AudioChunk) -> None:
+    def on_audio_nowait(self, chunk: AudioChunk) -> None:
+        # Inline on the receive path: the frame goes straight back out, no task switch.
         if not self._active or chunk.track != self._track:
             return
-        if chunk.payload is not None:
-            await self.ctx.play_encoded(chunk.payload)
-        else:
-            await self.ctx.play(chunk.samples, chunk.sample_rate)
+        payload = chunk.payload
+        if payload is None:
+            payload = self.ctx.format.encode(chunk.samples)
+        self.ctx.play_encoded_nowait(payload)

@@ -80,7 +80,6 @@ class Recorder(Handler):
 
     Options = RecorderOptions
     max_queue_s = 30.0
-    batch_s = 0.1  # disk writes are batched anyway: wake up at most 10 times a second
 
     def __init__(self, ctx: StreamContext, options: Any = None) -> None:
         super().__init__(ctx, options or RecorderOptions())
@@ -102,7 +101,9 @@ class Recorder(Handler):
             self.ctx.logger.info("stereo layout needs two tracks; recording mono")
         await self._run(self._open)
 
-    async def on_audio(self, chunk: AudioChunk) -> None:
+    def on_audio_nowait(self, chunk: AudioChunk) -> None:
+        # Inline on the receive path: only buffering here; the disk work runs on the
+        # handler's task (on_wakeup) and the writer thread.
         tr = self._tracks.get(chunk.track)
         if tr is None:
             return
@@ -116,7 +117,11 @@ class Recorder(Handler):
             tr.buffered += len(samples)
             tr.pos += len(samples)
         if time.monotonic() - self._last_flush >= self.opts.flush_interval_s:
-            await self._flush()
+            self._last_flush = time.monotonic()
+            self.wakeup()
+
+    async def on_wakeup(self) -> None:
+        await self._flush()
 
     async def on_event(self, event: object) -> None:
         if type(event) is Gap:

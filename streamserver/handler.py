@@ -189,6 +189,12 @@ class StreamContext:
         self._require_bidirectional()
         await self._session.play_encoded(payload)
 
+    def play_encoded_nowait(self, payload: bytes) -> None:
+        """Like :meth:`play_encoded`, without waiting for a full write buffer (for
+        ``on_audio_nowait``). A socket that stays unwritable for ``send_timeout_s`` is closed."""
+        self._require_bidirectional()
+        self._session.send_encoded(payload)
+
     def checkpoint(self, name: str) -> asyncio.Future[bool]:
         """Send a checkpoint after the audio queued so far.
 
@@ -241,6 +247,7 @@ class Handler:
 
     #: Set by the session: this handler's name in the route (entry point or module:Class).
     name: str = ""
+    _runner: Any = None
 
     def publish(self, topic: str, data: Any = None) -> None:
         """Publish on the stream's event bus to the other handlers of this stream."""
@@ -251,6 +258,27 @@ class Handler:
 
     async def on_audio(self, chunk: AudioChunk) -> None:
         """Audio of one track, in order. Chunks may be coalesced when the handler lags."""
+
+    def on_audio_nowait(self, chunk: AudioChunk) -> None:
+        """Optional synchronous fast path for audio.
+
+        A handler that overrides this gets every chunk here, inline on the receive path,
+        *instead of* ``on_audio``: no queue and no task switch, which matters with thousands
+        of streams. It must return quickly and never block — buffer the samples, forward the
+        bytes (``ctx.play_encoded_nowait``) — and leave slow work to :meth:`on_wakeup`,
+        requested with :meth:`wakeup`. An exception switches the handler off for the stream,
+        as in any hook. Other events still arrive through the queue.
+        """
+
+    def wakeup(self) -> None:
+        """Ask for :meth:`on_wakeup` to run soon on this handler's task (idempotent until it
+        runs). Meant for ``on_audio_nowait`` handing slow work (disk, network) to the task."""
+        runner = self._runner
+        if runner is not None:
+            runner.request_wakeup()
+
+    async def on_wakeup(self) -> None:
+        """Runs on the handler's task after :meth:`wakeup`."""
 
     async def on_dtmf(self, dtmf: Dtmf) -> None:
         """A DTMF digit from the caller."""

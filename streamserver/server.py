@@ -22,10 +22,9 @@ from dataclasses import dataclass
 from typing import Any, cast
 from urllib.parse import parse_qsl
 
-from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
-from websockets.protocol import State
 from websockets.server import ServerProtocol
+from websockets.speedups import apply_mask
 
 from .handler import StopReason, load_handler
 from .metrics import Metrics
@@ -38,13 +37,20 @@ __all__ = ["StreamServer", "build_routes"]
 log = logging.getLogger("streamserver.server")
 _ws_log = logging.getLogger("websockets.server")
 
-OP_TEXT = Opcode.TEXT
-OP_CONT = Opcode.CONT
-OP_BINARY = Opcode.BINARY
-OP_CLOSE = Opcode.CLOSE
-
 CLOSE_TIMEOUT_S = 3.0
 TICK_S = 0.5
+CLOSE_PROTOCOL = 1002
+CLOSE_TOO_BIG = 1009
+_MAX_REQUEST_BYTES = 16384
+
+
+def _header(first: int, n: int) -> bytes:
+    """An unmasked frame header (server frames are never masked, RFC 6455 §5.1)."""
+    if n < 126:
+        return bytes((first, n))
+    if n < 65536:
+        return bytes((first, 126)) + n.to_bytes(2, "big")
+    return bytes((first, 127)) + n.to_bytes(8, "big")
 
 
 def build_routes(settings: Settings) -> dict[str, Route]:
@@ -69,15 +75,27 @@ class _Http:
 
 
 class _Connection(asyncio.Protocol):
-    """One TCP connection: HTTP request, then (maybe) a WebSocket stream."""
+    """One TCP connection: an HTTP request, then (maybe) a WebSocket stream.
+
+    The HTTP request and the upgrade go through websockets' ``ServerProtocol`` (request
+    parsing, handshake validation, responses). After a 101, frames are read and written
+    here directly (RFC 6455 §5): a Plivo stream is a steady flow of small unfragmented text
+    frames, and a flat parser over one buffer costs a fraction of a generic frame pipeline.
+    """
 
     __slots__ = (
+        "_buf",
         "_close_handle",
+        "_close_rcvd",
+        "_close_sent",
         "_frag",
         "_frag_binary",
+        "_frag_size",
+        "_max_size",
         "_paused",
         "_writable",
         "connected_at",
+        "paused_at",
         "peer",
         "proto",
         "server",
@@ -87,17 +105,21 @@ class _Connection(asyncio.Protocol):
 
     def __init__(self, server: StreamServer) -> None:
         self.server = server
-        self.proto = ServerProtocol(
-            max_size=server.settings.server.max_message_bytes, logger=_ws_log
-        )
+        self._max_size = server.settings.server.max_message_bytes
+        self.proto = ServerProtocol(max_size=self._max_size, logger=_ws_log)
         self.transport: asyncio.Transport | None = None
         self.session: Session | None = None
+        self._buf = bytearray()
         self._frag: list[bytes] | None = None
         self._frag_binary = False
+        self._frag_size = 0
+        self._close_sent: int | None = None
+        self._close_rcvd: int | None = None
         self._paused = False
         self._writable: asyncio.Future[None] | None = None
         self._close_handle: asyncio.TimerHandle | None = None
         self.connected_at = time.monotonic()
+        self.paused_at = 0.0
         self.peer = ""
 
     # -- asyncio.Protocol ----------------------------------------------------------------
@@ -111,22 +133,32 @@ class _Connection(asyncio.Protocol):
         self.server.connections.add(self)
 
     def data_received(self, data: bytes) -> None:
+        if self.session is not None:
+            self._buf += data
+            self._parse()
+            return
+        # Handshake: hand websockets exactly the HTTP request; bytes after it are frames.
+        buf = self._buf
+        buf += data
+        end = buf.find(b"\r\n\r\n")
+        if end < 0:
+            if len(buf) > _MAX_REQUEST_BYTES:
+                self._reply(_Http(431, "request headers too large\n"))
+                self._flush()
+            return
+        head = bytes(buf[: end + 4])
+        del buf[: end + 4]
         proto = self.proto
-        proto.receive_data(data)
-        session = self.session
-        if session is not None:
-            session.last_rx = time.monotonic()
+        proto.receive_data(head)
         for ev in proto.events_received():
-            if type(ev) is Frame:
-                self._frame(ev)
-            elif type(ev) is Request:
+            if type(ev) is Request:
                 self._request(ev)
         self._flush()
+        if self.session is not None and buf:
+            self._parse()
 
     def eof_received(self) -> bool | None:
-        self.proto.receive_eof()
-        self._flush()
-        return None
+        return None  # close the transport
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.connections.discard(self)
@@ -137,12 +169,7 @@ class _Connection(asyncio.Protocol):
         session = self.session
         if session is None:
             return
-        proto = self.proto
-        code = (
-            proto.close_rcvd.code
-            if proto.close_rcvd
-            else (proto.close_sent.code if proto.close_sent else 1006)
-        )
+        code = self._close_rcvd or self._close_sent or 1006
         m = self.server.metrics
         m.close_codes[code] += 1
         m.streams_active -= 1
@@ -156,6 +183,7 @@ class _Connection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self._paused = True
+        self.paused_at = time.monotonic()
 
     def resume_writing(self) -> None:
         self._paused = False
@@ -167,21 +195,21 @@ class _Connection(asyncio.Protocol):
     # -- Outlet (used by the session) -----------------------------------------------------
 
     def send_text(self, data: bytes) -> None:
-        proto = self.proto
-        if proto.state is not State.OPEN:
+        if self._close_sent is not None or self.transport is None:
             return
-        proto.send_text(data)
-        self._flush()
+        self.transport.write(_header(0x81, len(data)) + data)
 
     def close(self, code: int, reason: str) -> None:
-        proto = self.proto
-        if proto.state is State.OPEN:
-            proto.send_close(code, reason)
-            self._flush()
-            if self._close_handle is None and self.transport is not None:
-                self._close_handle = asyncio.get_running_loop().call_later(
-                    CLOSE_TIMEOUT_S, self._abort
-                )
+        """Start the closing handshake (RFC 6455 §5.5.1); abort if the peer never answers."""
+        if self._close_sent is not None or self.transport is None:
+            return
+        self._close_sent = code
+        body = code.to_bytes(2, "big") + reason.encode("utf-8")[:123]
+        self.transport.write(_header(0x88, len(body)) + body)
+        if self._close_rcvd is not None:
+            self.transport.close()  # handshake complete: the server closes TCP first
+        elif self._close_handle is None:
+            self._close_handle = asyncio.get_running_loop().call_later(CLOSE_TIMEOUT_S, self._abort)
 
     def write_paused(self) -> bool:
         return self._paused
@@ -210,39 +238,117 @@ class _Connection(asyncio.Protocol):
                 # websockets signals "close the TCP connection" with an empty chunk.
                 transport.close()
 
-    def _frame(self, frame: Frame) -> None:
+    def _fail(self, code: int, reason: str) -> None:
         session = self.session
-        if session is None:  # pragma: no cover - frames only follow a successful upgrade
-            return
-        op = frame.opcode
-        if op is OP_TEXT:
-            if frame.fin:
-                session.feed_text(frame.data)  # type: ignore[arg-type]
-            else:
-                self._frag = [bytes(frame.data)]
-                self._frag_binary = False
-        elif op is OP_CONT:
-            if self._frag is None:  # pragma: no cover - the protocol rejects this
-                return
-            self._frag.append(bytes(frame.data))
-            if frame.fin:
-                data = b"".join(self._frag)
-                self._frag = None
-                if self._frag_binary:
+        if session is not None and not session.ended:
+            session.logger.warning("closing stream: %s (%d)", reason, code)
+            self.server.metrics.frames_invalid["websocket"] += 1
+            session.end(StopReason.ERROR)
+        self._buf.clear()
+        self.close(code, reason)
+
+    def _parse(self) -> None:
+        """Consume every complete frame in the buffer (RFC 6455 §5.2)."""
+        buf = self._buf
+        session = self.session
+        assert session is not None
+        pos = 0
+        n = len(buf)
+        while n - pos >= 2:
+            b0 = buf[pos]
+            b1 = buf[pos + 1]
+            length = b1 & 0x7F
+            hdr = 2
+            if length == 126:
+                if n - pos < 4:
+                    break
+                length = int.from_bytes(buf[pos + 2 : pos + 4], "big")
+                hdr = 4
+            elif length == 127:
+                if n - pos < 10:
+                    break
+                length = int.from_bytes(buf[pos + 2 : pos + 10], "big")
+                hdr = 10
+            if not b1 & 0x80:
+                return self._fail(CLOSE_PROTOCOL, "client frames must be masked")
+            if b0 & 0x70:
+                return self._fail(CLOSE_PROTOCOL, "reserved bits set (no extension negotiated)")
+            opcode = b0 & 0x0F
+            if length > self._max_size and opcode < 8:
+                return self._fail(
+                    CLOSE_TOO_BIG, f"message of {length} bytes exceeds {self._max_size}"
+                )
+            start = pos + hdr + 4
+            end = start + length
+            if end > n:
+                break
+            payload = apply_mask(buf[start:end], buf[pos + hdr : start])
+            pos = end
+            if self._close_sent is not None and opcode != 0x8:
+                continue  # closing: only the peer's close frame matters now
+            fin = b0 & 0x80
+            if opcode == 0x1:
+                if self._frag is not None:
+                    return self._fail(CLOSE_PROTOCOL, "new message inside a fragmented one")
+                if fin:
+                    session.feed_text(payload)
+                else:
+                    self._start_fragment(payload, binary=False)
+            elif opcode == 0x0:
+                if self._frag is None:
+                    return self._fail(CLOSE_PROTOCOL, "continuation frame without a message")
+                self._frag.append(payload)
+                self._frag_size += length
+                if self._frag_size > self._max_size:
+                    return self._fail(CLOSE_TOO_BIG, f"message exceeds {self._max_size} bytes")
+                if fin:
+                    data = b"".join(self._frag)
+                    self._frag = None
+                    if self._frag_binary:
+                        session.feed_binary()
+                    else:
+                        session.feed_text(data)
+            elif opcode == 0x2:
+                if self._frag is not None:
+                    return self._fail(CLOSE_PROTOCOL, "new message inside a fragmented one")
+                if fin:
                     session.feed_binary()
                 else:
-                    session.feed_text(data)
-        elif op is OP_BINARY:
-            if frame.fin:
-                session.feed_binary()
+                    self._start_fragment(payload, binary=True)
+            elif opcode >= 0x8:
+                if not fin or length > 125:
+                    return self._fail(CLOSE_PROTOCOL, "invalid control frame")
+                if opcode == 0x9 and self.transport is not None:  # ping -> pong
+                    self.transport.write(_header(0x8A, length) + payload)
+                elif opcode == 0x8:
+                    self._on_close_frame(payload)
+                    pos = n
+                    break
+                elif opcode != 0xA:
+                    return self._fail(CLOSE_PROTOCOL, f"unknown opcode {opcode}")
             else:
-                self._frag = []
-                self._frag_binary = True
-        elif op is OP_CLOSE:
-            if not session.ended:
-                rcvd = self.proto.close_rcvd
-                code = rcvd.code if rcvd else 1005
-                session.end(StopReason.CLOSED if code in (1000, 1001, 1005) else StopReason.ERROR)
+                return self._fail(CLOSE_PROTOCOL, f"unknown opcode {opcode}")
+            if session.ended and self._close_sent is not None:
+                pos = n
+                break
+        if pos:
+            del buf[:pos]
+
+    def _start_fragment(self, payload: bytes, *, binary: bool) -> None:
+        self._frag = [payload]
+        self._frag_binary = binary
+        self._frag_size = len(payload)
+
+    def _on_close_frame(self, payload: bytes) -> None:
+        code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 1005
+        self._close_rcvd = code
+        session = self.session
+        if session is not None and not session.ended:
+            session.end(StopReason.CLOSED if code in (1000, 1001, 1005) else StopReason.ERROR)
+        if self._close_sent is None:
+            self.close(code if code != 1005 else 1000, "")
+        elif self.transport is not None:
+            self.transport.close()
 
     def _reply(self, resp: _Http) -> None:
         proto = self.proto
@@ -404,6 +510,13 @@ class StreamServer:
                         )
                         s.end(StopReason.TIMEOUT)
                         conn.close(CLOSE_POLICY, "start timeout: no start event")
+                elif conn._paused and mono - conn.paused_at > self.limits.send_timeout_s:
+                    s.logger.warning(
+                        "socket not writable for %.1fs (peer not reading); closing",
+                        self.limits.send_timeout_s,
+                    )
+                    s.end(StopReason.ERROR)
+                    conn._abort()
                 elif sv.idle_timeout_s and mono - s.last_rx > sv.idle_timeout_s:
                     s.logger.warning("no frames for %.1fs; closing idle stream", sv.idle_timeout_s)
                     s.end(StopReason.TIMEOUT)

@@ -108,6 +108,7 @@ class _Track:
 
 
 _STOP = object()
+_WAKEUP = object()
 
 
 class _Batcher:
@@ -165,6 +166,19 @@ class HandlerRunner:
         self.task: asyncio.Task[None] | None = None
         self._armed = False
         self.batcher = _Batcher.get(handler.batch_s) if handler.batch_s > 0 else None
+        self._wakeup_pending = False
+        #: the handler's synchronous audio hook, when it overrides ``on_audio_nowait``
+        self.nowait = (
+            handler.on_audio_nowait
+            if type(handler).on_audio_nowait is not Handler.on_audio_nowait
+            else None
+        )
+        handler._runner = self
+
+    def request_wakeup(self) -> None:
+        if not self._wakeup_pending and not self.failed:
+            self._wakeup_pending = True
+            self.push(_WAKEUP)
 
     def start(self) -> None:
         self.task = asyncio.get_running_loop().create_task(
@@ -265,6 +279,10 @@ class HandlerRunner:
                 if item is _STOP:
                     break
                 if self.failed:
+                    continue
+                if item is _WAKEUP:
+                    self._wakeup_pending = False
+                    await self._call(handler.on_wakeup())
                     continue
                 kind = type(item)
                 if kind is AudioChunk:
@@ -597,7 +615,14 @@ class Session:
         tr.next_chunk += 1
         tr.frames += 1
         for r in self.runners:
-            r.push_audio(chunk)
+            nowait = r.nowait
+            if nowait is None:
+                r.push_audio(chunk)
+            elif not r.failed:
+                try:
+                    nowait(chunk)
+                except Exception:
+                    r._failed("on_audio_nowait")
 
     def _fanout(self, event: Any) -> None:
         for r in self.runners:
@@ -646,14 +671,24 @@ class Session:
         await self.play_encoded(fmt.encode(samples))
 
     async def play_encoded(self, payload: bytes) -> None:
+        self.send_encoded(payload)
+        if self.outlet.write_paused():
+            await self._backpressure()
+
+    def send_encoded(self, payload: bytes) -> None:
+        """Queue encoded audio as playAudio frames without waiting (see play_encoded)."""
         fmt = self.fmt
         if fmt is None or self.ended or not payload:
             return
         step = fmt.frame_bytes
+        if len(payload) <= step:
+            self._send(
+                plivo.encode_play_audio(payload, fmt.encoding, fmt.sample_rate, self.stream_id)
+            )
+            return
         enc, rate, sid = fmt.encoding, fmt.sample_rate, self.stream_id
         for i in range(0, len(payload), step):
             self._send(plivo.encode_play_audio(payload[i : i + step], enc, rate, sid))
-        await self._backpressure()
 
     def checkpoint(self, name: str) -> asyncio.Future[bool]:
         fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()

@@ -468,3 +468,95 @@ async def test_event_bus_between_handlers(serve: Any) -> None:
         "on_dtmf",
     )
     assert "after publishing" in data["error"]
+
+
+async def test_fragmented_messages_and_ping(serve: Any, record_dir: Path) -> None:
+    pcm = tone(1600)
+    frames, expected = mulaw_frames(pcm)
+    async with serve() as server, connect(f"{server.url}/stream") as ws:
+        await ws.send(pf.start())
+        for f in frames:
+            # Send each message in three fragments.
+            third = len(f) // 3
+            await ws.send([f[:third], f[third : 2 * third], f[2 * third :]])
+        pong = await ws.ping(b"hi")
+        await asyncio.wait_for(pong, T)
+        await ws.close()
+    await wait_finished(server)
+    data, _ = read_wav(record_dir / CID / f"{SID}.inbound.wav")
+    assert np.array_equal(data, expected)
+
+
+async def raw_upgrade(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        b"GET /stream HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), T)
+    assert head.startswith(b"HTTP/1.1 101")
+    return reader, writer
+
+
+async def read_close_code(reader: asyncio.StreamReader) -> int:
+    while True:
+        hdr = await asyncio.wait_for(reader.readexactly(2), T)
+        n = hdr[1] & 0x7F
+        body = await reader.readexactly(n)
+        if hdr[0] & 0x0F == 0x8:
+            return int.from_bytes(body[:2], "big")
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"\x81\x02hi",  # unmasked client frame
+        b"\xc1\x82\x00\x00\x00\x00hi",  # RSV1 without an extension
+        b"\x80\x82\x00\x00\x00\x00hi",  # continuation without a message
+        b"\x89\xfe\x00\x80\x00\x00\x00\x00" + b"x" * 128,  # control frame > 125 bytes
+        b"\x83\x80\x00\x00\x00\x00",  # reserved opcode
+    ],
+)
+async def test_websocket_protocol_errors_close_1002(serve: Any, raw: bytes) -> None:
+    async with serve() as server:
+        reader, writer = await raw_upgrade(server.port)
+        writer.write(raw)
+        assert await read_close_code(reader) == 1002
+        writer.close()
+        await wait_for(lambda: not server.connections)
+        assert server.metrics.close_codes[1002] == 1
+
+
+async def test_request_split_across_reads_and_frames_in_same_packet(
+    serve: Any, record_dir: Path
+) -> None:
+    from websockets.frames import Frame, Opcode
+
+    pcm = tone(800)
+    frames, expected = mulaw_frames(pcm)
+    wire = b"".join(
+        Frame(Opcode.TEXT, f.encode()).serialize(mask=True, extensions=[])
+        for f in [pf.start(), *frames, pf.stop()]
+    )
+    request = (
+        b"GET /stream HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    async with serve() as server:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(request[:20])
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        # The rest of the request and every frame in one write; frames split oddly after.
+        writer.write(request[20:] + wire[:7])
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        for i in range(7, len(wire), 333):
+            writer.write(wire[i : i + 333])
+        await writer.drain()
+        await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), T)
+        assert await read_close_code(reader) == 1000
+        writer.close()
+        await wait_finished(server)
+    data, _ = read_wav(record_dir / CID / f"{SID}.inbound.wav")
+    assert np.array_equal(data, expected)
