@@ -42,6 +42,7 @@ TICK_S = 0.5
 CLOSE_PROTOCOL = 1002
 CLOSE_TOO_BIG = 1009
 _MAX_REQUEST_BYTES = 16384
+_READ_CHUNK = 4096
 
 
 def _header(first: int, n: int) -> bytes:
@@ -74,7 +75,7 @@ class _Http:
     content_type: str = "text/plain; charset=utf-8"
 
 
-class _Connection(asyncio.Protocol):
+class _Connection(asyncio.BufferedProtocol):
     """One TCP connection: an HTTP request, then (maybe) a WebSocket stream.
 
     The HTTP request and the upgrade go through websockets' ``ServerProtocol`` (request
@@ -93,6 +94,7 @@ class _Connection(asyncio.Protocol):
         "_frag_size",
         "_max_size",
         "_paused",
+        "_rlen",
         "_writable",
         "connected_at",
         "paused_at",
@@ -109,7 +111,10 @@ class _Connection(asyncio.Protocol):
         self.proto = ServerProtocol(max_size=self._max_size, logger=_ws_log)
         self.transport: asyncio.Transport | None = None
         self.session: Session | None = None
-        self._buf = bytearray()
+        # Receive buffer: the loop reads straight into it (BufferedProtocol), no bytes
+        # object per read; ``_rlen`` bytes of it are filled.
+        self._buf = bytearray(_READ_CHUNK)
+        self._rlen = 0
         self._frag: list[bytes] | None = None
         self._frag_binary = False
         self._frag_size = 0
@@ -132,30 +137,46 @@ class _Connection(asyncio.Protocol):
             self.peer = f"{peer[0]}:{peer[1]}"
         self.server.connections.add(self)
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> bytearray | memoryview:
+        buf = self._buf
+        if len(buf) - self._rlen < _READ_CHUNK // 2:
+            grown = bytearray(max(2 * len(buf), self._rlen + _READ_CHUNK))
+            grown[: self._rlen] = buf[: self._rlen]
+            self._buf = buf = grown
+        return memoryview(buf)[self._rlen :]
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self._rlen += nbytes
         if self.session is not None:
-            self._buf += data
             self._parse()
             return
         # Handshake: hand websockets exactly the HTTP request; bytes after it are frames.
         buf = self._buf
-        buf += data
-        end = buf.find(b"\r\n\r\n")
+        end = buf.find(b"\r\n\r\n", 0, self._rlen)
         if end < 0:
-            if len(buf) > _MAX_REQUEST_BYTES:
+            if self._rlen > _MAX_REQUEST_BYTES:
+                self._rlen = 0
                 self._reply(_Http(431, "request headers too large\n"))
                 self._flush()
             return
         head = bytes(buf[: end + 4])
-        del buf[: end + 4]
+        self._consume(end + 4)
         proto = self.proto
         proto.receive_data(head)
         for ev in proto.events_received():
             if type(ev) is Request:
                 self._request(ev)
         self._flush()
-        if self.session is not None and buf:
+        if self.session is not None and self._rlen:
             self._parse()
+
+    def _consume(self, n: int) -> None:
+        """Drop the first ``n`` bytes of the receive buffer (no resize: the loop may still
+        hold a view of it)."""
+        left = self._rlen - n
+        if left:
+            self._buf[:left] = self._buf[n : self._rlen]
+        self._rlen = left
 
     def eof_received(self) -> bool | None:
         return None  # close the transport
@@ -244,7 +265,7 @@ class _Connection(asyncio.Protocol):
             session.logger.warning("closing stream: %s (%d)", reason, code)
             self.server.metrics.frames_invalid["websocket"] += 1
             session.end(StopReason.ERROR)
-        self._buf.clear()
+        self._rlen = 0
         self.close(code, reason)
 
     def _parse(self) -> None:
@@ -253,7 +274,7 @@ class _Connection(asyncio.Protocol):
         session = self.session
         assert session is not None
         pos = 0
-        n = len(buf)
+        n = self._rlen
         while n - pos >= 2:
             b0 = buf[pos]
             b1 = buf[pos + 1]
@@ -332,7 +353,7 @@ class _Connection(asyncio.Protocol):
                 pos = n
                 break
         if pos:
-            del buf[:pos]
+            self._consume(pos)
 
     def _start_fragment(self, payload: bytes, *, binary: bool) -> None:
         self._frag = [payload]
@@ -517,6 +538,11 @@ class StreamServer:
                     )
                     s.end(StopReason.ERROR)
                     conn._abort()
+                elif s.frames != s.idle_mark_frames:
+                    # Activity is read from the frame counter here, once per tick, instead of
+                    # a clock read per frame on the hot path.
+                    s.idle_mark_frames = s.frames
+                    s.last_rx = mono
                 elif sv.idle_timeout_s and mono - s.last_rx > sv.idle_timeout_s:
                     s.logger.warning("no frames for %.1fs; closing idle stream", sv.idle_timeout_s)
                     s.end(StopReason.TIMEOUT)

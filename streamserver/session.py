@@ -361,7 +361,8 @@ class Session:
         self.runners: list[HandlerRunner] = []
         self.connected_at = time.monotonic()
         self.started_at_wall: float | None = None
-        self.last_rx = self.connected_at
+        self.last_rx = self.connected_at  # updated by the server's ticker
+        self.idle_mark_frames = 0
         self.fmt: AudioFormat | None = None
         self._tracks: dict[str, _Track] = {}
         self._decode = audio.ulaw_decode

@@ -560,3 +560,20 @@ async def test_request_split_across_reads_and_frames_in_same_packet(
         await wait_finished(server)
     data, _ = read_wav(record_dir / CID / f"{SID}.inbound.wav")
     assert np.array_equal(data, expected)
+
+
+async def test_idle_timeout_closes_1008_but_active_streams_live(serve: Any) -> None:
+    async with serve(idle_timeout_s=0.6) as server:
+        busy = await connect(f"{server.url}/stream")
+        await busy.send(pf.start(stream_id="busy-1"))
+        idle = await connect(f"{server.url}/stream")
+        await idle.send(pf.start(stream_id="idle-1"))
+        frames, _ = mulaw_frames(tone(160 * 100))
+        for f in frames[:75]:  # 1.5 s of activity at 20 ms
+            await busy.send(f.replace(SID, "busy-1"))
+            await asyncio.sleep(0.02)
+        with pytest.raises(ConnectionClosed):
+            await asyncio.wait_for(idle.recv(), T)
+        assert idle.close_code == 1008
+        assert busy.close_code is None
+        await busy.close()
