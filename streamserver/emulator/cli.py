@@ -1,0 +1,125 @@
+"""``streamserver emulate``: run the local Plivo emulator until interrupted."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from typing import Any
+
+from .settings import EmulatorConfigError, load_emulator_settings
+
+__all__ = ["add_parser", "emulate_main"]
+
+log = logging.getLogger("streamserver.emulator")
+
+_DESCRIPTION = """\
+Run a local stand-in for Plivo's Voice API: the REST API (calls, streams, recordings,
+conferences, multiparty calls, endpoints, verified caller IDs) and a call simulator.
+Placing a call rings, fetches your answer URL (signed like Plivo) and runs the XML:
+<Stream> connects to your stream server and streams the callee's voice in real time."""
+
+_EPILOG = """\
+examples:
+  streamserver emulate                              # http://127.0.0.1:8090
+  streamserver emulate --port 0                     # any free port (printed)
+  streamserver emulate --config config/demo.toml    # reads its [emulator] table
+
+The callee speaks a bundled speech sample unless [emulator] caller_audio (or a
+per-number caller_audio_by_number table) says otherwise; caller_dtmf = "5@2.0,#@4.5"
+presses digits. Credentials come from [emulator] auth_id/auth_token, else from
+PLIVO_AUTH_ID/PLIVO_AUTH_TOKEN, else the local-only defaults printed at start-up.
+Any key can also be set as STREAMSERVER_EMULATOR__<KEY>, e.g. STREAMSERVER_EMULATOR__RING_S=0.
+"""
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register the ``emulate`` subcommand (run with :func:`emulate_main`)."""
+    p = subparsers.add_parser(
+        "emulate",
+        help="run a local Plivo emulator (REST API and simulated calls)",
+        description=_DESCRIPTION,
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--config", "-c", metavar="FILE", help="TOML file with an [emulator] table")
+    p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port to listen on (default 8090; 0 = any free)")
+    p.add_argument("--ring-s", type=float, metavar="SECONDS", help="ring time before answer")
+    p.add_argument("--caller-audio", metavar="FILE", help="what callees say once they answer")
+    p.add_argument("--recordings-dir", metavar="DIR", help="keep recordings here")
+    p.add_argument(
+        "--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], type=str.upper, default="INFO"
+    )
+    p.set_defaults(func=emulate_main)
+
+
+def _banner(base_url: str, auth_id: str, auth_token: str) -> str:
+    api = f"{base_url}/v1/Account/{auth_id}/"
+    return f"""\
+Plivo emulator listening on {base_url}
+  API base     {api}
+  Auth ID      {auth_id}
+  Auth Token   {auth_token}
+
+Use it like Plivo:
+  export PLIVO_AUTH_ID={auth_id} PLIVO_AUTH_TOKEN={auth_token}
+  curl -u "$PLIVO_AUTH_ID:$PLIVO_AUTH_TOKEN" {api}Call/
+  official plivo SDK: set plivo.rest.client.PLIVO_API_BASE_URI and API_VOICE_BASE_URI
+  (and the _FALLBACK_1/_2 twins) to {base_url}/v1/Account
+Press Ctrl+C to stop."""
+
+
+def emulate_main(args: argparse.Namespace) -> int:
+    """Run ``streamserver emulate``; return the exit status (2: bad configuration)."""
+    from ..cli import run_async
+    from ..logs import setup_logging
+    from .server import Emulator
+
+    overrides: dict[str, Any] = {
+        "host": args.host,
+        "port": args.port,
+        "ring_s": getattr(args, "ring_s", None),
+        "caller_audio": getattr(args, "caller_audio", None),
+        "recordings_dir": getattr(args, "recordings_dir", None),
+    }
+    try:
+        settings = load_emulator_settings(args.config, overrides=overrides)
+        if settings.caller_audio:
+            from .media import MediaError, load_audio_file
+
+            try:
+                load_audio_file(settings.caller_audio)
+            except MediaError as exc:
+                raise EmulatorConfigError(f"emulator.caller_audio: {exc}") from None
+    except EmulatorConfigError as exc:
+        print(f"streamserver emulate: configuration error: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(getattr(args, "log_level", "INFO") or "INFO")
+
+    async def run() -> int:
+        emulator = Emulator(settings)
+        try:
+            await emulator.start()
+        except OSError as exc:
+            log.error("cannot listen on %s:%s: %s (is the port in use? try --port)",
+                      settings.host, settings.port, exc.strerror or exc)  # fmt: skip
+            return 1
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, stop.set)
+        print(_banner(emulator.base_url, emulator.auth_id, emulator.auth_token), flush=True)
+        try:
+            await stop.wait()
+        finally:
+            log.info("emulator: stopping")
+            await emulator.aclose()
+        return 0
+
+    code: int = run_async(run)
+    return code
