@@ -349,9 +349,6 @@ class _Connection(asyncio.BufferedProtocol):
                     return self._fail(CLOSE_PROTOCOL, f"unknown opcode {opcode}")
             else:
                 return self._fail(CLOSE_PROTOCOL, f"unknown opcode {opcode}")
-            if session.ended and self._close_sent is not None:
-                pos = n
-                break
         if pos:
             self._consume(pos)
 

@@ -577,3 +577,26 @@ async def test_idle_timeout_closes_1008_but_active_streams_live(serve: Any) -> N
         assert idle.close_code == 1008
         assert busy.close_code is None
         await busy.close()
+
+
+async def test_stop_and_close_in_one_packet_closes_cleanly(serve: Any) -> None:
+    from websockets.frames import Frame, Opcode
+
+    async with serve() as server:
+        reader, writer = await raw_upgrade(server.port)
+        wire = b"".join(
+            Frame(op, data).serialize(mask=True, extensions=[])
+            for op, data in [
+                (Opcode.TEXT, pf.start().encode()),
+                (Opcode.TEXT, pf.stop().encode()),
+                (Opcode.CLOSE, (1000).to_bytes(2, "big")),
+            ]
+        )
+        writer.write(wire)
+        assert await read_close_code(reader) == 1000
+        # The server saw our close frame and closed TCP itself (FIN), instead of waiting
+        # for its close timeout and resetting the connection.
+        assert await asyncio.wait_for(reader.read(), T) == b""
+        writer.close()
+        await wait_finished(server)
+        assert server.metrics.close_codes[1000] == 1
