@@ -24,6 +24,9 @@ unit: $(STAMP)
 
 test: lint typecheck unit
 
+demo: $(STAMP)
+	$(BIN)/streamserver demo
+
 bench: $(STAMP)
 	$(BIN)/python scripts/bench_codecs.py
 

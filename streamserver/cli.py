@@ -1,4 +1,4 @@
-"""Command line: ``streamserver serve | emulate | replay | --version``.
+"""Command line: ``streamserver serve | emulate | replay | call | streams | recordings | demo``.
 
 Exit codes: 0 success, 1 runtime failure, 2 bad configuration or arguments.
 """
@@ -92,13 +92,16 @@ def _serve_settings(args: argparse.Namespace) -> Settings:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from .control import ControlApp, load_control_settings
     from .logs import setup_logging
     from .server import StreamServer
 
     try:
         settings = _serve_settings(args)
+        control_settings = load_control_settings(settings)
         setup_logging(settings.server.log_level, settings.server.log_format)
         server = StreamServer(settings)
+        control = ControlApp(server, control_settings) if control_settings.enabled else None
     except (ConfigError, HandlerLoadError) as exc:
         print(f"streamserver: configuration error: {exc}", file=sys.stderr)
         return 2
@@ -119,10 +122,27 @@ def _serve(args: argparse.Namespace) -> int:
                 exc.strerror or exc,
             )
             return 1
+        if control is not None:
+            try:
+                await control.start()
+            except OSError as exc:
+                log.error(
+                    "control app cannot listen on %s:%s: %s (try [control] port)",
+                    control.settings.host,
+                    control.settings.port,
+                    exc.strerror or exc,
+                )
+                await server.shutdown()
+                return 1
         print(f"streamserver {__version__} listening on {server.url}", file=sys.stderr, flush=True)
+        if control is not None:
+            print(f"control app on {control.base_url}", file=sys.stderr, flush=True)
         await stop.wait()
         log.info("signal received: draining")
         await server.shutdown()
+        if control is not None:
+            # Stopped last: Plivo's stop and hangup callbacks for draining streams still land.
+            await control.aclose()
         return 0
 
     code: int = run_async(run)
@@ -130,8 +150,16 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _add_optional(sub: Any) -> None:
-    # Emulator commands live with the emulator and register their own sub-parsers.
-    for module in ("streamserver.emulator.cli", "streamserver.emulator.replay"):
+    # The emulator and the REST/demo commands live in their own modules and register their
+    # own sub-parsers.
+    for module in (
+        "streamserver.emulator.cli",
+        "streamserver.emulator.replay",
+        "streamserver.commands.call",
+        "streamserver.commands.streams",
+        "streamserver.commands.recordings",
+        "streamserver.commands.demo",
+    ):
         try:
             mod = importlib.import_module(module)
         except ImportError:  # pragma: no cover - optional part not installed

@@ -214,6 +214,11 @@ class StreamContext:
         self._require_bidirectional()
         self._session.send_dtmf(digits)
 
+    def count(self, handler: str, event: str, n: int = 1) -> None:
+        """Add ``n`` to the server-wide counter ``streamserver_handler_events_total{handler,
+        event}`` (e.g. webhooks delivered, utterances dropped). Use few distinct names."""
+        self._session.metrics.handler_events[(handler, event)] += n
+
     def publish(self, topic: str, data: Any = None, *, source: str = "user") -> None:
         """Publish on the stream's event bus: every handler of this stream except the
         source receives a :class:`BusEvent` in ``on_event``, in order with its audio."""
@@ -248,6 +253,10 @@ class Handler:
     #: Set by the session: this handler's name in the route (entry point or module:Class).
     name: str = ""
     _runner: Any = None
+
+    def count(self, event: str, n: int = 1) -> None:
+        """Count ``event`` in ``streamserver_handler_events_total`` under this handler."""
+        self.ctx.count(self.name or type(self).__name__, event, n)
 
     def publish(self, topic: str, data: Any = None) -> None:
         """Publish on the stream's event bus to the other handlers of this stream."""

@@ -44,6 +44,8 @@ class Metrics:
         # Handlers
         self.handler_dropped_samples: defaultdict[str, int] = defaultdict(int)
         self.handler_errors: defaultdict[str, int] = defaultdict(int)
+        #: handler-defined counters: (handler, event) -> count (StreamContext.count)
+        self.handler_events: defaultdict[tuple[str, str], int] = defaultdict(int)
         # Timing
         self.decode_seconds = 0.0
         self.loop_lag_s = 0.0
@@ -128,6 +130,14 @@ class Metrics:
             "handler",
             dict(self.handler_errors),
         )
+        metric(
+            "handler_events_total", "counter", "Counters kept by handlers (ctx.count)."
+        )
+        for (hname, event), value in sorted(self.handler_events.items()):
+            out.append(
+                f'streamserver_handler_events_total{{handler="{_esc(hname)}",'
+                f'event="{_esc(event)}"}} {value}'
+            )
         metric(
             "decode_seconds_total", "counter", "Time spent decoding frames.", self.decode_seconds
         )

@@ -600,3 +600,17 @@ async def test_stop_and_close_in_one_packet_closes_cleanly(serve: Any) -> None:
         writer.close()
         await wait_finished(server)
         assert server.metrics.close_codes[1000] == 1
+
+
+class Counting(Handler):
+    async def on_dtmf(self, dtmf: Any) -> None:
+        self.count("digits")
+
+
+async def test_handler_counters_in_metrics(serve: Any) -> None:
+    name = f"{__name__}:Counting"
+    async with serve(routes={"/s": {"handlers": [name]}}) as server:
+        await stream_and_close(f"{server.url}/s", [pf.start(), pf.dtmf("1"), pf.dtmf("2")])
+        await wait_finished(server)
+        text = server.metrics.render()
+    assert f'streamserver_handler_events_total{{handler="{name}",event="digits"}} 2' in text

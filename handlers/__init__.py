@@ -1,0 +1,1 @@
+"""Built-in stream handlers, each registered under the ``streamserver.handlers`` entry points."""

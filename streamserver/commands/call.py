@@ -1,0 +1,153 @@
+"""``streamserver call``: place a call whose audio streams to this server (or anywhere).
+
+With ``--answer-url`` Plivo fetches your own XML. With ``--stream-url`` the answer URL is the
+control app's ``/answer`` (see ``[control]`` in the config), which answers with a
+``<Stream>`` to this server's route, or to the WebSocket URL given after the flag, and asks
+for stream and hangup callbacks back to the control app.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlsplit
+
+from ._common import API_EPILOG, UsageError, api_parent, fail, print_json, print_table, run_api
+
+if TYPE_CHECKING:
+    from ..rest import AsyncPlivoClient
+
+__all__ = ["add_parser", "control_url_from"]
+
+CONTROL_URL_ENV = "STREAMSERVER_CONTROL_URL"
+
+_DESCRIPTION = "Place a phone call through the Plivo Voice API and stream its audio."
+_EPILOG = f"""\
+examples:
+  streamserver call --to 14155550100 --from 14155550123 --answer-url https://app.example.com/answer
+  streamserver call --to 14155550100 --from 14155550123 --stream-url --config config/demo.toml
+  streamserver call --to 14155550100 --from 14155550123 \\
+      --stream-url wss://media.example.com/bot --control-url https://ctl.example.com
+
+--stream-url needs the control app (streamserver serve with [control] enabled = true):
+its URL comes from --control-url, ${CONTROL_URL_ENV}, or the [control] table of --config
+(public_url, else http://host:port). --from defaults to $PLIVO_FROM_NUMBER.
+
+{API_EPILOG}"""
+
+_EXPLAIN_CONTROL = (
+    "--stream-url needs the control app's URL, to use its /answer as the answer URL. "
+    "Run `streamserver serve` with [control] enabled = true (and public_url, how Plivo "
+    "reaches it), then pass --config with that file, --control-url URL or set "
+    f"{CONTROL_URL_ENV}. Or serve your own answer XML with a <Stream> and pass --answer-url."
+)
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register ``streamserver call``."""
+    p = subparsers.add_parser(
+        "call",
+        help="place a call (Plivo Voice API) that streams to this server",
+        description=_DESCRIPTION,
+        epilog=_EPILOG,
+        parents=[api_parent()],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--to", required=True, metavar="NUMBER", help="destination (a<b for several)")
+    p.add_argument("--from", dest="from_", metavar="NUMBER", help="caller id")
+    how = p.add_mutually_exclusive_group(required=True)
+    how.add_argument("--answer-url", metavar="URL", help="your answer XML URL")
+    how.add_argument(
+        "--stream-url",
+        nargs="?",
+        const="",
+        metavar="WS_URL",
+        help="answer with the control app's <Stream> (to WS_URL when given)",
+    )
+    p.add_argument("--answer-method", choices=["GET", "POST"], type=str.upper)
+    p.add_argument(
+        "--hangup-url", metavar="URL", help="hangup callback (--stream-url: the control app's)"
+    )
+    p.add_argument("--ring-url", metavar="URL", help="ring callback")
+    p.add_argument("--time-limit", type=int, metavar="SECONDS", help="longest call (14400)")
+    p.add_argument("--caller-name", metavar="NAME")
+    p.add_argument("--control-url", metavar="URL", help=f"control app URL (${CONTROL_URL_ENV})")
+    p.add_argument("--config", "-c", metavar="FILE", help="config file with a [control] table")
+    p.set_defaults(func=call_main)
+
+
+def control_url_from(config: str | None) -> str | None:
+    """The control app's public URL from a config file's ``[control]`` table, if enabled."""
+    from ..control import load_control_settings
+    from ..settings import ConfigError, load_settings
+
+    try:
+        settings = load_settings(config)
+        cs = load_control_settings(settings)
+    except ConfigError as exc:
+        raise UsageError(f"configuration error: {exc}") from None
+    if not cs.enabled:
+        return None
+    if cs.public_url:
+        return cs.public_url.rstrip("/")
+    if cs.port == 0:
+        return None
+    host = "127.0.0.1" if cs.host in ("", "0.0.0.0", "::") else cs.host
+    return f"http://{host}:{cs.port}"
+
+
+def _answer_and_hangup(args: argparse.Namespace) -> tuple[str, str | None]:
+    if args.stream_url is None:
+        return args.answer_url, args.hangup_url
+    control = args.control_url or os.environ.get(CONTROL_URL_ENV)
+    if not control and args.config:
+        control = control_url_from(args.config)
+    if not control:
+        raise UsageError(_EXPLAIN_CONTROL)
+    control = control.rstrip("/")
+    if urlsplit(control).scheme not in ("http", "https"):
+        raise UsageError(f"--control-url must be an http:// or https:// URL, got {control!r}")
+    answer = f"{control}/answer"
+    if args.stream_url:
+        if urlsplit(args.stream_url).scheme not in ("ws", "wss"):
+            raise UsageError(f"--stream-url must be a ws:// or wss:// URL, got {args.stream_url!r}")
+        answer += "?stream_url=" + quote(args.stream_url, safe="")
+    return answer, args.hangup_url or f"{control}/callbacks/hangup"
+
+
+async def call_main(args: argparse.Namespace) -> int:
+    """Run ``streamserver call``."""
+    from_ = args.from_ or os.environ.get("PLIVO_FROM_NUMBER")
+    if not from_:
+        fail("call", "--from is required (or set PLIVO_FROM_NUMBER)")
+        return 2
+    try:
+        answer_url, hangup_url = _answer_and_hangup(args)
+    except UsageError as exc:
+        fail("call", exc)
+        return 2
+
+    async def body(plivo: AsyncPlivoClient) -> int:
+        options: dict[str, Any] = {
+            "answer_method": args.answer_method,
+            "hangup_url": hangup_url,
+            "ring_url": args.ring_url,
+            "time_limit": args.time_limit,
+            "caller_name": args.caller_name,
+        }
+        created = await plivo.calls.make(
+            from_, args.to, answer_url, **{k: v for k, v in options.items() if v is not None}
+        )
+        if args.json:
+            print_json({**created.raw, "answer_url": answer_url, "hangup_url": hangup_url})
+            return 0
+        uuids = created.request_uuid
+        ids = uuids if isinstance(uuids, list) else [uuids]
+        print_table(
+            [(created.message, uuid, args.to, answer_url) for uuid in ids],
+            ("status", "request_uuid", "to", "answer_url"),
+        )
+        return 0
+
+    return await run_api(args, "call", body)
