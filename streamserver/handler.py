@@ -63,14 +63,14 @@ class StopReason(enum.StrEnum):
     DRAIN = "drain"  # the server is shutting down
 
 
-@dataclass(frozen=True, slots=True)
-class AudioChunk:
+class AudioChunk(msgspec.Struct, frozen=True, gc=False):
     """Decoded audio of one track.
 
     ``position`` counts samples from stream start on this track, so gaps and alignment are
     exact: the chunk covers ``[position, position + len(samples))``. ``payload`` holds the
     audio as received (μ-law or L16 bytes) when it is available, so a handler can forward
-    it without re-encoding.
+    it without re-encoding. (A ``msgspec.Struct``: created for every frame, it is several
+    times cheaper than a frozen dataclass.)
     """
 
     track: str
@@ -88,8 +88,7 @@ class AudioChunk:
         return len(self.samples) / self.sample_rate
 
 
-@dataclass(frozen=True, slots=True)
-class Gap:
+class Gap(msgspec.Struct, frozen=True):
     """Audio that never arrived (missing ``chunk`` numbers or a timestamp jump).
 
     Recorders fill it with exactly ``samples`` of silence at ``position``.
@@ -100,8 +99,7 @@ class Gap:
     samples: int
 
 
-@dataclass(frozen=True, slots=True)
-class BusEvent:
+class BusEvent(msgspec.Struct, frozen=True):
     """A message on the stream's event bus, published by one handler for the others.
 
     ``topic`` names the kind (``"transcript"``, ``"handler.error"``, or your own, dotted);
