@@ -3,7 +3,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test lint typecheck unit install demo bench clean
+.PHONY: test lint typecheck unit install demo bench loadtest clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,11 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python scripts/bench_codecs.py
+
+# A quick capacity check: 500 mu-law streams, recorder+echo, server pinned to core 0.
+loadtest: $(STAMP)
+	$(BIN)/streamserver loadtest -n 500 --duration 20 --handlers recorder,echo \
+		--verify-recordings --server-cpus 0 --generator-cpus 1
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .pytest_cache .ruff_cache

@@ -159,6 +159,7 @@ def _add_optional(sub: Any) -> None:
         "streamserver.commands.streams",
         "streamserver.commands.recordings",
         "streamserver.commands.demo",
+        "streamserver.loadtest.cli",
     ):
         try:
             mod = importlib.import_module(module)

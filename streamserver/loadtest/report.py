@@ -1,0 +1,186 @@
+"""The load test's outputs: ``result.json``, ``report.md`` and PNG plots."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from .runner import LevelResult, RunResult
+from .stats import Summary
+
+__all__ = ["markdown", "write_outputs"]
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def to_json(result: RunResult) -> str:
+    doc = asdict(result)
+    doc["exit_code"] = result.exit_code
+    return json.dumps(doc, indent=2, default=_json_default) + "\n"
+
+
+def write_outputs(result: RunResult, out_dir: Path, *, plots: bool = True) -> list[Path]:
+    """Write result.json, report.md and (with matplotlib installed) the plots."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    images: list[Path] = []
+    if plots:
+        try:
+            from .plots import write_plots
+        except ImportError:  # matplotlib is the optional "plots" extra
+            pass
+        else:
+            images = write_plots(result, out_dir)
+    p = out_dir / "result.json"
+    p.write_text(to_json(result), encoding="utf-8")
+    written.append(p)
+    p = out_dir / "report.md"
+    p.write_text(markdown(result, images=[i.relative_to(out_dir) for i in images]), "utf-8")
+    written.append(p)
+    return written + images
+
+
+def _ms(s: Summary | None, attr: str) -> str:
+    return "-" if s is None else f"{getattr(s, attr):.1f}"
+
+
+def _opt(v: float | int | None, fmt: str = "{:.0f}") -> str:
+    return "-" if v is None else fmt.format(v)
+
+
+def _verdict(lv: LevelResult) -> str:
+    if lv.held:
+        return "held"
+    return "INVALID" if not lv.valid else "failed"
+
+
+def _levels_table(levels: list[LevelResult]) -> list[str]:
+    head = (
+        "| streams | verdict | connected | frames sent | server rx | lost | gaps | dropped "
+        "| late p50/p99/max ms | rtt p50/p90/p99/max ms | return gap p90/p99 ms "
+        "| server CPU % mean/max | RSS MiB base/peak | KiB/stream | loop lag ms steady/all "
+        "| recordings exact | gen CPU % |"
+    )
+    out = [head, "|" + "---|" * (head.count("|") - 1)]
+    for lv in levels:
+        rec = "-"
+        if lv.recordings is not None:
+            rec = f"{lv.recordings.exact}/{lv.recordings.checked}"
+        lat, rtt, gap = lv.lateness_ms, lv.rtt_ms, lv.return_gap_ms
+        out.append(
+            "| "
+            + " | ".join(
+                [
+                    str(lv.streams),
+                    _verdict(lv),
+                    f"{lv.connected}/{lv.streams}",
+                    f"{lv.frames_sent:,}",
+                    _opt(lv.server_frames_received, "{:,}"),
+                    _opt(lv.server_frames_lost),
+                    _opt(lv.server_gaps),
+                    _opt(lv.server_handler_dropped_samples),
+                    f"{_ms(lat, 'p50')} / {_ms(lat, 'p99')} / {_ms(lat, 'max')}",
+                    f"{_ms(rtt, 'p50')} / {_ms(rtt, 'p90')} / {_ms(rtt, 'p99')} / "
+                    f"{_ms(rtt, 'max')}",
+                    f"{_ms(gap, 'p90')} / {_ms(gap, 'p99')}",
+                    f"{_opt(lv.cpu_mean_pct)} / {_opt(lv.cpu_max_pct)}",
+                    f"{_opt(lv.rss_base_mib)} / {_opt(lv.rss_peak_mib)}",
+                    _opt(lv.rss_per_stream_kib, "{:.1f}"),
+                    f"{_opt(lv.server_loop_lag_max_ms)} / {_opt(lv.server_loop_lag_max_all_ms)}",
+                    rec,
+                    _opt(lv.generator_cpu_pct),
+                ]
+            )
+            + " |"
+        )
+    return out
+
+
+def markdown(result: RunResult, images: list[Path] | None = None) -> str:
+    """The human-readable report."""
+    s = result.settings
+    if s["ramp_s"] is not None:
+        ramp = f"ramp {s['ramp_s']:g} s"
+    else:
+        ramp = f"ramp {s['ramp_rate']:g} new streams/s"
+    lines = [
+        "# Load test report",
+        "",
+        f"- started: {result.started_at}",
+        f"- command: `{result.command_line}`",
+        f"- machine: {result.machine.get('cpu') or '?'}, {result.machine.get('cores')} cores, "
+        f"Python {result.machine.get('python')}; load average at start "
+        f"{result.machine.get('loadavg_at_start')}",
+        f"- load: {s['content_type']}, tracks {s['tracks']}, "
+        f"{'echo round trip measured' if s['echo'] else 'no echo'}, "
+        f"{s['duration_s']:g} s of audio per stream, {ramp}, "
+        f"{'all streams on one beat (burst)' if s['burst'] else 'random phases'}, "
+        f"{s['processes']} generator process(es)",
+        f"- pinning: server CPUs {s['server_cpus'] or 'any'}, "
+        f"generator CPUs {s['generator_cpus'] or 'any'}"
+        + (" (real-time priority)" if s.get("generator_rt") else ""),
+        f"- service levels: generator lateness p99 <= "
+        f"{s['thresholds']['max_lateness_p99_ms']:g} ms (else INVALID), echo p99 <= "
+        f"{s['thresholds']['max_rtt_p99_ms']:g} ms, server CPU <= "
+        f"{s['thresholds']['max_cpu_pct']:g}%, zero frames lost/gaps/drops, every stream "
+        "connected and closed normally"
+        + (", every recording sample-exact" if s["verify_recordings"] else ""),
+    ]
+    if result.interrupted:
+        lines.append("- **interrupted** (Ctrl-C): the last level is partial")
+    lines.append("")
+    if len(result.subjects) > 1:
+        lines += ["## Side by side", "", "| server | last level that held | stopped by |"]
+        lines.append("|---|---|---|")
+        for sub in result.subjects:
+            lines.append(f"| {sub.name} | {_opt(sub.held_max)} | {sub.stopped_by or '-'} |")
+        lines.append("")
+    for sub in result.subjects:
+        lines.append(f"## {sub.name}")
+        lines.append("")
+        started = next((lv.server_cmd for lv in sub.levels if lv.server_cmd), None)
+        if started:
+            lines.append(f"server command (first level): `{started}`")
+        elif sub.cmd:
+            lines.append(f"server command: `{sub.cmd}`")
+        elif sub.url:
+            lines.append(f"server: {sub.url}")
+        lines.append("")
+        held = "none" if sub.held_max is None else f"{sub.held_max} streams"
+        lines.append(
+            f"**Last level that held: {held}.**"
+            + (f" Stopped by: {sub.stopped_by}." if sub.stopped_by else "")
+        )
+        lines.append("")
+        lines += _levels_table(sub.levels)
+        lines.append("")
+        for lv in sub.levels:
+            if lv.failures or lv.errors or (lv.recordings and lv.recordings.problems):
+                lines.append(f"{lv.streams} streams:")
+                lines += [f"- {f}" for f in lv.failures]
+                lines += [f"- error x{n}: {m}" for m, n in list(lv.errors.items())[:10]]
+                if lv.recordings is not None:
+                    lines += [f"- recording: {p}" for p in lv.recordings.problems]
+                lines.append("")
+    if images:
+        lines += ["## Plots", ""]
+        lines += [f"![{p.stem}]({p.as_posix()})" for p in images]
+        lines.append("")
+    lines += [
+        "Columns: *late* is the generator's own send lateness against the absolute 20 ms "
+        "schedule; *rtt* is the echo round trip of each frame (sent -> its playAudio back); "
+        "*return gap* is the inter-arrival time of returned frames minus 20 ms; *server rx*, "
+        "*lost*, *gaps*, *dropped* (handler samples) come from the server's /metrics; CPU "
+        "is % of one core while all streams ran; KiB/stream is (peak RSS - RSS before the "
+        "first connection) / streams; loop lag is the largest the server reported while every "
+        "stream ran (steady) and over the whole level (all, including the opening and "
+        "closing of every stream).",
+        "",
+    ]
+    return "\n".join(lines)
