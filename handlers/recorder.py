@@ -45,6 +45,63 @@ def _writer() -> ThreadPoolExecutor:
         return _executor
 
 
+class _DiskWriter:
+    """Collects every recorder's buffered audio once per interval and writes it all in one
+    job on the writer thread: one timer and one thread hand-off per second for the whole
+    process, instead of a wake-up, a future and a coroutine per stream."""
+
+    _by_key: dict[tuple[int, float], _DiskWriter] = {}  # noqa: RUF012 - process registry
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, interval_s: float) -> None:
+        self.loop = loop
+        self.interval_s = interval_s
+        self.recorders: set[Recorder] = set()
+        self.handle: asyncio.TimerHandle | None = None
+
+    @classmethod
+    def get(cls, interval_s: float) -> _DiskWriter:
+        loop = asyncio.get_running_loop()
+        key = (id(loop), interval_s)
+        w = cls._by_key.get(key)
+        if w is None or w.loop is not loop:
+            w = cls._by_key[key] = _DiskWriter(loop, interval_s)
+        return w
+
+    def add(self, rec: Recorder) -> None:
+        self.recorders.add(rec)
+        if self.handle is None:
+            self.handle = self.loop.call_later(self.interval_s, self._tick)
+
+    def remove(self, rec: Recorder) -> None:
+        self.recorders.discard(rec)
+
+    def _tick(self) -> None:
+        self.handle = None
+        if not self.recorders:
+            return
+        self.handle = self.loop.call_later(self.interval_s, self._tick)
+        jobs = []
+        for rec in self.recorders:
+            batches = rec._collect(final=False)
+            if batches:
+                jobs.append((rec, batches))
+        if jobs:
+            self.loop.run_in_executor(_writer(), _write_jobs, jobs)
+
+
+def _write_jobs(jobs: list[tuple[Recorder, dict[str, Any]]]) -> None:
+    # On the writer thread. One recorder's failure (disk full...) must not stop the others.
+    for rec, batches in jobs:
+        try:
+            rec._write(batches)
+        except Exception as exc:
+            rec._write_error = exc
+
+
+class RecordingError(Exception):
+    """Writing a recording failed (disk full, permissions...); the recorder stops."""
+
+
 class RecorderOptions(msgspec.Struct, forbid_unknown_fields=True):
     """``[handler.recorder]`` options."""
 
@@ -87,7 +144,7 @@ class Recorder(Handler):
         self._tracks: dict[str, _Track] = {t: _Track() for t in ctx.tracks}
         self._files: dict[str, sf.SoundFile] = {}
         self._stereo = self.opts.layout == "stereo" and len(ctx.tracks) == 2
-        self._last_flush = time.monotonic()
+        self._write_error: Exception | None = None
         self._started_at = time.time()
         self._gaps = 0
         self._dir = Path(self.opts.record_dir).resolve() / ctx.call_id
@@ -100,10 +157,13 @@ class Recorder(Handler):
         if self.opts.layout == "stereo" and not self._stereo:
             self.ctx.logger.info("stereo layout needs two tracks; recording mono")
         await self._run(self._open)
+        _DiskWriter.get(self.opts.flush_interval_s).add(self)
 
     def on_audio_nowait(self, chunk: AudioChunk) -> None:
-        # Inline on the receive path: only buffering here; the disk work runs on the
-        # handler's task (on_wakeup) and the writer thread.
+        # Inline on the receive path: only buffering here; a process-wide timer hands the
+        # buffers to the writer thread (see _DiskWriter).
+        if self._write_error is not None:
+            self._raise_write_error()
         tr = self._tracks.get(chunk.track)
         if tr is None:
             return
@@ -116,12 +176,14 @@ class Recorder(Handler):
             tr.chunks.append(samples)
             tr.buffered += len(samples)
             tr.pos += len(samples)
-        if time.monotonic() - self._last_flush >= self.opts.flush_interval_s:
-            self._last_flush = time.monotonic()
-            self.wakeup()
 
-    async def on_wakeup(self) -> None:
-        await self._flush()
+    def _raise_write_error(self) -> None:
+        exc = self._write_error
+        self.count("write_errors")
+        raise RecordingError(
+            f"recording {self._dir} failed: {exc}; this stream is no longer recorded "
+            "(check free disk space and permissions of record_dir)"
+        ) from exc
 
     async def on_event(self, event: object) -> None:
         if type(event) is Gap:
@@ -131,9 +193,12 @@ class Recorder(Handler):
                 self._silence(tr, event.position + event.samples - tr.pos)
 
     async def on_stop(self, reason: StopReason) -> None:
+        _DiskWriter.get(self.opts.flush_interval_s).remove(self)
         try:
             if self._files:
-                await self._flush(final=True)
+                batches = self._collect(final=True)
+                if batches:
+                    await self._run(self._write, batches)
         finally:
             await self._run(self._close, reason)
         self.ctx.logger.info(
@@ -142,6 +207,8 @@ class Recorder(Handler):
             max((tr.pos for tr in self._tracks.values()), default=0) / self.ctx.sample_rate,
             sum(tr.filled for tr in self._tracks.values()),
         )
+        if self._write_error is not None:
+            self._raise_write_error()
 
     # -- internals -------------------------------------------------------------------------
 
@@ -154,9 +221,10 @@ class Recorder(Handler):
     async def _run(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(_writer(), fn, *args)
 
-    async def _flush(self, final: bool = False) -> None:
-        self._last_flush = time.monotonic()
-        batches: dict[str, np.ndarray] = {}
+    def _collect(self, final: bool) -> dict[str, Any]:
+        """Hand over what is buffered: lists of arrays per mono file (joined on the writer
+        thread), or the aligned stereo block."""
+        batches: dict[str, Any] = {}
         if self._stereo:
             a, b = (self._tracks[t] for t in ("inbound", "outbound"))
             n = max(a.buffered, b.buffered) if final else min(a.buffered, b.buffered)
@@ -165,9 +233,11 @@ class Recorder(Handler):
         else:
             for name, tr in self._tracks.items():
                 if tr.buffered:
-                    batches[name] = self._take(tr, tr.buffered)
-        if batches:
-            await self._run(self._write, batches)
+                    batches[name] = tr.chunks
+                    tr.chunks = []
+                    tr.written += tr.buffered
+                    tr.buffered = 0
+        return batches
 
     @staticmethod
     def _take(tr: _Track, n: int) -> np.ndarray:
@@ -210,11 +280,13 @@ class Recorder(Handler):
                     self._tracks[t].path = str(path)
         self._write_sidecar(None)
 
-    def _write(self, batches: dict[str, np.ndarray]) -> None:
+    def _write(self, batches: dict[str, Any]) -> None:
         for key, data in batches.items():
             f = self._files.get(key)
             if f is None:
                 continue
+            if type(data) is list:
+                data = np.concatenate(data) if len(data) > 1 else data[0]
             f.write(data)
             _update_header(f)
 

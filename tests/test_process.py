@@ -163,3 +163,75 @@ async def test_signature_verification(tmp_path: Path) -> None:
             async with connect(f"{url}/stream?x=1", additional_headers=good):
                 pass
         assert exc.value.response.status_code == 403
+
+
+async def test_disk_full_stops_the_recorder_not_the_stream(tmp_path: Path) -> None:
+    """A real write failure: the server process may not grow files past 64 KiB
+    (RLIMIT_FSIZE, like a full disk). The recorder reports it clearly and is switched off
+    for that stream; the stream itself (echo) goes on and ends normally."""
+    import resource
+
+    def limit_file_size() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # get EFBIG instead of being killed
+        resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, 64 * 1024))
+
+    frames, _ = frames_for(tone(8000 * 6))  # 6 s of 16-bit audio = 96 KB > 64 KiB
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "streamserver",
+        "serve",
+        "--port",
+        "0",
+        "--handlers",
+        "recorder,echo",
+        "--record-dir",
+        str(tmp_path / "rec"),
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "STREAMSERVER_HANDLER__RECORDER__FLUSH_INTERVAL_S": "0.1"},
+        preexec_fn=limit_file_size,
+    )
+    assert proc.stderr is not None
+    lines: list[str] = []
+    url = ""
+    while not url:
+        line = (await asyncio.wait_for(proc.stderr.readline(), T)).decode()
+        assert line, "server exited before listening"
+        lines.append(line)
+        m = re.search(r"listening on (ws://\S+)", line)
+        if m:
+            url = m.group(1)
+    try:
+        async with connect(f"{url}/stream") as ws:
+            await ws.send(pf.start())
+            echoed = 0
+            for i, f in enumerate(frames):
+                await ws.send(f)
+                if i % 25 == 0:
+                    await asyncio.sleep(0.15)  # let a few flushes happen
+            while echoed < len(frames):
+                msg = json.loads(await asyncio.wait_for(ws.recv(), T))
+                echoed += msg["event"] == "playAudio"
+            await ws.send(pf.stop())
+            with pytest.raises(ConnectionClosed):
+                await asyncio.wait_for(ws.recv(), T)
+            assert ws.close_code == 1000
+        import httpx
+
+        async with httpx.AsyncClient() as http:
+            metrics = (await http.get(url.replace("ws://", "http://") + "/metrics")).text
+        assert 'streamserver_handler_errors_total{handler="recorder"} 1' in metrics
+        assert 'handler_events_total{handler="recorder",event="write_errors"}' in metrics
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), T) == 0
+        lines += [ln.decode() for ln in (await proc.stderr.read()).splitlines()]
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    log = "\n".join(lines)
+    assert "handler recorder failed" in log
+    assert "check free disk space" in log
+    wav = tmp_path / "rec" / CID / f"{SID}.inbound.wav"
+    data, _ = sf.read(str(wav), dtype="int16")  # what was written before is readable
+    assert 0 < len(data) < len(frames) * 160
