@@ -218,9 +218,14 @@ async def test_disk_full_stops_the_recorder_not_the_stream(tmp_path: Path) -> No
             assert ws.close_code == 1000
         import httpx
 
+        want = 'streamserver_handler_errors_total{handler="recorder"} 1'
         async with httpx.AsyncClient() as http:
-            metrics = (await http.get(url.replace("ws://", "http://") + "/metrics")).text
-        assert 'streamserver_handler_errors_total{handler="recorder"} 1' in metrics
+            for _ in range(200):  # the recorder's on_stop may still be finishing
+                metrics = (await http.get(url.replace("ws://", "http://") + "/metrics")).text
+                if want in metrics:
+                    break
+                await asyncio.sleep(0.05)
+        assert want in metrics
         assert 'handler_events_total{handler="recorder",event="write_errors"}' in metrics
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), T) == 0
