@@ -145,6 +145,7 @@ class Recorder(Handler):
         self._files: dict[str, sf.SoundFile] = {}
         self._stereo = self.opts.layout == "stereo" and len(ctx.tracks) == 2
         self._write_error: Exception | None = None
+        self._write_error_reported = False
         self._started_at = time.time()
         self._gaps = 0
         self._dir = Path(self.opts.record_dir).resolve() / ctx.call_id
@@ -179,6 +180,7 @@ class Recorder(Handler):
 
     def _raise_write_error(self) -> None:
         exc = self._write_error
+        self._write_error_reported = True
         self.count("write_errors")
         raise RecordingError(
             f"recording {self._dir} failed: {exc}; this stream is no longer recorded "
@@ -201,13 +203,14 @@ class Recorder(Handler):
                     await self._run(self._write, batches)
         finally:
             await self._run(self._close, reason)
-        self.ctx.logger.info(
-            "recorded %s (%.1fs, %d gap samples filled)",
-            ", ".join(tr.path for tr in self._tracks.values() if tr.path) or "-",
-            max((tr.pos for tr in self._tracks.values()), default=0) / self.ctx.sample_rate,
-            sum(tr.filled for tr in self._tracks.values()),
-        )
-        if self._write_error is not None:
+        if self._write_error is None:
+            self.ctx.logger.info(
+                "recorded %s (%.1fs, %d gap samples filled)",
+                ", ".join(tr.path for tr in self._tracks.values() if tr.path) or "-",
+                max((tr.pos for tr in self._tracks.values()), default=0) / self.ctx.sample_rate,
+                sum(tr.filled for tr in self._tracks.values()),
+            )
+        elif not self._write_error_reported:
             self._raise_write_error()
 
     # -- internals -------------------------------------------------------------------------
