@@ -16,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import struct
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -26,7 +28,8 @@ import msgspec
 import numpy as np
 import soundfile as sf
 
-from streamserver.audio import ENCODING_MULAW
+from streamserver.audio import ENCODING_MULAW, silence_bytes, ulaw_decode
+from streamserver.audio import encode as audio_encode
 from streamserver.handler import AudioChunk, Gap, Handler, StopReason, StreamContext
 
 __all__ = ["Recorder", "RecorderOptions"]
@@ -124,7 +127,7 @@ class _Track:
     __slots__ = ("buffered", "chunks", "filled", "path", "pos", "written")
 
     def __init__(self) -> None:
-        self.chunks: list[np.ndarray] = []
+        self.chunks: list[Any] = []  # bytes (raw mode) or int16 arrays
         self.buffered = 0
         self.pos = 0  # next sample position expected
         self.written = 0  # samples handed to the writer
@@ -142,8 +145,15 @@ class Recorder(Handler):
         super().__init__(ctx, options or RecorderOptions())
         self.opts: RecorderOptions = self.options
         self._tracks: dict[str, _Track] = {t: _Track() for t in ctx.tracks}
-        self._files: dict[str, sf.SoundFile] = {}
+        self._files: dict[str, Any] = {}  # sf.SoundFile or _WavWriter
         self._stereo = self.opts.layout == "stereo" and len(ctx.tracks) == 2
+        # Raw mode (mono WAV, the default): keep the payload bytes as received and decode,
+        # if at all, once per flush on the writer thread; FLAC and stereo go through
+        # soundfile with decoded samples.
+        self._raw = opts_raw = not self._stereo and self.opts.format == "wav"
+        self._encoding = ctx.format.encoding
+        self._bps = ctx.format.bytes_per_sample
+        self._raw_ulaw_out = opts_raw and self._encoding == ENCODING_MULAW and self.opts.keep_mulaw
         self._write_error: Exception | None = None
         self._write_error_reported = False
         self._started_at = time.time()
@@ -170,13 +180,24 @@ class Recorder(Handler):
             return
         if chunk.position > tr.pos:
             self._silence(tr, chunk.position - tr.pos)
-        samples = chunk.samples
-        if chunk.position < tr.pos:  # overlap: keep what was recorded first
-            samples = samples[tr.pos - chunk.position :]
-        if len(samples):
-            tr.chunks.append(samples)
-            tr.buffered += len(samples)
-            tr.pos += len(samples)
+        n = chunk.num_samples
+        skip = tr.pos - chunk.position  # > 0: overlap, keep what was recorded first
+        if self._raw and chunk.payload is not None and chunk.encoding == self._encoding:
+            data: Any = chunk.payload
+            if skip > 0:
+                data = data[skip * self._bps :]
+        else:
+            data = chunk.samples
+            if skip > 0:
+                data = data[skip:]
+            if self._raw:
+                data = audio_encode(data, self._encoding)
+        if skip > 0:
+            n -= skip
+        if n > 0:
+            tr.chunks.append(data)
+            tr.buffered += n
+            tr.pos += n
 
     def _raise_write_error(self) -> None:
         exc = self._write_error
@@ -216,7 +237,10 @@ class Recorder(Handler):
     # -- internals -------------------------------------------------------------------------
 
     def _silence(self, tr: _Track, n: int) -> None:
-        tr.chunks.append(np.zeros(n, dtype=np.int16))
+        if self._raw:
+            tr.chunks.append(silence_bytes(self._encoding, n))
+        else:
+            tr.chunks.append(np.zeros(n, dtype=np.int16))
         tr.buffered += n
         tr.pos += n
         tr.filled += n
@@ -270,14 +294,19 @@ class Recorder(Handler):
             path = self._dir / name
             if path.resolve().parent != self._dir:  # ids are validated upstream; belt and braces
                 raise ValueError(f"refusing to write outside {self._dir}: {name!r}")
-            self._files[key] = sf.SoundFile(
-                str(path),
-                "w",
-                samplerate=ctx.sample_rate,
-                channels=channels,
-                format=fmt,
-                subtype=subtype,
-            )
+            if self._raw:
+                self._files[key] = _WavWriter(
+                    path, ctx.sample_rate, "ulaw" if self._raw_ulaw_out else "pcm16"
+                )
+            else:
+                self._files[key] = sf.SoundFile(
+                    str(path),
+                    "w",
+                    samplerate=ctx.sample_rate,
+                    channels=channels,
+                    format=fmt,
+                    subtype=subtype,
+                )
             for t in ("inbound", "outbound") if key == "stereo" else (key,):
                 if t in self._tracks:
                     self._tracks[t].path = str(path)
@@ -287,6 +316,14 @@ class Recorder(Handler):
         for key, data in batches.items():
             f = self._files.get(key)
             if f is None:
+                continue
+            if self._raw:
+                raw = b"".join(data)
+                if self._encoding == ENCODING_MULAW and not self._raw_ulaw_out:
+                    raw = ulaw_decode(raw).astype("<i2", copy=False).tobytes()
+                elif self._encoding != ENCODING_MULAW and _BIG_ENDIAN:  # pragma: no cover
+                    raw = np.frombuffer(raw, "<i2").astype(np.int16).tobytes()
+                f.write(raw)
                 continue
             if type(data) is list:
                 data = np.concatenate(data) if len(data) > 1 else data[0]
@@ -325,6 +362,52 @@ class Recorder(Handler):
         tmp = self._sidecar.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
         os.replace(tmp, self._sidecar)
+
+
+_BIG_ENDIAN = sys.byteorder == "big"
+
+
+class _WavWriter:
+    """A mono WAV file written with plain ``os.write`` calls (16-bit PCM or G.711 μ-law).
+
+    After every write the RIFF and data sizes are rewritten in place (two ``pwrite``
+    calls), so the file is complete and readable at any moment — also after a crash —
+    without fsync and without the per-call overhead of a general audio library.
+    """
+
+    def __init__(self, path: Path, rate: int, kind: str) -> None:
+        self.ulaw = kind == "ulaw"
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        self.data_bytes = 0
+        bits, tag, block = (8, 7, 1) if self.ulaw else (16, 1, 2)
+        fmt = struct.pack("<HHIIHH", tag, 1, rate, rate * block, block, bits)
+        if self.ulaw:
+            # Non-PCM formats carry a cbSize and a fact chunk (sample count).
+            fmt += struct.pack("<H", 0)
+            fact = b"fact" + struct.pack("<II", 4, 0)
+        else:
+            fact = b""
+        header = b"fmt " + struct.pack("<I", len(fmt)) + fmt + fact
+        self.fact_at = 12 + 8 + len(fmt) + 8 if self.ulaw else 0
+        self.data_at = 12 + len(header) + 8  # first byte of audio
+        os.write(self.fd, b"RIFF" + struct.pack("<I", 0) + b"WAVE" + header + b"data\0\0\0\0")
+        self._update()
+
+    def write(self, data: bytes) -> None:
+        if data:
+            os.write(self.fd, data)
+            self.data_bytes += len(data)
+            self._update()
+
+    def _update(self) -> None:
+        n = self.data_bytes
+        os.pwrite(self.fd, struct.pack("<I", self.data_at - 8 + n), 4)
+        os.pwrite(self.fd, struct.pack("<I", n), self.data_at - 4)
+        if self.fact_at:
+            os.pwrite(self.fd, struct.pack("<I", n), self.fact_at)
+
+    def close(self) -> None:
+        os.close(self.fd)
 
 
 _SFC_UPDATE_HEADER_NOW = 0x1060  # libsndfile's sfendian.h / sndfile.h command number

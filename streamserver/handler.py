@@ -30,7 +30,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import msgspec
 import numpy as np
 
-from .audio import AudioFormat
+from .audio import ENCODING_L16, AudioFormat
+from .audio import decode as audio_decode
 from .protocol.events import Dtmf, Event
 
 if TYPE_CHECKING:
@@ -63,29 +64,47 @@ class StopReason(enum.StrEnum):
     DRAIN = "drain"  # the server is shutting down
 
 
-class AudioChunk(msgspec.Struct, frozen=True, gc=False):
-    """Decoded audio of one track.
+class AudioChunk(msgspec.Struct, gc=False):
+    """Audio of one track: ``num_samples`` samples starting at ``position``.
 
     ``position`` counts samples from stream start on this track, so gaps and alignment are
-    exact: the chunk covers ``[position, position + len(samples))``. ``payload`` holds the
-    audio as received (μ-law or L16 bytes) when it is available, so a handler can forward
-    it without re-encoding. (A ``msgspec.Struct``: created for every frame, it is several
-    times cheaper than a frozen dataclass.)
+    exact: the chunk covers ``[position, end)``. ``payload`` is the audio as received
+    (μ-law or L16 little-endian bytes, per ``encoding``), so a handler can forward or store
+    it without touching the samples; ``samples`` (int16 numpy array) is decoded on first
+    use and cached — a stream whose handlers only forward or store bytes never pays for
+    decoding. Build one from PCM with :meth:`from_pcm`. Treat it as read-only.
     """
 
     track: str
-    samples: np.ndarray
     position: int
     sample_rate: int
+    num_samples: int
     payload: bytes | None = None
+    encoding: str = ENCODING_L16
+    pcm: np.ndarray | None = None
+
+    @classmethod
+    def from_pcm(
+        cls, track: str, samples: np.ndarray, position: int, sample_rate: int
+    ) -> AudioChunk:
+        """A chunk of already-decoded int16 samples (no payload)."""
+        return cls(track, position, sample_rate, len(samples), None, ENCODING_L16, samples)
+
+    @property
+    def samples(self) -> np.ndarray:
+        pcm = self.pcm
+        if pcm is None:
+            assert self.payload is not None
+            pcm = self.pcm = audio_decode(self.payload, self.encoding)
+        return pcm
 
     @property
     def end(self) -> int:
-        return self.position + len(self.samples)
+        return self.position + self.num_samples
 
     @property
     def duration_s(self) -> float:
-        return len(self.samples) / self.sample_rate
+        return self.num_samples / self.sample_rate
 
 
 class Gap(msgspec.Struct, frozen=True):

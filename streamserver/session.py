@@ -102,7 +102,7 @@ class _Track:
         self.name = name
         self.next_chunk = 1
         self.next_pos = 0
-        self.pending: dict[int, tuple[np.ndarray, bytes]] = {}
+        self.pending: dict[int, bytes] = {}
         self.frames = 0
         self.ts0: int | None = None
 
@@ -189,7 +189,7 @@ class HandlerRunner:
         if self.failed:
             return
         self.queue.append(chunk)
-        self.queued_samples += len(chunk.samples)
+        self.queued_samples += chunk.num_samples
         if self.queued_samples > self.max_samples:
             self._drop_oldest_audio()
         waiter = self._waiter
@@ -221,7 +221,7 @@ class HandlerRunner:
         while self.queued_samples > self.max_samples and q:
             item = q.popleft()
             if type(item) is AudioChunk:
-                n = len(item.samples)
+                n = item.num_samples
                 self.queued_samples -= n
                 self.dropped_samples += n
                 self.session.metrics.handler_dropped_samples[self.spec.name] += n
@@ -243,7 +243,7 @@ class HandlerRunner:
         item = self.queue.popleft()
         if type(item) is not AudioChunk:
             return item
-        self.queued_samples -= len(item.samples)
+        self.queued_samples -= item.num_samples
         q = self.queue
         if not q or type(q[0]) is not AudioChunk:
             return item
@@ -253,18 +253,26 @@ class HandlerRunner:
         end = item.end
         while q and type(q[0]) is AudioChunk and q[0].track == item.track and q[0].position == end:
             nxt = q.popleft()
-            self.queued_samples -= len(nxt.samples)
+            self.queued_samples -= nxt.num_samples
             parts.append(nxt)
             end = nxt.end
         if len(parts) == 1:
             return item
-        payloads = [p.payload for p in parts if p.payload is not None]
-        return AudioChunk(
+        total = sum(p.num_samples for p in parts)
+        if all(p.payload is not None and p.encoding == item.encoding for p in parts):
+            return AudioChunk(
+                item.track,
+                item.position,
+                item.sample_rate,
+                total,
+                b"".join(p.payload for p in parts),  # type: ignore[misc]
+                item.encoding,
+            )
+        return AudioChunk.from_pcm(
             item.track,
             np.concatenate([p.samples for p in parts]),
             item.position,
             item.sample_rate,
-            b"".join(payloads) if len(payloads) == len(parts) else None,
         )
 
     async def _run(self) -> None:
@@ -365,7 +373,11 @@ class Session:
         self.idle_mark_frames = 0
         self.fmt: AudioFormat | None = None
         self._tracks: dict[str, _Track] = {}
-        self._decode = audio.ulaw_decode
+        # per-stream constants of the hot path, set at start
+        self._shift = 0  # log2(bytes per sample)
+        self._odd_mask = 0  # 1 for L16: an odd byte count is invalid
+        self._rate = 8000
+        self._encoding = audio.ENCODING_MULAW
         self._last_seq: int | None = None
         # counters (also reported per stream)
         self.frames = 0
@@ -483,9 +495,11 @@ class Session:
         self.stream_id = start.stream_id
         self.call_id = start.call_id
         self.fmt = AudioFormat(start.encoding, start.sample_rate)
-        self._decode = (
-            audio.ulaw_decode if start.encoding == audio.ENCODING_MULAW else audio.l16_decode
-        )
+        l16 = start.encoding == audio.ENCODING_L16
+        self._shift = 1 if l16 else 0
+        self._odd_mask = 1 if l16 else 0
+        self._rate = start.sample_rate
+        self._encoding = start.encoding
         self._tracks = {t: _Track(t) for t in start.tracks}
         self.logger = logging.LoggerAdapter(
             log, {"stream_id": start.stream_id, "call_id": start.call_id}
@@ -539,10 +553,9 @@ class Session:
             self._invalid("track", f"media for track {media.track!r} not announced in start")
             return
         payload = media.payload
-        try:
-            samples = self._decode(payload)
-        except ValueError as exc:
-            self._invalid("audio", str(exc))
+        # Samples are decoded lazily (AudioChunk.samples); only the length is checked here.
+        if len(payload) & self._odd_mask:
+            self._invalid("audio", f"L16 payload of odd length {len(payload)}")
             return
         m = self.metrics
         m.media_frames += 1
@@ -550,54 +563,53 @@ class Session:
         self.media_frames += 1
         c = media.chunk
         if c is None:
-            self._place_by_time(tr, media.timestamp_ms, samples, payload)
+            self._place_by_time(tr, media.timestamp_ms, payload)
             return
         if c == tr.next_chunk:
-            self._deliver(tr, samples, payload, tr.next_pos)
+            self._deliver(tr, payload, tr.next_pos)
             if tr.pending:
                 self._drain_pending(tr)
         elif c < tr.next_chunk or c in tr.pending:
             self.duplicates += 1
             m.duplicates += 1
         else:
-            tr.pending[c] = (samples, payload)
+            tr.pending[c] = payload
             if len(tr.pending) > self.limits.reorder_window:
                 self._skip_missing(tr)
 
     def _drain_pending(self, tr: _Track) -> None:
         pending = tr.pending
         while tr.next_chunk in pending:
-            samples, payload = pending.pop(tr.next_chunk)
+            payload = pending.pop(tr.next_chunk)
             self.metrics.reordered += 1
-            self._deliver(tr, samples, payload, tr.next_pos)
+            self._deliver(tr, payload, tr.next_pos)
 
     def _skip_missing(self, tr: _Track) -> None:
         """The reorder window overflowed: declare the missing chunks lost (a gap)."""
         first = min(tr.pending)
         missing = first - tr.next_chunk
-        samples_per_chunk = len(tr.pending[first][0])
+        samples_per_chunk = len(tr.pending[first]) >> self._shift
         self._gap(tr, missing * samples_per_chunk)
         tr.next_chunk = first
         self._drain_pending(tr)
 
-    def _place_by_time(
-        self, tr: _Track, ts: int | None, samples: np.ndarray, payload: bytes
-    ) -> None:
+    def _place_by_time(self, tr: _Track, ts: int | None, payload: bytes) -> None:
         if ts is None:
-            self._deliver(tr, samples, payload, tr.next_pos)
+            self._deliver(tr, payload, tr.next_pos)
             return
         if tr.ts0 is None:
             tr.ts0 = ts
         assert self.fmt is not None
         pos = (ts - tr.ts0) * self.fmt.sample_rate // 1000
-        half = len(samples) // 2
-        if pos <= tr.next_pos - half - len(samples) + 1 and tr.frames:
+        n = len(payload) >> self._shift
+        half = n // 2
+        if pos <= tr.next_pos - half - n + 1 and tr.frames:
             self.duplicates += 1
             self.metrics.duplicates += 1
             return
         if pos >= tr.next_pos + half and tr.frames:
             self._gap(tr, pos - tr.next_pos)
-        self._deliver(tr, samples, payload, tr.next_pos)
+        self._deliver(tr, payload, tr.next_pos)
 
     def _gap(self, tr: _Track, n: int) -> None:
         if n <= 0:
@@ -612,10 +624,10 @@ class Session:
         for r in self.runners:
             r.push(gap)
 
-    def _deliver(self, tr: _Track, samples: np.ndarray, payload: bytes, pos: int) -> None:
-        assert self.fmt is not None
-        chunk = AudioChunk(tr.name, samples, pos, self.fmt.sample_rate, payload)
-        tr.next_pos = pos + len(samples)
+    def _deliver(self, tr: _Track, payload: bytes, pos: int) -> None:
+        n = len(payload) >> self._shift
+        chunk = AudioChunk(tr.name, pos, self._rate, n, payload, self._encoding)
+        tr.next_pos = pos + n
         tr.next_chunk += 1
         tr.frames += 1
         for r in self.runners:
