@@ -50,6 +50,9 @@ class Metrics:
         self.decode_seconds = 0.0
         self.loop_lag_s = 0.0
         self.loop_lag_max_s = 0.0
+        self.gc_collections: defaultdict[int, int] = defaultdict(int)
+        self.gc_pause_s = 0.0
+        self.gc_pause_max_s = 0.0
         # Signature checks
         self.signature_checks: defaultdict[str, int] = defaultdict(int)
         # Control callbacks (control app)
@@ -130,9 +133,7 @@ class Metrics:
             "handler",
             dict(self.handler_errors),
         )
-        metric(
-            "handler_events_total", "counter", "Counters kept by handlers (ctx.count)."
-        )
+        metric("handler_events_total", "counter", "Counters kept by handlers (ctx.count).")
         for (hname, event), value in sorted(self.handler_events.items()):
             out.append(
                 f'streamserver_handler_events_total{{handler="{_esc(hname)}",'
@@ -148,6 +149,15 @@ class Metrics:
             "Max event-loop lag since start.",
             self.loop_lag_max_s,
         )
+        labelled(
+            "gc_collections_total",
+            "counter",
+            "Garbage collections by generation.",
+            "generation",
+            dict(self.gc_collections),
+        )
+        metric("gc_pause_seconds_total", "counter", "Time in GC pauses.", self.gc_pause_s)
+        metric("gc_pause_max_seconds", "gauge", "Longest GC pause.", self.gc_pause_max_s)
         labelled(
             "signature_checks_total",
             "counter",

@@ -469,6 +469,7 @@ class StreamServer:
         self._tick_task: asyncio.Task[None] | None = None
         self._idle = asyncio.Event()
         self._forms_logged: set[tuple[str | None, str | None]] = set()
+        self._gc_started = 0.0
         self.port = 0
 
     @property
@@ -496,6 +497,7 @@ class StreamServer:
         if sv.gc_freeze:
             gc.collect()
             gc.freeze()
+        gc.callbacks.append(self._gc_callback)
 
     async def _tick(self) -> None:
         """Event-loop lag, start/idle timeouts: one timer for all connections."""
@@ -544,6 +546,18 @@ class StreamServer:
                     s.logger.warning("no frames for %.1fs; closing idle stream", sv.idle_timeout_s)
                     s.end(StopReason.TIMEOUT)
                     conn.close(CLOSE_POLICY, "idle timeout")
+
+    def _gc_callback(self, phase: str, info: dict[str, int]) -> None:
+        # Garbage-collector pauses stall every stream at once: measure them.
+        if phase == "start":
+            self._gc_started = time.perf_counter()
+            return
+        pause = time.perf_counter() - self._gc_started
+        m = self.metrics
+        m.gc_collections[info.get("generation", 0)] += 1
+        m.gc_pause_s += pause
+        if pause > m.gc_pause_max_s:
+            m.gc_pause_max_s = pause
 
     def _note_signature_form(self, url: str | None, header: str | None) -> None:
         key = (url, header)
@@ -609,6 +623,8 @@ class StreamServer:
         if self._tick_task is not None:
             self._tick_task.cancel()
         await self._server.wait_closed()
+        if self._gc_callback in gc.callbacks:
+            gc.callbacks.remove(self._gc_callback)
         log.info("drained; bye")
 
     async def __aenter__(self) -> StreamServer:
