@@ -93,6 +93,7 @@ class _Connection(asyncio.BufferedProtocol):
         "_frag_binary",
         "_frag_size",
         "_max_size",
+        "_out",
         "_paused",
         "_rlen",
         "_writable",
@@ -120,6 +121,7 @@ class _Connection(asyncio.BufferedProtocol):
         self._frag_size = 0
         self._close_sent: int | None = None
         self._close_rcvd: int | None = None
+        self._out: list[bytes] = []  # coalesced outgoing audio frames
         self._paused = False
         self._writable: asyncio.Future[None] | None = None
         self._close_handle: asyncio.TimerHandle | None = None
@@ -139,11 +141,14 @@ class _Connection(asyncio.BufferedProtocol):
 
     def get_buffer(self, sizehint: int) -> bytearray | memoryview:
         buf = self._buf
-        if len(buf) - self._rlen < _READ_CHUNK // 2:
-            grown = bytearray(max(2 * len(buf), self._rlen + _READ_CHUNK))
-            grown[: self._rlen] = buf[: self._rlen]
+        rlen = self._rlen
+        if not rlen:
+            return buf  # the common case: nothing left over, read at the start
+        if len(buf) - rlen < _READ_CHUNK // 2:
+            grown = bytearray(max(2 * len(buf), rlen + _READ_CHUNK))
+            grown[:rlen] = buf[:rlen]
             self._buf = buf = grown
-        return memoryview(buf)[self._rlen :]
+        return memoryview(buf)[rlen:]
 
     def buffer_updated(self, nbytes: int) -> None:
         self._rlen += nbytes
@@ -215,16 +220,38 @@ class _Connection(asyncio.BufferedProtocol):
 
     # -- Outlet (used by the session) -----------------------------------------------------
 
-    def send_text(self, data: bytes) -> None:
+    def send_text(self, data: bytes, urgent: bool = True) -> None:
         if self._close_sent is not None or self.transport is None:
             return
-        self.transport.write(_header(0x81, len(data)) + data)
+        frame = _header(0x81, len(data)) + data
+        server = self.server
+        batch = server.send_batch_frames
+        if batch <= 1 or urgent:
+            if self._out:
+                self._flush_out()  # keep the order: queued audio first
+            self.transport.write(frame)
+            return
+        # Coalesce audio: one write (one syscall) per `batch` frames, or per the server's
+        # flush timer, whichever comes first.
+        out = self._out
+        out.append(frame)
+        if len(out) >= batch:
+            self._flush_out()
+        elif len(out) == 1:
+            server._queue_flush(self)
+
+    def _flush_out(self) -> None:
+        out = self._out
+        if out and self.transport is not None:
+            self.transport.write(b"".join(out) if len(out) > 1 else out[0])
+        out.clear()
 
     def close(self, code: int, reason: str) -> None:
         """Start the closing handshake (RFC 6455 §5.5.1); abort if the peer never answers."""
         if self._close_sent is not None or self.transport is None:
             return
         self._close_sent = code
+        self._flush_out()
         body = code.to_bytes(2, "big") + reason.encode("utf-8")[:123]
         self.transport.write(_header(0x88, len(body)) + body)
         if self._close_rcvd is not None:
@@ -470,6 +497,11 @@ class StreamServer:
         self._idle = asyncio.Event()
         self._forms_logged: set[tuple[str | None, str | None]] = set()
         self._gc_started = 0.0
+        # Outgoing audio coalescing (see [session] send_batch_frames).
+        self.send_batch_frames = ss.send_batch_frames
+        self._send_batch_delay_s = ss.send_batch_delay_ms / 1000
+        self._pending_out: set[_Connection] = set()
+        self._flush_handle: asyncio.TimerHandle | None = None
         self.port = 0
 
     @property
@@ -546,6 +578,19 @@ class StreamServer:
                     s.logger.warning("no frames for %.1fs; closing idle stream", sv.idle_timeout_s)
                     s.end(StopReason.TIMEOUT)
                     conn.close(CLOSE_POLICY, "idle timeout")
+
+    def _queue_flush(self, conn: _Connection) -> None:
+        self._pending_out.add(conn)
+        if self._flush_handle is None:
+            self._flush_handle = asyncio.get_running_loop().call_later(
+                self._send_batch_delay_s, self._flush_all
+            )
+
+    def _flush_all(self) -> None:
+        self._flush_handle = None
+        pending, self._pending_out = self._pending_out, set()
+        for conn in pending:
+            conn._flush_out()
 
     def _gc_callback(self, phase: str, info: dict[str, int]) -> None:
         # Garbage-collector pauses stall every stream at once: measure them.

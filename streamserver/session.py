@@ -70,7 +70,7 @@ _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}\Z")
 class Outlet(Protocol):
     """What a session needs from its transport."""
 
-    def send_text(self, data: bytes) -> None: ...
+    def send_text(self, data: bytes, urgent: bool = True) -> None: ...
     def close(self, code: int, reason: str) -> None: ...
     def write_paused(self) -> bool: ...
     async def wait_writable(self) -> None: ...
@@ -657,10 +657,12 @@ class Session:
 
     # -- outbound (bidirectional) ---------------------------------------------------------
 
-    def _send(self, data: bytes) -> None:
+    def _send(self, data: bytes, urgent: bool = True) -> None:
+        # Audio is not urgent: the transport may coalesce it (send_batch_frames); control
+        # messages are, and flush what is queued before them, so the order never changes.
         if self.ended:
             return
-        self.outlet.send_text(data)
+        self.outlet.send_text(data, urgent)
         self.frames_sent += 1
         self.metrics.frames_sent += 1
         self.metrics.bytes_sent += len(data)
@@ -699,12 +701,13 @@ class Session:
         step = fmt.frame_bytes
         if len(payload) <= step:
             self._send(
-                plivo.encode_play_audio(payload, fmt.encoding, fmt.sample_rate, self.stream_id)
+                plivo.encode_play_audio(payload, fmt.encoding, fmt.sample_rate, self.stream_id),
+                False,
             )
             return
         enc, rate, sid = fmt.encoding, fmt.sample_rate, self.stream_id
         for i in range(0, len(payload), step):
-            self._send(plivo.encode_play_audio(payload[i : i + step], enc, rate, sid))
+            self._send(plivo.encode_play_audio(payload[i : i + step], enc, rate, sid), False)
 
     def checkpoint(self, name: str) -> asyncio.Future[bool]:
         fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()

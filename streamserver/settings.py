@@ -62,6 +62,10 @@ class SessionSettings:
     max_invalid_frames: int = 100
     send_timeout_s: float = 5.0
     handler_queue_s: float = 10.0
+    #: Outgoing audio frames per socket write: 1 writes each playAudio at once; 2+
+    #: coalesces up to that many (fewer syscalls, up to send_batch_delay_ms more latency).
+    send_batch_frames: int = 1
+    send_batch_delay_ms: float = 20.0
 
 
 @dataclass
@@ -292,3 +296,7 @@ def _validate(s: Settings) -> None:
         raise ConfigError("session.reorder_window: must be >= 0")
     if ss.handler_queue_s <= 0:
         raise ConfigError("session.handler_queue_s: must be > 0")
+    if ss.send_batch_frames < 1:
+        raise ConfigError("session.send_batch_frames: must be at least 1 (1 = no batching)")
+    if not 0 < ss.send_batch_delay_ms <= 1000:
+        raise ConfigError("session.send_batch_delay_ms: must be in (0, 1000]")

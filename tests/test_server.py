@@ -614,3 +614,35 @@ async def test_handler_counters_in_metrics(serve: Any) -> None:
         await wait_finished(server)
         text = server.metrics.render()
     assert f'streamserver_handler_events_total{{handler="{name}",event="digits"}} 2' in text
+
+
+class EchoThenCheckpoint(Handler):
+    """Echo every frame; after the 5th, a checkpoint (which must not overtake the audio)."""
+
+    def on_audio_nowait(self, chunk: AudioChunk) -> None:
+        assert chunk.payload is not None
+        self.ctx.play_encoded_nowait(chunk.payload)
+        if chunk.end == 5 * 160:
+            self.ctx.checkpoint("five")
+
+
+async def test_coalesced_sends_keep_order_and_flush_a_lone_frame(
+    serve: Any, make_settings: Any
+) -> None:
+    settings = make_settings(routes={"/s": {"handlers": [f"{__name__}:EchoThenCheckpoint"]}})
+    settings.session.send_batch_frames = 4
+    settings.session.send_batch_delay_ms = 30.0
+    frames, _ = mulaw_frames(tone(160 * 7))
+    async with serve(settings=settings) as server, connect(f"{server.url}/s") as ws:
+        await ws.send(pf.start())
+        for f in frames:
+            await ws.send(f)
+        got = [json.loads(await asyncio.wait_for(ws.recv(), T)) for _ in range(8)]
+    kinds = [g["event"] for g in got]
+    # 5 audio frames, then the checkpoint, then the last 2 frames (the 7th flushed by the
+    # timer even though the batch of 4 never filled).
+    assert kinds == ["playAudio"] * 5 + ["checkpoint"] + ["playAudio"] * 2
+    echoed = b"".join(base64.b64decode(g["media"]["payload"]) for g in got if "media" in g)
+    assert echoed == b"".join(
+        base64.b64decode(json.loads(f)["media"]["payload"]) for f in frames
+    )

@@ -48,7 +48,7 @@ class Start(msgspec.Struct, frozen=True):
     custom_parameters: dict[str, Any] = {}
 
 
-class Media(msgspec.Struct, frozen=True):
+class Media(msgspec.Struct, frozen=True, gc=False):
     """One audio chunk (~20 ms) of one track. ``payload`` is the raw encoded audio."""
 
     track: str

@@ -69,7 +69,7 @@ class _StartBody(msgspec.Struct):
     customParameters: dict[str, Any] | None = None
 
 
-class _MediaBody(msgspec.Struct):
+class _MediaBody(msgspec.Struct, gc=False):
     payload: bytes  # base64 on the wire; msgspec decodes and validates it
     track: str = "inbound"
     timestamp: IntLike | None = None
@@ -98,7 +98,7 @@ class _WStart(_Base, tag="start"):
     extra_headers: str | None = None
 
 
-class _WMedia(_Base, tag="media"):
+class _WMedia(_Base, tag="media", gc=False):
     media: _MediaBody | None = None
     extra_headers: str | None = None
 
@@ -172,19 +172,20 @@ def decode(data: bytes | str) -> Event:
         raise _unreadable(exc) from None
 
     cls = type(wire)
-    seq = _int(wire.sequenceNumber, "sequenceNumber")
+    seq = wire.sequenceNumber
+    if type(seq) is str:
+        seq = _int(seq, "sequenceNumber")
     if cls is _WMedia:
         body = wire.media
         if body is None:
             raise ProtocolError("schema", "media event without a media object")
-        return Media(
-            body.track,
-            _int(body.chunk, "media.chunk"),
-            _int(body.timestamp, "media.timestamp"),
-            body.payload,
-            seq,
-            wire.streamId,
-        )
+        chunk, ts = body.chunk, body.timestamp
+        # Per-frame path: convert only when the wire sent a digit string.
+        if type(chunk) is str:
+            chunk = _int(chunk, "media.chunk")
+        if type(ts) is str:
+            ts = _int(ts, "media.timestamp")
+        return Media(body.track, chunk, ts, body.payload, seq, wire.streamId)
     if cls is _WStart:
         return _start(wire, seq)
     if cls is _WDtmf:
@@ -275,13 +276,13 @@ def _fallback(data: bytes | str, error: str) -> Event:
 # --- server -> Plivo ---------------------------------------------------------------------
 
 
-class _PlayMedia(msgspec.Struct):
+class _PlayMedia(msgspec.Struct, gc=False):
     contentType: str
     sampleRate: int
     payload: bytes
 
 
-class _PlayAudio(msgspec.Struct, tag_field="event", tag="playAudio", omit_defaults=True):
+class _PlayAudio(msgspec.Struct, tag_field="event", tag="playAudio", omit_defaults=True, gc=False):
     media: _PlayMedia
     streamId: str | None = None
 
