@@ -28,24 +28,20 @@ signature gets 403. A verified callback is logged, counted in ``/metrics``
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import ipaddress
 import json
 import logging
-import socket
 import time
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, cast, get_args, get_type_hints
 from urllib.parse import parse_qsl, urlsplit
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from .asgi import AsgiServer, url_host
 from .handler import BusEvent
 from .rest import xml
 from .settings import ConfigError, Settings, _cast
@@ -218,35 +214,6 @@ def _first(params: Mapping[str, str], *names: str) -> str:
     return ""
 
 
-def _url_host(host: str) -> str:
-    if host in ("", "0.0.0.0"):
-        return "127.0.0.1"
-    if host == "::":
-        return "[::1]"
-    with contextlib.suppress(ValueError):
-        if ipaddress.ip_address(host).version == 6:
-            return f"[{host}]"
-    return host
-
-
-class _Uvicorn(uvicorn.Server):
-    """uvicorn inside the host program's loop: no signal handlers of its own."""
-
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self.startup_done = asyncio.Event()
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        yield  # streamserver serve owns SIGTERM/SIGINT and drains everything itself
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        try:
-            await super().startup(sockets=sockets)
-        finally:
-            self.startup_done.set()
-
-
 class ControlApp:
     """The control app of one :class:`~streamserver.server.StreamServer`.
 
@@ -265,9 +232,7 @@ class ControlApp:
         self._tokens = tokens if settings.verify_signatures else []
         self._nonces = NonceCache()
         self._listeners: list[Callable[[Callback], None]] = []
-        self._uvicorn: _Uvicorn | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._socket: socket.socket | None = None
+        self._http: AsgiServer | None = None
         self.port = 0
         routes = [
             Route("/answer", self._answer, methods=["GET", "POST"]),
@@ -285,7 +250,7 @@ class ControlApp:
     @property
     def base_url(self) -> str:
         """``http://host:port`` as bound (after :meth:`start`)."""
-        return f"http://{_url_host(self.settings.host)}:{self.port}"
+        return f"http://{url_host(self.settings.host)}:{self.port}"
 
     @property
     def public_url(self) -> str:
@@ -307,7 +272,7 @@ class ControlApp:
         public = self.server.settings.server.public_url
         route = self.settings.route
         if not public:
-            host = _url_host(self.server.settings.server.host)
+            host = url_host(self.server.settings.server.host)
             return f"ws://{host}:{self.server.port}{route}"
         parts = urlsplit(public)
         scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
@@ -329,30 +294,10 @@ class ControlApp:
     async def start(self) -> None:
         """Bind and serve (raises OSError when the port cannot be bound)."""
         s = self.settings
-        family = socket.AF_INET6 if ":" in s.host else socket.AF_INET
-        sock = socket.create_server((s.host, s.port), family=family)
-        sock.setblocking(False)
-        self._socket = sock
-        self.port = sock.getsockname()[1]
-        config = uvicorn.Config(
-            self.app,
-            log_config=None,
-            access_log=False,
-            lifespan="off",
-            ws="none",
-            timeout_graceful_shutdown=2,
-        )
-        server = _Uvicorn(config)
-        self._uvicorn = server
-        self._task = asyncio.get_running_loop().create_task(
-            server.serve(sockets=[sock]), name="control-app"
-        )
-        started = asyncio.ensure_future(server.startup_done.wait())
-        await asyncio.wait([started, self._task], return_when=asyncio.FIRST_COMPLETED)
-        started.cancel()
-        if self._task.done() or not server.started:
-            await self._task
-            raise RuntimeError("the control app stopped during start-up")
+        http = AsgiServer(self.app, s.host, s.port)
+        await http.start()  # raises OSError when the port cannot be bound
+        self._http = http
+        self.port = http.port
         if self._tokens:
             check = "signatures verified"
         elif s.verify_signatures:
@@ -377,15 +322,9 @@ class ControlApp:
 
     async def aclose(self) -> None:
         """Finish in-flight requests (2 s at most) and stop serving."""
-        if self._uvicorn is not None:
-            self._uvicorn.should_exit = True
-        if self._task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        if self._socket is not None:
-            self._socket.close()
-            self._socket = None
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
 
     async def __aenter__(self) -> ControlApp:
         await self.start()
