@@ -109,7 +109,11 @@ class _Connection(asyncio.BufferedProtocol):
     def __init__(self, server: StreamServer) -> None:
         self.server = server
         self._max_size = server.settings.server.max_message_bytes
-        self.proto = ServerProtocol(max_size=self._max_size, logger=_ws_log)
+        # Only for the HTTP request and handshake; dropped after a 101 (it holds the request,
+        # its parser and buffers: memory and GC work for every open stream otherwise).
+        self.proto: ServerProtocol | None = ServerProtocol(
+            max_size=self._max_size, logger=_ws_log
+        )
         self.transport: asyncio.Transport | None = None
         self.session: Session | None = None
         # Receive buffer: the loop reads straight into it (BufferedProtocol), no bytes
@@ -167,13 +171,16 @@ class _Connection(asyncio.BufferedProtocol):
         head = bytes(buf[: end + 4])
         self._consume(end + 4)
         proto = self.proto
+        assert proto is not None
         proto.receive_data(head)
         for ev in proto.events_received():
             if type(ev) is Request:
                 self._request(ev)
         self._flush()
-        if self.session is not None and self._rlen:
-            self._parse()
+        if self.session is not None:
+            self.proto = None
+            if self._rlen:
+                self._parse()
 
     def _consume(self, n: int) -> None:
         """Drop the first ``n`` bytes of the receive buffer (no resize: the loop may still
@@ -277,7 +284,7 @@ class _Connection(asyncio.BufferedProtocol):
 
     def _flush(self) -> None:
         transport = self.transport
-        if transport is None:
+        if transport is None or self.proto is None:
             return
         for chunk in self.proto.data_to_send():
             if chunk:
@@ -397,6 +404,7 @@ class _Connection(asyncio.BufferedProtocol):
 
     def _reply(self, resp: _Http) -> None:
         proto = self.proto
+        assert proto is not None
         response = proto.reject(resp.status, resp.body)
         if resp.content_type != "text/plain; charset=utf-8":
             del response.headers["Content-Type"]
@@ -449,12 +457,14 @@ class _Connection(asyncio.BufferedProtocol):
                 )
                 return self._reply(_Http(403, f"signature check failed: {result.reason}\n"))
             server._note_signature_form(result.matched_url, result.header)
-        response: Response = self.proto.accept(req)
+        proto = self.proto
+        assert proto is not None
+        response: Response = proto.accept(req)
         if response.status_code != 101:
             m.connections_rejected["bad_upgrade"] += 1
-            self.proto.send_response(response)
+            proto.send_response(response)
             return
-        self.proto.send_response(response)
+        proto.send_response(response)
         query = dict(parse_qsl(qs, keep_blank_values=True))
         self.session = Session(
             self,
