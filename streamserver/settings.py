@@ -63,8 +63,9 @@ class SessionSettings:
     send_timeout_s: float = 5.0
     handler_queue_s: float = 10.0
     #: Outgoing audio frames per socket write: 1 writes each playAudio at once; 2+
-    #: coalesces up to that many (fewer syscalls, up to send_batch_delay_ms more latency).
-    send_batch_frames: int = 1
+    #: coalesces up to that many (fewer syscalls, up to send_batch_delay_ms more latency;
+    #: control messages are never delayed).
+    send_batch_frames: int = 2
     send_batch_delay_ms: float = 20.0
 
 
