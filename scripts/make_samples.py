@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
-"""Make the emulator's sample recordings of speech (8 kHz mono 16-bit WAV) with espeak-ng.
+"""Make the emulator's sample recordings of speech (8 kHz mono 16-bit WAV) with flite.
 
-The files in ``streamserver/emulator/samples/`` are committed; run this only to change or
-regenerate them (the output depends on the espeak-ng version, so expect binary diffs)::
+flite's voices (``apt-get install flite``) are recognised far better by the transcriber's
+offline engine than espeak-ng's (measured: "one two three four five" exactly, against
+"well we or i"); espeak-ng is used when flite is missing. The files in
+``streamserver/emulator/samples/`` are committed; run this only to change or regenerate
+them (the output depends on the synthesizer's version, so expect binary diffs)::
 
     python scripts/make_samples.py            # writes streamserver/emulator/samples/*.wav
     python scripts/make_samples.py --out DIR
@@ -17,6 +20,7 @@ import io
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -30,19 +34,35 @@ RATE = 8000
 PAD_S = 0.2
 MAX_BYTES = 100_000
 
-#: file name -> (espeak-ng voice, words per minute, word gap in 10 ms units, text)
-SAMPLES: dict[str, tuple[str, int, int, str]] = {
-    "hello-8k.wav": ("en-us+f3", 165, 0, "Hello, this is a test call. Can you hear me?"),
-    "digits-8k.wav": ("en-us+m3", 130, 20, "one, two, three, four, five"),
-    "question-8k.wav": ("en-gb+m3", 160, 0, "Hi, I would like to check on my order, please."),
+#: file name -> (flite voice, espeak-ng voice, words per minute, word gap in 10 ms, text)
+SAMPLES: dict[str, tuple[str, str, int, int, str]] = {
+    "hello-8k.wav": ("slt", "en-us+f3", 165, 0, "Hello, this is a test call. Can you hear me?"),
+    "digits-8k.wav": ("slt", "en-us+m3", 130, 20, "One two three four five."),
+    "question-8k.wav": (
+        "slt",
+        "en-gb+m3",
+        160,
+        0,
+        "Hi, I would like to check on my order, please.",
+    ),
 }
 
 
 def synthesize(binary: str, voice: str, wpm: int, gap: int, text: str) -> np.ndarray:
-    """Run espeak-ng and return 8 kHz mono int16 with silence padding."""
-    cmd = [binary, "-v", voice, "-s", str(wpm), "-g", str(gap), "--stdout", text]
-    wav = subprocess.run(cmd, check=True, capture_output=True).stdout
-    samples, rate = sf.read(io.BytesIO(wav), dtype="int16", always_2d=False)
+    """Run flite or espeak-ng and return 8 kHz mono int16 with silence padding."""
+    if Path(binary).name == "flite":
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "speech.wav"
+            subprocess.run(
+                [binary, "-voice", voice, "-t", text, "-o", str(out)],
+                check=True,
+                capture_output=True,
+            )
+            samples, rate = sf.read(str(out), dtype="int16", always_2d=False)
+    else:
+        cmd = [binary, "-v", voice, "-s", str(wpm), "-g", str(gap), "--stdout", text]
+        wav = subprocess.run(cmd, check=True, capture_output=True).stdout
+        samples, rate = sf.read(io.BytesIO(wav), dtype="int16", always_2d=False)
     pcm = resample(to_int16(samples), int(rate), RATE)
     pad = np.zeros(int(PAD_S * RATE), dtype=np.int16)
     out: np.ndarray = np.concatenate([pad, pcm, pad])
@@ -54,12 +74,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=default_out, help="output directory")
     args = parser.parse_args(argv)
-    binary = shutil.which("espeak-ng")
+    binary = shutil.which("flite") or shutil.which("espeak-ng")
     if binary is None:
-        print("make_samples: espeak-ng is not on PATH (apt-get install espeak-ng)", file=sys.stderr)
+        print(
+            "make_samples: neither flite nor espeak-ng is on PATH (apt-get install flite)",
+            file=sys.stderr,
+        )
         return 1
     args.out.mkdir(parents=True, exist_ok=True)
-    for name, (voice, wpm, gap, text) in SAMPLES.items():
+    for name, (flite_voice, espeak_voice, wpm, gap, text) in SAMPLES.items():
+        voice = flite_voice if Path(binary).name == "flite" else espeak_voice
         pcm = synthesize(binary, voice, wpm, gap, text)
         path = args.out / name
         sf.write(str(path), pcm, RATE, format="WAV", subtype="PCM_16")
