@@ -111,9 +111,7 @@ class _Connection(asyncio.BufferedProtocol):
         self._max_size = server.settings.server.max_message_bytes
         # Only for the HTTP request and handshake; dropped after a 101 (it holds the request,
         # its parser and buffers: memory and GC work for every open stream otherwise).
-        self.proto: ServerProtocol | None = ServerProtocol(
-            max_size=self._max_size, logger=_ws_log
-        )
+        self.proto: ServerProtocol | None = ServerProtocol(max_size=self._max_size, logger=_ws_log)
         self.transport: asyncio.Transport | None = None
         self.session: Session | None = None
         # Receive buffer: the loop reads straight into it (BufferedProtocol), no bytes
@@ -233,7 +231,7 @@ class _Connection(asyncio.BufferedProtocol):
         frame = _header(0x81, len(data)) + data
         server = self.server
         batch = server.send_batch_frames
-        if batch <= 1 or urgent:
+        if batch <= 1 or urgent or server.metrics.streams_active < server.send_batch_min_streams:
             if self._out:
                 self._flush_out()  # keep the order: queued audio first
             self.transport.write(frame)
@@ -509,6 +507,7 @@ class StreamServer:
         self._gc_started = 0.0
         # Outgoing audio coalescing (see [session] send_batch_frames).
         self.send_batch_frames = ss.send_batch_frames
+        self.send_batch_min_streams = ss.send_batch_min_streams
         self._send_batch_delay_s = ss.send_batch_delay_ms / 1000
         self._pending_out: set[_Connection] = set()
         self._flush_handle: asyncio.TimerHandle | None = None

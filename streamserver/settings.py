@@ -67,6 +67,9 @@ class SessionSettings:
     #: control messages are never delayed).
     send_batch_frames: int = 2
     send_batch_delay_ms: float = 20.0
+    #: Coalesce only while at least this many streams are open: a lightly loaded server
+    #: writes every frame at once (lowest latency), a busy one saves the syscalls.
+    send_batch_min_streams: int = 200
 
 
 @dataclass
@@ -299,5 +302,7 @@ def _validate(s: Settings) -> None:
         raise ConfigError("session.handler_queue_s: must be > 0")
     if ss.send_batch_frames < 1:
         raise ConfigError("session.send_batch_frames: must be at least 1 (1 = no batching)")
+    if ss.send_batch_min_streams < 0:
+        raise ConfigError("session.send_batch_min_streams: must be >= 0")
     if not 0 < ss.send_batch_delay_ms <= 1000:
         raise ConfigError("session.send_batch_delay_ms: must be in (0, 1000]")

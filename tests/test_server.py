@@ -632,6 +632,7 @@ async def test_coalesced_sends_keep_order_and_flush_a_lone_frame(
     settings = make_settings(routes={"/s": {"handlers": [f"{__name__}:EchoThenCheckpoint"]}})
     settings.session.send_batch_frames = 4
     settings.session.send_batch_delay_ms = 30.0
+    settings.session.send_batch_min_streams = 0
     frames, _ = mulaw_frames(tone(160 * 7))
     async with serve(settings=settings) as server, connect(f"{server.url}/s") as ws:
         await ws.send(pf.start())
