@@ -176,6 +176,9 @@ class StreamContext:
         self.route = route
         self.bidirectional = bidirectional
         self.logger = logger
+        if bidirectional:
+            # Per-frame path (echo, bots): call the session directly, no checks in between.
+            self.play_encoded_nowait = session.send_encoded  # type: ignore[method-assign]
 
     @property
     def sample_rate(self) -> int:

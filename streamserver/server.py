@@ -228,7 +228,11 @@ class _Connection(asyncio.BufferedProtocol):
     def send_text(self, data: bytes, urgent: bool = True) -> None:
         if self._close_sent is not None or self.transport is None:
             return
-        frame = _header(0x81, len(data)) + data
+        n = len(data)
+        if 126 <= n < 65536:  # a playAudio frame: the usual case, header inlined
+            frame = b"\x81\x7e" + n.to_bytes(2, "big") + data
+        else:
+            frame = _header(0x81, n) + data
         server = self.server
         batch = server.send_batch_frames
         if batch <= 1 or urgent or server.metrics.streams_active < server.send_batch_min_streams:

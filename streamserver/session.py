@@ -700,10 +700,13 @@ class Session:
             return
         step = fmt.frame_bytes
         if len(payload) <= step:
-            self._send(
-                plivo.encode_play_audio(payload, fmt.encoding, fmt.sample_rate, self.stream_id),
-                False,
-            )
+            # One frame (the per-frame echo/bot case): _send inlined.
+            data = plivo.encode_play_audio(payload, fmt.encoding, fmt.sample_rate, self.stream_id)
+            self.outlet.send_text(data, False)
+            self.frames_sent += 1
+            m = self.metrics
+            m.frames_sent += 1
+            m.bytes_sent += len(data)
             return
         enc, rate, sid = fmt.encoding, fmt.sample_rate, self.stream_id
         for i in range(0, len(payload), step):
