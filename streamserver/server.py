@@ -43,6 +43,7 @@ CLOSE_PROTOCOL = 1002
 CLOSE_TOO_BIG = 1009
 _MAX_REQUEST_BYTES = 16384
 _READ_CHUNK = 4096
+_WHEEL_TICK_S = 0.005  # resolution of the outgoing-audio flush timer
 
 
 def _header(first: int, n: int) -> bytes:
@@ -98,6 +99,7 @@ class _Connection(asyncio.BufferedProtocol):
         "_rlen",
         "_writable",
         "connected_at",
+        "out_due",
         "paused_at",
         "peer",
         "proto",
@@ -124,6 +126,7 @@ class _Connection(asyncio.BufferedProtocol):
         self._close_sent: int | None = None
         self._close_rcvd: int | None = None
         self._out: list[bytes] = []  # coalesced outgoing audio frames
+        self.out_due = 0.0  # when the first of them must be written (loop time)
         self._paused = False
         self._writable: asyncio.Future[None] | None = None
         self._close_handle: asyncio.TimerHandle | None = None
@@ -513,7 +516,7 @@ class StreamServer:
         self.send_batch_frames = ss.send_batch_frames
         self.send_batch_min_streams = ss.send_batch_min_streams
         self._send_batch_delay_s = ss.send_batch_delay_ms / 1000
-        self._pending_out: set[_Connection] = set()
+        self._wheel: dict[int, list[_Connection]] = {}
         self._flush_handle: asyncio.TimerHandle | None = None
         self.port = 0
 
@@ -593,17 +596,32 @@ class StreamServer:
                     conn.close(CLOSE_POLICY, "idle timeout")
 
     def _queue_flush(self, conn: _Connection) -> None:
-        self._pending_out.add(conn)
+        # A timer wheel: each connection's first queued frame is due send_batch_delay_ms
+        # later (so the stream's next frame, 20 ms on, normally joins it in one write);
+        # one timer per tick serves every connection.
+        loop = asyncio.get_running_loop()
+        due = loop.time() + self._send_batch_delay_s
+        conn.out_due = due
+        key = int(due / _WHEEL_TICK_S) + 1
+        bucket = self._wheel.get(key)
+        if bucket is None:
+            self._wheel[key] = [conn]
+        else:
+            bucket.append(conn)
         if self._flush_handle is None:
-            self._flush_handle = asyncio.get_running_loop().call_later(
-                self._send_batch_delay_s, self._flush_all
-            )
+            self._flush_handle = loop.call_later(_WHEEL_TICK_S, self._flush_due)
 
-    def _flush_all(self) -> None:
-        self._flush_handle = None
-        pending, self._pending_out = self._pending_out, set()
-        for conn in pending:
-            conn._flush_out()
+    def _flush_due(self) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        current = int(now / _WHEEL_TICK_S)
+        wheel = self._wheel
+        for key in [k for k in wheel if k <= current]:
+            for conn in wheel.pop(key):
+                # Skip entries already flushed by a full batch, or re-queued later.
+                if conn._out and conn.out_due <= now + _WHEEL_TICK_S:
+                    conn._flush_out()
+        self._flush_handle = loop.call_later(_WHEEL_TICK_S, self._flush_due) if wheel else None
 
     def _gc_callback(self, phase: str, info: dict[str, int]) -> None:
         # Garbage-collector pauses stall every stream at once: measure them.

@@ -66,7 +66,7 @@ class SessionSettings:
     #: coalesces up to that many (fewer syscalls, up to send_batch_delay_ms more latency;
     #: control messages are never delayed).
     send_batch_frames: int = 2
-    send_batch_delay_ms: float = 20.0
+    send_batch_delay_ms: float = 30.0
     #: Coalesce only while at least this many streams are open: a lightly loaded server
     #: writes every frame at once (lowest latency), a busy one saves the syscalls.
     send_batch_min_streams: int = 200
