@@ -26,7 +26,6 @@ class Echo(Handler):
     """Plays every chunk of one track back to the caller."""
 
     Options = EchoOptions
-    max_queue_s = 2.0  # stale echo is useless: drop rather than lag
 
     def __init__(self, ctx: StreamContext, options: Any = None) -> None:
         super().__init__(ctx, options or EchoOptions())

@@ -139,7 +139,6 @@ class Recorder(Handler):
     """Records each track to WAV/FLAC with a JSON sidecar."""
 
     Options = RecorderOptions
-    max_queue_s = 30.0
 
     def __init__(self, ctx: StreamContext, options: Any = None) -> None:
         super().__init__(ctx, options or RecorderOptions())
@@ -160,7 +159,6 @@ class Recorder(Handler):
         self._gaps = 0
         self._dir = Path(self.opts.record_dir).resolve() / ctx.call_id
         self._sidecar = self._dir / f"{ctx.stream_id}.json"
-        self._failed: str | None = None
 
     # -- hooks -----------------------------------------------------------------------------
 

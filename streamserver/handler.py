@@ -260,11 +260,6 @@ class Handler:
     Options: ClassVar[type[msgspec.Struct] | None] = None
     #: Max audio (seconds) waiting in this handler's input before the oldest is dropped.
     max_queue_s: ClassVar[float] = 10.0
-    #: Audio delivery batching: 0 wakes the handler for every frame (lowest latency, e.g.
-    #: echo); a positive value delivers audio at most that often, coalesced into bigger
-    #: chunks (much cheaper with thousands of streams, e.g. a recorder). Other events
-    #: (DTMF, bus events, stop) are always delivered at once.
-    batch_s: ClassVar[float] = 0.0
 
     def __init__(self, ctx: StreamContext, options: Any = None) -> None:
         self.ctx = ctx

@@ -18,11 +18,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import sys
 import time
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -111,41 +112,7 @@ _STOP = object()
 _WAKEUP = object()
 
 
-class _Batcher:
-    """Wakes many handler runners with one timer per period instead of once per frame."""
-
-    _by_period: ClassVar[dict[tuple[int, float], _Batcher]] = {}
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, period_s: float) -> None:
-        self.loop = loop
-        self.period_s = period_s
-        self.pending: list[HandlerRunner] = []
-        self.handle: asyncio.TimerHandle | None = None
-
-    @classmethod
-    def get(cls, period_s: float) -> _Batcher:
-        loop = asyncio.get_running_loop()
-        key = (id(loop), period_s)
-        b = cls._by_period.get(key)
-        if b is None or b.loop is not loop:
-            b = cls._by_period[key] = _Batcher(loop, period_s)
-        return b
-
-    def add(self, runner: HandlerRunner) -> None:
-        self.pending.append(runner)
-        if self.handle is None:
-            self.handle = self.loop.call_later(self.period_s, self._fire)
-
-    def _fire(self) -> None:
-        self.handle = None
-        pending, self.pending = self.pending, []
-        for r in pending:
-            r.wake()
-
-
 def _exc_text() -> str:
-    import sys
-
     exc = sys.exc_info()[1]
     return f"{type(exc).__name__}: {exc}" if exc is not None else "unknown error"
 
@@ -164,8 +131,6 @@ class HandlerRunner:
         self.failed = False
         self._waiter: asyncio.Future[None] | None = None
         self.task: asyncio.Task[None] | None = None
-        self._armed = False
-        self.batcher = _Batcher.get(handler.batch_s) if handler.batch_s > 0 else None
         self._wakeup_pending = False
         #: the handler's synchronous audio hook, when it overrides ``on_audio_nowait``
         self.nowait = (
@@ -192,16 +157,6 @@ class HandlerRunner:
         self.queued_samples += chunk.num_samples
         if self.queued_samples > self.max_samples:
             self._drop_oldest_audio()
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            if self.batcher is None:
-                waiter.set_result(None)
-            elif not self._armed:
-                self._armed = True
-                self.batcher.add(self)
-
-    def wake(self) -> None:
-        self._armed = False
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
