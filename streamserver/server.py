@@ -42,7 +42,6 @@ TICK_S = 0.5
 CLOSE_PROTOCOL = 1002
 CLOSE_TOO_BIG = 1009
 _MAX_REQUEST_BYTES = 16384
-_READ_CHUNK = 4096
 _WHEEL_TICK_S = 0.005  # resolution of the outgoing-audio flush timer
 
 
@@ -76,7 +75,7 @@ class _Http:
     content_type: str = "text/plain; charset=utf-8"
 
 
-class _Connection(asyncio.BufferedProtocol):
+class _Connection(asyncio.Protocol):
     """One TCP connection: an HTTP request, then (maybe) a WebSocket stream.
 
     The HTTP request and the upgrade go through websockets' ``ServerProtocol`` (request
@@ -90,13 +89,14 @@ class _Connection(asyncio.BufferedProtocol):
         "_close_handle",
         "_close_rcvd",
         "_close_sent",
+        "_fast",
+        "_fast_max",
         "_frag",
         "_frag_binary",
         "_frag_size",
         "_max_size",
         "_out",
         "_paused",
-        "_rlen",
         "_writable",
         "connected_at",
         "out_due",
@@ -116,10 +116,12 @@ class _Connection(asyncio.BufferedProtocol):
         self.proto: ServerProtocol | None = ServerProtocol(max_size=self._max_size, logger=_ws_log)
         self.transport: asyncio.Transport | None = None
         self.session: Session | None = None
-        # Receive buffer: the loop reads straight into it (BufferedProtocol), no bytes
-        # object per read; ``_rlen`` bytes of it are filled.
-        self._buf = bytearray(_READ_CHUNK)
-        self._rlen = 0
+        # Bytes received but not consumed yet (the handshake, a partial frame). Empty in
+        # the steady state: each read is one whole frame, handled without copying here.
+        self._buf = bytearray()
+        # True while the next read may take the one-frame fast path (see data_received).
+        self._fast = False
+        self._fast_max = self._max_size + 8
         self._frag: list[bytes] | None = None
         self._frag_binary = False
         self._frag_size = 0
@@ -144,33 +146,39 @@ class _Connection(asyncio.BufferedProtocol):
             self.peer = f"{peer[0]}:{peer[1]}"
         self.server.connections.add(self)
 
-    def get_buffer(self, sizehint: int) -> bytearray | memoryview:
-        buf = self._buf
-        rlen = self._rlen
-        if not rlen:
-            return buf  # the common case: nothing left over, read at the start
-        if len(buf) - rlen < _READ_CHUNK // 2:
-            grown = bytearray(max(2 * len(buf), rlen + _READ_CHUNK))
-            grown[:rlen] = buf[:rlen]
-            self._buf = buf = grown
-        return memoryview(buf)[rlen:]
+    def data_received(self, data: bytes) -> None:
+        if self._fast:
+            # The common case, every Plivo media frame: the read is exactly one final masked
+            # text frame with a 16-bit length, nothing is buffered, nothing is fragmented.
+            n = len(data)
+            if (
+                n <= self._fast_max
+                and data[0] == 0x81
+                and data[1] == 0xFE
+                and ((data[2] << 8) | data[3]) + 8 == n
+            ):
+                self.session.feed_text(apply_mask(data[8:], data[4:8]))  # type: ignore[union-attr]
+                return
+        self._received(data)
 
-    def buffer_updated(self, nbytes: int) -> None:
-        self._rlen += nbytes
+    def _received(self, data: bytes) -> None:
+        """Buffer ``data`` and consume what is complete: the handshake, then frames."""
+        buf = self._buf
+        buf += data
         if self.session is not None:
             self._parse()
+            self._update_fast()
             return
         # Handshake: hand websockets exactly the HTTP request; bytes after it are frames.
-        buf = self._buf
-        end = buf.find(b"\r\n\r\n", 0, self._rlen)
+        end = buf.find(b"\r\n\r\n")
         if end < 0:
-            if self._rlen > _MAX_REQUEST_BYTES:
-                self._rlen = 0
+            if len(buf) > _MAX_REQUEST_BYTES:
+                buf.clear()
                 self._reply(_Http(431, "request headers too large\n"))
                 self._flush()
             return
         head = bytes(buf[: end + 4])
-        self._consume(end + 4)
+        del buf[: end + 4]
         proto = self.proto
         assert proto is not None
         proto.receive_data(head)
@@ -180,16 +188,17 @@ class _Connection(asyncio.BufferedProtocol):
         self._flush()
         if self.session is not None:
             self.proto = None
-            if self._rlen:
+            if buf:
                 self._parse()
+            self._update_fast()
 
-    def _consume(self, n: int) -> None:
-        """Drop the first ``n`` bytes of the receive buffer (no resize: the loop may still
-        hold a view of it)."""
-        left = self._rlen - n
-        if left:
-            self._buf[:left] = self._buf[n : self._rlen]
-        self._rlen = left
+    def _update_fast(self) -> None:
+        self._fast = (
+            self.session is not None
+            and not self._buf
+            and self._frag is None
+            and self._close_sent is None
+        )
 
     def eof_received(self) -> bool | None:
         return None  # close the transport
@@ -263,6 +272,7 @@ class _Connection(asyncio.BufferedProtocol):
         if self._close_sent is not None or self.transport is None:
             return
         self._close_sent = code
+        self._fast = False
         self._flush_out()
         body = code.to_bytes(2, "big") + reason.encode("utf-8")[:123]
         self.transport.write(_header(0x88, len(body)) + body)
@@ -304,7 +314,7 @@ class _Connection(asyncio.BufferedProtocol):
             session.logger.warning("closing stream: %s (%d)", reason, code)
             self.server.metrics.frames_invalid["websocket"] += 1
             session.end(StopReason.ERROR)
-        self._rlen = 0
+        self._buf.clear()
         self.close(code, reason)
 
     def _parse(self) -> None:
@@ -313,7 +323,7 @@ class _Connection(asyncio.BufferedProtocol):
         session = self.session
         assert session is not None
         pos = 0
-        n = self._rlen
+        n = len(buf)
         while n - pos >= 2:
             b0 = buf[pos]
             b1 = buf[pos + 1]
@@ -389,7 +399,7 @@ class _Connection(asyncio.BufferedProtocol):
             else:
                 return self._fail(CLOSE_PROTOCOL, f"unknown opcode {opcode}")
         if pos:
-            self._consume(pos)
+            del buf[:pos]
 
     def _start_fragment(self, payload: bytes, *, binary: bool) -> None:
         self._frag = [payload]
