@@ -18,6 +18,39 @@ __all__ = ["Metrics"]
 class Metrics:
     """All counters of one server process."""
 
+    __slots__ = (
+        "audio_bytes",
+        "bytes_received",
+        "bytes_sent",
+        "callbacks",
+        "close_codes",
+        "connections_rejected",
+        "decode_seconds",
+        "dtmf_received",
+        "duplicates",
+        "events_unknown",
+        "frames_invalid",
+        "frames_received",
+        "frames_sent",
+        "gap_samples",
+        "gaps",
+        "gc_collections",
+        "gc_pause_max_s",
+        "gc_pause_s",
+        "handler_dropped_samples",
+        "handler_errors",
+        "handler_events",
+        "loop_lag_max_s",
+        "loop_lag_s",
+        "media_frames",
+        "reordered",
+        "signature_checks",
+        "started_at",
+        "stop_reasons",
+        "streams_active",
+        "streams_total",
+    )
+
     def __init__(self) -> None:
         self.started_at = time.time()
         # Streams

@@ -120,6 +120,21 @@ def _exc_text() -> str:
 class HandlerRunner:
     """One handler's bounded, ordered, coalescing input and the task that drains it."""
 
+    __slots__ = (
+        "_waiter",
+        "_wakeup_pending",
+        "dropped_samples",
+        "failed",
+        "handler",
+        "max_samples",
+        "nowait",
+        "queue",
+        "queued_samples",
+        "session",
+        "spec",
+        "task",
+    )
+
     def __init__(self, session: Session, spec: HandlerSpec, handler: Handler, max_samples: int):
         self.session = session
         self.spec = spec
@@ -295,6 +310,47 @@ class HandlerRunner:
 
 class Session:
     """One WebSocket stream from connect to close."""
+
+    __slots__ = (
+        "_checkpoints",
+        "_clear_epoch",
+        "_encoding",
+        "_invalid_logged",
+        "_last_seq",
+        "_odd_mask",
+        "_rate",
+        "_shift",
+        "_tracks",
+        "call_id",
+        "connected_at",
+        "ctx",
+        "duplicates",
+        "ended",
+        "fmt",
+        "frames",
+        "frames_sent",
+        "gap_samples",
+        "gaps",
+        "idle_mark_frames",
+        "invalid_frames",
+        "last_rx",
+        "limits",
+        "logger",
+        "media_frames",
+        "metrics",
+        "outlet",
+        "path",
+        "peer",
+        "query",
+        "route",
+        "runners",
+        "start_event",
+        "started",
+        "started_at_wall",
+        "stop_reason",
+        "stream_id",
+        "unknown_events",
+    )
 
     def __init__(
         self,
