@@ -1,8 +1,8 @@
 """Process-wide counters and gauges, rendered in the Prometheus text format (v0.0.4).
 
-Plain integer attributes keep the per-frame cost to one attribute increment; labelled
-counters (close codes, error kinds, handler names) live in small dicts touched only on
-rare events.
+Plain integer attributes keep the per-event cost to one attribute increment; the per-frame
+receive counters live on each stream and are added up when read; labelled counters (close
+codes, error kinds, handler names) live in small dicts touched only on rare events.
 """
 
 from __future__ import annotations
@@ -10,17 +10,25 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
-__all__ = ["Metrics"]
+__all__ = ["Metrics", "StreamCounters"]
+
+
+class StreamCounters(Protocol):
+    """What :class:`Metrics` reads of an open stream."""
+
+    frames: int
+    bytes_received: int
+    media_frames: int
+    audio_bytes: int
 
 
 class Metrics:
     """All counters of one server process."""
 
     __slots__ = (
-        "audio_bytes",
-        "bytes_received",
+        "_closed",
         "bytes_sent",
         "callbacks",
         "close_codes",
@@ -30,7 +38,6 @@ class Metrics:
         "duplicates",
         "events_unknown",
         "frames_invalid",
-        "frames_received",
         "frames_sent",
         "gap_samples",
         "gaps",
@@ -40,9 +47,9 @@ class Metrics:
         "handler_dropped_samples",
         "handler_errors",
         "handler_events",
+        "live",
         "loop_lag_max_s",
         "loop_lag_s",
-        "media_frames",
         "reordered",
         "signature_checks",
         "started_at",
@@ -59,11 +66,11 @@ class Metrics:
         self.connections_rejected: defaultdict[str, int] = defaultdict(int)
         self.close_codes: defaultdict[int, int] = defaultdict(int)
         self.stop_reasons: defaultdict[str, int] = defaultdict(int)
-        # Frames
-        self.frames_received = 0
-        self.media_frames = 0
-        self.bytes_received = 0
-        self.audio_bytes = 0
+        # Frames. The receive counters are kept per stream (one attribute update per frame
+        # instead of two): ``live`` holds the open streams, ``_closed`` the totals of the
+        # ended ones, and the properties below add them up when read.
+        self.live: set[StreamCounters] = set()
+        self._closed = [0, 0, 0, 0]  # frames, bytes, media frames, audio bytes
         self.frames_sent = 0
         self.bytes_sent = 0
         self.frames_invalid: defaultdict[str, int] = defaultdict(int)
@@ -90,6 +97,36 @@ class Metrics:
         self.signature_checks: defaultdict[str, int] = defaultdict(int)
         # Control callbacks (control app)
         self.callbacks: defaultdict[str, int] = defaultdict(int)
+
+    def retire(self, stream: StreamCounters) -> None:
+        """Fold an ended stream's counters into the totals (idempotent)."""
+        if stream in self.live:
+            self.live.discard(stream)
+            c = self._closed
+            c[0] += stream.frames
+            c[1] += stream.bytes_received
+            c[2] += stream.media_frames
+            c[3] += stream.audio_bytes
+
+    @property
+    def frames_received(self) -> int:
+        """Text frames received."""
+        return self._closed[0] + sum(s.frames for s in self.live)
+
+    @property
+    def bytes_received(self) -> int:
+        """Bytes of text frames received."""
+        return self._closed[1] + sum(s.bytes_received for s in self.live)
+
+    @property
+    def media_frames(self) -> int:
+        """Media frames accepted (valid, on an announced track)."""
+        return self._closed[2] + sum(s.media_frames for s in self.live)
+
+    @property
+    def audio_bytes(self) -> int:
+        """Audio payload bytes of those media frames."""
+        return self._closed[3] + sum(s.audio_bytes for s in self.live)
 
     def render(self, *, draining: bool = False) -> str:
         """Prometheus text exposition of every metric."""

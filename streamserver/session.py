@@ -21,7 +21,7 @@ import re
 import sys
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -306,6 +306,7 @@ class HandlerRunner:
         self.queued_samples = 0
         if stop_pending:
             self.queue.append(_STOP)
+        self.session.update_sinks()
 
 
 class Session:
@@ -320,7 +321,10 @@ class Session:
         "_odd_mask",
         "_rate",
         "_shift",
+        "_sinks",
         "_tracks",
+        "audio_bytes",
+        "bytes_received",
         "call_id",
         "connected_at",
         "ctx",
@@ -399,6 +403,10 @@ class Session:
         self.gap_samples = 0
         self.unknown_events = 0
         self.frames_sent = 0
+        self.bytes_received = 0
+        self.audio_bytes = 0
+        metrics.live.add(self)
+        self._sinks: list[Callable[[AudioChunk], None]] = []
         self._invalid_logged: set[str] = set()
         # playback
         self._checkpoints: dict[str, deque[tuple[asyncio.Future[bool], int]]] = {}
@@ -413,27 +421,28 @@ class Session:
         """Handle one text frame. Never raises for bad input: counts, logs, maybe closes."""
         if self.ended:
             return
-        m = self.metrics
-        m.frames_received += 1
-        m.bytes_received += len(data)
-        self.frames += 1
-        # Decode time is sampled (1 frame in 16, scaled): two clock reads per frame would
-        # cost more than the statistic is worth.
-        sampled = not self.frames & 15
-        t0 = time.perf_counter() if sampled else 0.0
+        # Counted here, added up by Metrics when read (one update per frame, not two).
+        frames = self.frames = self.frames + 1
+        self.bytes_received += len(data)
         try:
-            event = plivo.decode(data)
+            if frames & 15:
+                event = plivo.decode(data)
+            else:
+                # Decode time is sampled (1 frame in 16, scaled): two clock reads per frame
+                # would cost more than the statistic is worth.
+                t0 = time.perf_counter()
+                try:
+                    event = plivo.decode(data)
+                finally:
+                    self.metrics.decode_seconds += (time.perf_counter() - t0) * 16
         except plivo.ProtocolError as exc:
             self._invalid(exc.kind, exc.reason)
             return
-        finally:
-            if sampled:
-                m.decode_seconds += (time.perf_counter() - t0) * 16
         if type(event) is Media:
-            if not self.started:
+            if self.started:
+                self._on_media(event)
+            else:
                 self._violation("media before start: the first event must be 'start'")
-                return
-            self._on_media(event)
             return
         self._on_event(event)
 
@@ -545,6 +554,7 @@ class Session:
             runner = HandlerRunner(self, spec, handler, max(int(max_s * rate), rate // 50))
             self.runners.append(runner)
             runner.start()
+        self.update_sinks()
         self.logger.info(
             "stream started: call=%s stream=%s account=%s route=%s format=%s tracks=%s "
             "handlers=%s peer=%s",
@@ -568,21 +578,18 @@ class Session:
         if len(payload) & self._odd_mask:
             self._invalid("audio", f"L16 payload of odd length {len(payload)}")
             return
-        m = self.metrics
-        m.media_frames += 1
-        m.audio_bytes += len(payload)
         self.media_frames += 1
+        self.audio_bytes += len(payload)
         c = media.chunk
-        if c is None:
-            self._place_by_time(tr, media.timestamp_ms, payload)
-            return
-        if c == tr.next_chunk:
+        if c == tr.next_chunk:  # in order: the common case
             self._deliver(tr, payload, tr.next_pos)
             if tr.pending:
                 self._drain_pending(tr)
+        elif c is None:
+            self._place_by_time(tr, media.timestamp_ms, payload)
         elif c < tr.next_chunk or c in tr.pending:
             self.duplicates += 1
-            m.duplicates += 1
+            self.metrics.duplicates += 1
         else:
             tr.pending[c] = payload
             if len(tr.pending) > self.limits.reorder_window:
@@ -641,15 +648,23 @@ class Session:
         tr.next_pos = pos + n
         tr.next_chunk += 1
         tr.frames += 1
+        for sink in self._sinks:
+            try:
+                sink(chunk)
+            except Exception:
+                if not self._sink_failed(sink):
+                    raise  # not a handler's hook: our own bug, let it surface
+
+    def _sink_failed(self, sink: Callable[[AudioChunk], None]) -> bool:
         for r in self.runners:
-            nowait = r.nowait
-            if nowait is None:
-                r.push_audio(chunk)
-            elif not r.failed:
-                try:
-                    nowait(chunk)
-                except Exception:
-                    r._failed("on_audio_nowait")
+            if sink == r.nowait:
+                r._failed("on_audio_nowait")
+                return True
+        return False
+
+    def update_sinks(self) -> None:
+        """Where delivered audio goes: each live handler's ``on_audio_nowait``, or its queue."""
+        self._sinks = [r.nowait or r.push_audio for r in self.runners if not r.failed]
 
     def _fanout(self, event: Any) -> None:
         for r in self.runners:
@@ -781,6 +796,7 @@ class Session:
                     self._skip_missing(tr)
         self.ended = True
         self.stop_reason = reason
+        self.metrics.retire(self)
         for waiting in self._checkpoints.values():
             for fut, _ in waiting:
                 if not fut.done():

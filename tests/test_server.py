@@ -644,6 +644,56 @@ async def test_coalesced_sends_keep_order_and_flush_a_lone_frame(
     # timer even though the batch of 4 never filled).
     assert kinds == ["playAudio"] * 5 + ["checkpoint"] + ["playAudio"] * 2
     echoed = b"".join(base64.b64decode(g["media"]["payload"]) for g in got if "media" in g)
-    assert echoed == b"".join(
-        base64.b64decode(json.loads(f)["media"]["payload"]) for f in frames
-    )
+    assert echoed == b"".join(base64.b64decode(json.loads(f)["media"]["payload"]) for f in frames)
+
+
+async def test_whole_split_and_batched_frames_mixed_on_one_stream(
+    serve: Any, record_dir: Path
+) -> None:
+    # Most reads are exactly one frame (the fast path); the others (a frame split over
+    # reads, two frames in one read) go through the buffer. Switching between the two must
+    # lose or reorder nothing, and the per-stream counters must add up in /metrics both
+    # while the stream is open and after it ended.
+    from websockets.frames import Frame, Opcode
+
+    def ws(text: str) -> bytes:
+        return Frame(Opcode.TEXT, text.encode()).serialize(mask=True, extensions=[])
+
+    frames, expected = mulaw_frames(tone(160 * 30))
+    async with serve() as server:
+        reader, writer = await raw_upgrade(server.port)
+        writer.write(ws(pf.start()))
+        i = 0
+        while i < len(frames):
+            kind = i % 3
+            if kind == 0:  # one whole frame
+                writer.write(ws(frames[i]))
+                i += 1
+            elif kind == 1:  # one frame in two reads
+                w = ws(frames[i])
+                writer.write(w[:5])
+                await writer.drain()
+                await asyncio.sleep(0.01)
+                writer.write(w[5:])
+                i += 1
+            else:  # two frames in one read
+                w = ws(frames[i]) + ws(frames[i + 1]) if i + 1 < len(frames) else ws(frames[i])
+                writer.write(w)
+                i += 2
+            await writer.drain()
+            await asyncio.sleep(0.005)
+        m = server.metrics
+        await wait_for(lambda: m.media_frames == len(frames))
+        assert m.frames_received == len(frames) + 1  # + start
+        assert m.audio_bytes == 160 * 30
+        open_bytes = m.bytes_received
+        writer.write(ws(pf.stop()))
+        assert await read_close_code(reader) == 1000
+        writer.close()
+        await wait_finished(server)
+        assert m.media_frames == len(frames)
+        assert m.frames_received == len(frames) + 2
+        assert m.bytes_received == open_bytes + len(pf.stop())
+        assert not m.live
+    data, _ = read_wav(record_dir / CID / f"{SID}.inbound.wav")
+    assert np.array_equal(data, expected)

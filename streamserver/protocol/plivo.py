@@ -180,11 +180,17 @@ def decode(data: bytes | str) -> Event:
         if body is None:
             raise ProtocolError("schema", "media event without a media object")
         chunk, ts = body.chunk, body.timestamp
-        # Per-frame path: convert only when the wire sent a digit string.
+        # Per-frame path: convert only when the wire sent a digit string (Plivo sends the
+        # timestamp as one), inline rather than through _int (a call per frame).
+        if type(ts) is str:
+            try:
+                ts = int(ts)
+            except ValueError:
+                raise ProtocolError(
+                    "value", f"media.timestamp must be an integer, got {ts!r}"
+                ) from None
         if type(chunk) is str:
             chunk = _int(chunk, "media.chunk")
-        if type(ts) is str:
-            ts = _int(ts, "media.timestamp")
         return Media(body.track, chunk, ts, body.payload, seq, wire.streamId)
     if cls is _WStart:
         return _start(wire, seq)
