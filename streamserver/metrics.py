@@ -50,11 +50,13 @@ class Metrics:
         "live",
         "loop_lag_max_s",
         "loop_lag_s",
+        "read_batch_stalls",
         "reordered",
         "signature_checks",
         "started_at",
         "stop_reasons",
         "streams_active",
+        "streams_read_batched",
         "streams_total",
     )
 
@@ -63,6 +65,8 @@ class Metrics:
         # Streams
         self.streams_active = 0
         self.streams_total = 0
+        self.streams_read_batched = 0
+        self.read_batch_stalls = 0
         self.connections_rejected: defaultdict[str, int] = defaultdict(int)
         self.close_codes: defaultdict[int, int] = defaultdict(int)
         self.stop_reasons: defaultdict[str, int] = defaultdict(int)
@@ -149,6 +153,20 @@ class Metrics:
         metric("uptime_seconds", "gauge", "Seconds since start.", time.time() - self.started_at)
         metric("streams_active", "gauge", "Streams open now.", self.streams_active)
         metric("streams_total", "counter", "Streams accepted.", self.streams_total)
+        metric(
+            "streams_read_batched",
+            "gauge",
+            "Streams read several frames at a time now ([session] read_batch_frames).",
+            self.streams_read_batched,
+        )
+        metric(
+            "read_batch_stalls_total",
+            "counter",
+            "Batched streams switched back to a read per frame because nothing arrived for "
+            "a check period (a held last message, a pause, jitter); batched again when "
+            "audio flows.",
+            self.read_batch_stalls,
+        )
         labelled(
             "connections_rejected_total",
             "counter",

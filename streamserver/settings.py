@@ -70,6 +70,14 @@ class SessionSettings:
     #: Coalesce only while at least this many streams are open: a lightly loaded server
     #: writes every frame at once (lowest latency), a busy one saves the syscalls.
     send_batch_min_streams: int = 200
+    #: Incoming frames per read for listen-only streams: 2+ asks the kernel to wake the
+    #: server only when about that many frames are waiting (SO_RCVLOWAT, Linux), so one
+    #: read, one wake-up and one ACK serve several frames; handlers get the audio up to
+    #: (read_batch_frames - 1) x 20 ms later. A stream leaves batching for good when it
+    #: first sends anything back (echo, bots: latency matters there). 1 = off.
+    read_batch_frames: int = 2
+    #: Batch reads only while at least this many streams are open.
+    read_batch_min_streams: int = 200
 
 
 @dataclass
@@ -304,5 +312,9 @@ def _validate(s: Settings) -> None:
         raise ConfigError("session.send_batch_frames: must be at least 1 (1 = no batching)")
     if ss.send_batch_min_streams < 0:
         raise ConfigError("session.send_batch_min_streams: must be >= 0")
+    if not 1 <= ss.read_batch_frames <= 10:
+        raise ConfigError("session.read_batch_frames: must be 1 to 10 (1 = no batching)")
+    if ss.read_batch_min_streams < 0:
+        raise ConfigError("session.read_batch_min_streams: must be >= 0")
     if not 0 < ss.send_batch_delay_ms <= 1000:
         raise ConfigError("session.send_batch_delay_ms: must be in (0, 1000]")

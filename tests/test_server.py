@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import sys
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -697,3 +698,86 @@ async def test_whole_split_and_batched_frames_mixed_on_one_stream(
         assert not m.live
     data, _ = read_wav(record_dir / CID / f"{SID}.inbound.wav")
     assert np.array_equal(data, expected)
+
+
+async def _paced_stream(writer: asyncio.StreamWriter, frames: list[str]) -> None:
+    from websockets.frames import Frame, Opcode
+
+    for f in frames:
+        writer.write(Frame(Opcode.TEXT, f.encode()).serialize(mask=True, extensions=[]))
+        await writer.drain()
+        await asyncio.sleep(0.02)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SO_RCVLOWAT batching: Linux")
+async def test_listen_only_stream_reads_batched_and_last_message_released(
+    serve: Any, make_settings: Any, record_dir: Path
+) -> None:
+    import socket
+
+    from websockets.frames import Frame, Opcode
+
+    settings = make_settings()
+    settings.session.read_batch_min_streams = 0  # batch from the first stream on
+    frames, expected = mulaw_frames(tone(160 * 60))
+    async with serve(settings=settings) as server:
+        reader, writer = await raw_upgrade(server.port)
+        writer.write(Frame(Opcode.TEXT, pf.start().encode()).serialize(mask=True, extensions=[]))
+        await _paced_stream(writer, frames)  # 1.2 s: the server's ticker batches it
+        (conn,) = server.sessions
+        frame_bytes = len(frames[0]) + 8
+        # Woken when 1.5 frames are waiting, i.e. once per 2 frames.
+        assert frame_bytes < conn._lowat < 2 * frame_bytes
+        sock = conn.transport.get_extra_info("socket")
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT) == conn._lowat
+        assert server.metrics.streams_read_batched == 1
+        assert "streamserver_streams_read_batched 1" in server.metrics.render()
+        # `stop` alone is below the mark: the stall check must release it, promptly.
+        t0 = asyncio.get_running_loop().time()
+        writer.write(Frame(Opcode.TEXT, pf.stop().encode()).serialize(mask=True, extensions=[]))
+        assert await read_close_code(reader) == 1000
+        assert asyncio.get_running_loop().time() - t0 < 0.5
+        writer.close()
+        await wait_finished(server)
+        assert server.metrics.read_batch_stalls >= 1
+        assert server.metrics.streams_read_batched == 0
+        assert server.metrics.media_frames == len(frames)
+    data, _ = read_wav(record_dir / CID / f"{SID}.inbound.wav")
+    assert np.array_equal(data, expected)
+
+
+@pytest.mark.parametrize("out_coalesced", [False, True])
+async def test_stream_that_sends_back_is_never_read_batched(
+    serve: Any, make_settings: Any, out_coalesced: bool
+) -> None:
+    # Echo/bot streams: batching their reads would add input latency; paired output
+    # (send_batch_*) does not change that.
+    from websockets.frames import Frame, Opcode
+
+    settings = make_settings(routes={"/stream": {"handlers": ["recorder", "echo"]}})
+    settings.session.read_batch_min_streams = 0
+    settings.session.send_batch_min_streams = 0 if out_coalesced else 10
+    frames, _ = mulaw_frames(tone(160 * 40))
+    async with serve(settings=settings) as server:
+        reader, writer = await raw_upgrade(server.port)
+        writer.write(Frame(Opcode.TEXT, pf.start().encode()).serialize(mask=True, extensions=[]))
+        await _paced_stream(writer, frames)
+        (conn,) = server.sessions
+        assert conn.interactive
+        assert conn._lowat == 0
+        assert server.metrics.streams_read_batched == 0
+        writer.write(Frame(Opcode.TEXT, pf.stop().encode()).serialize(mask=True, extensions=[]))
+        echoed, code = 0, None
+        while code is None:  # every frame comes back either way, then the close
+            hdr = await asyncio.wait_for(reader.readexactly(2), T)
+            n = hdr[1] & 0x7F
+            if n == 126:
+                n = int.from_bytes(await reader.readexactly(2), "big")
+            body = await reader.readexactly(n)
+            if hdr[0] & 0x0F == 0x8:
+                code = int.from_bytes(body[:2], "big")
+            elif json.loads(body)["event"] == "playAudio":
+                echoed += 1
+        assert (code, echoed) == (1000, len(frames))
+        writer.close()
+        await wait_finished(server)
