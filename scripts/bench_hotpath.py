@@ -25,7 +25,6 @@ import os
 import resource
 import sys
 import tempfile
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -174,8 +173,12 @@ async def run(args: argparse.Namespace, record_dir: str) -> dict[str, float]:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--handlers", default="recorder", help="handler list, or 'none' (default recorder)")
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--handlers", default="recorder", help="handler list, or 'none' (default recorder)"
+    )
     p.add_argument("-n", "--streams", type=int, default=2000, help="streams (default 2000)")
     p.add_argument("--rounds", type=int, default=500, help="frames per stream (default 500)")
     p.add_argument("--repeat", type=int, default=3, help="runs; the best is kept (default 3)")
@@ -187,7 +190,10 @@ def main() -> int:
             res = uvloop.run(run(args, d))
             files = sum(1 for _ in Path(d).rglob("*.wav"))
         if res["received"] != res["frames"]:
-            print(f"error: server counted {res['received']} of {res['frames']} frames", file=sys.stderr)
+            print(
+                f"error: server counted {res['received']} of {res['frames']} frames",
+                file=sys.stderr,
+            )
             return 1
         print(
             f"run {i + 1}: {res['cpu_us_per_frame']:.2f} µs CPU / frame "
