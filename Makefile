@@ -29,6 +29,7 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python scripts/bench_codecs.py
+	$(BIN)/python scripts/bench_hotpath.py -n 1000 --rounds 200 --repeat 2
 
 # A quick capacity check: 500 mu-law streams, recorder+echo, server pinned to core 0.
 loadtest: $(STAMP)

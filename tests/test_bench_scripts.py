@@ -1,0 +1,42 @@
+"""The benchmark scripts run (tiny sizes) and report, so they cannot rot."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_bench_hotpath_runs_and_counts_every_frame() -> None:
+    r = _run("scripts/bench_hotpath.py", "-n", "3", "--rounds", "40", "--repeat", "1")
+    assert r.returncode == 0, r.stderr
+    # 3 streams x 40 frames, every one counted by the server, 3 recordings written.
+    assert "120 frames, 3 recordings" in r.stderr
+    m = re.search(r"handlers=recorder streams=3 .*: ([0-9.]+) µs CPU per frame", r.stdout)
+    assert m and float(m.group(1)) > 0
+
+
+def test_bench_hotpath_with_echo_writes_frames_back() -> None:
+    r = _run(
+        "scripts/bench_hotpath.py",
+        "-n",
+        "2",
+        "--rounds",
+        "30",
+        "--repeat",
+        "1",
+        "--handlers",
+        "recorder,echo",
+    )
+    assert r.returncode == 0, r.stderr
+    written = int(re.search(r"([0-9,]+) bytes written back", r.stderr).group(1).replace(",", ""))
+    assert written > 2 * 30 * 160  # every frame echoed as playAudio (base64 + JSON)
