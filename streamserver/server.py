@@ -298,6 +298,8 @@ class _Connection(asyncio.Protocol):
             return
         self._close_sent = code
         self._fast = False
+        if self._lowat > 0:
+            self.set_read_batch(0)  # the peer's close reply must not wait below the mark
         self._flush_out()
         body = code.to_bytes(2, "big") + reason.encode("utf-8")[:123]
         self.transport.write(_header(0x88, len(body)) + body)

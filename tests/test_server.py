@@ -737,6 +737,7 @@ async def test_listen_only_stream_reads_batched_and_last_message_released(
         writer.write(Frame(Opcode.TEXT, pf.stop().encode()).serialize(mask=True, extensions=[]))
         assert await read_close_code(reader) == 1000
         assert asyncio.get_running_loop().time() - t0 < 0.5
+        assert conn._lowat == 0  # closing: our peer's close reply is read at once
         writer.close()
         await wait_finished(server)
         assert server.metrics.read_batch_stalls >= 1
