@@ -202,6 +202,31 @@ async def test_echo_run_measures_round_trip_and_verifies_recordings(
     assert (out / "plots" / "timeline-in-process-4.png").stat().st_size > 1000
 
 
+async def test_listen_only_run_reports_read_batching(
+    serve: Any, make_settings: Any, record_dir: Path, tmp_path: Path
+) -> None:
+    settings = make_settings()
+    settings.session.read_batch_min_streams = 0  # batch even these 4 streams
+    async with serve(settings=settings) as server:
+        cfg = _config(
+            tmp_path, f"{server.url}/stream", verify=True, record_dir=record_dir, duration_s=2.5
+        )
+        result = await run_loadtest(cfg)
+    (lv,) = result.subjects[0].levels
+    assert lv.failures == [] and lv.held
+    # Batched from the server's first tick with 10+ frames on (a stream may be switched
+    # back for a while when a read is late, so not necessarily all 4 at one scrape);
+    # every frame still arrived.
+    assert lv.server_read_batched_max is not None and 1 <= lv.server_read_batched_max <= 4
+    assert lv.server_read_batch_stalls is not None
+    assert lv.server_frames_lost == 0
+    assert lv.recordings is not None and lv.recordings.exact == 4
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "Read batching (streamserver's `[session] read_batch_frames`): 4 streams: up to" in (
+        report
+    )
+
+
 def test_verify_recordings_finds_missing_short_and_different_files(tmp_path: Path) -> None:
     reference = np.arange(-800, 800, dtype=np.int16)  # 10 frames of 160 samples
     streams = [StreamRecord(f"c{i}", f"s{i}", 10, True, 1000, False, None) for i in range(4)]

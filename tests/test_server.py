@@ -723,8 +723,11 @@ async def test_listen_only_stream_reads_batched_and_last_message_released(
     async with serve(settings=settings) as server:
         reader, writer = await raw_upgrade(server.port)
         writer.write(Frame(Opcode.TEXT, pf.start().encode()).serialize(mask=True, extensions=[]))
-        await _paced_stream(writer, frames)  # 1.2 s: the server's ticker batches it
+        # 1.2 s of audio: the server's ticker batches the stream while it flows.
+        streaming = asyncio.create_task(_paced_stream(writer, frames))
+        await wait_for(lambda: len(server.sessions) == 1)
         (conn,) = server.sessions
+        await wait_for(lambda: conn._lowat > 0)
         frame_bytes = len(frames[0]) + 8
         # Woken when 1.5 frames are waiting, i.e. once per 2 frames.
         assert frame_bytes < conn._lowat < 2 * frame_bytes
@@ -732,6 +735,7 @@ async def test_listen_only_stream_reads_batched_and_last_message_released(
         assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT) == conn._lowat
         assert server.metrics.streams_read_batched == 1
         assert "streamserver_streams_read_batched 1" in server.metrics.render()
+        await streaming
         # `stop` alone is below the mark: the stall check must release it, promptly.
         t0 = asyncio.get_running_loop().time()
         writer.write(Frame(Opcode.TEXT, pf.stop().encode()).serialize(mask=True, extensions=[]))

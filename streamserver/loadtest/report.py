@@ -160,6 +160,18 @@ def markdown(result: RunResult, images: list[Path] | None = None) -> str:
         lines.append("")
         lines += _levels_table(sub.levels)
         lines.append("")
+        batching = [lv for lv in sub.levels if lv.server_read_batched_max is not None]
+        if batching:
+            lines.append(
+                "Read batching (streamserver's `[session] read_batch_frames`): "
+                + "; ".join(
+                    f"{lv.streams} streams: up to {lv.server_read_batched_max} batched, "
+                    f"{_opt(lv.server_read_batch_stalls)} stall releases"
+                    for lv in batching
+                )
+                + "."
+            )
+            lines.append("")
         for lv in sub.levels:
             if lv.failures or lv.errors or (lv.recordings and lv.recordings.problems):
                 lines.append(f"{lv.streams} streams:")

@@ -152,6 +152,9 @@ class LevelResult:
     server_handler_dropped_samples: int | None = None
     server_frames_invalid: int | None = None
     server_frames_sent: int | None = None
+    #: streamserver's read batching: most streams batched at once, stall releases.
+    server_read_batched_max: int | None = None
+    server_read_batch_stalls: int | None = None
     #: Largest event-loop lag while all streams ran (opening and closing storms excluded).
     server_loop_lag_max_ms: float | None = None
     server_loop_lag_max_all_ms: float | None = None
@@ -491,12 +494,15 @@ class _Runner:
             errors.append(str(item))
 
     async def _scrape_loop(
-        self, url: str, t0: float, series: list[tuple[float, float, float]]
+        self, url: str, t0: float, series: list[tuple[float, float, float]], lv: LevelResult
     ) -> None:
         while True:
             await asyncio.sleep(1.0)
             m = await scrape_metrics(url)
             if m is not None:
+                if _M + "streams_read_batched" in m:
+                    batched = round(_metric_sum(m, "streams_read_batched"))
+                    lv.server_read_batched_max = max(lv.server_read_batched_max or 0, batched)
                 series.append(
                     (
                         time.monotonic() - t0,
@@ -555,7 +561,9 @@ class _Runner:
                 sampler.start()
             loop = asyncio.get_running_loop()
             if before is not None and metrics_url:
-                tasks.append(loop.create_task(self._scrape_loop(metrics_url, run_t0, lag_series)))
+                tasks.append(
+                    loop.create_task(self._scrape_loop(metrics_url, run_t0, lag_series, lv))
+                )
             tasks.append(
                 loop.create_task(self._progress(subject.name, n, run_t0, col, sampler, gen))
             )
@@ -657,6 +665,8 @@ class _Runner:
             lv.server_handler_dropped_samples = delta("handler_dropped_samples_total")
             lv.server_frames_invalid = delta("frames_invalid_total")
             lv.server_frames_sent = delta("frames_sent_total")
+            if _M + "read_batch_stalls_total" in after:
+                lv.server_read_batch_stalls = delta("read_batch_stalls_total")
             lv.server_lag_samples = [(round(t, 3), lag, n) for t, lag, n in lag_series]
             lags = [lag for _, lag, _ in lag_series]
             lv.server_loop_lag_max_all_ms = max(lags) if lags else None
