@@ -163,7 +163,7 @@ class _Connection(asyncio.Protocol):
             # text frame with a 16-bit length, nothing is buffered, nothing is fragmented.
             n = len(data)
             if (
-                n <= self._fast_max
+                134 <= n <= self._fast_max  # 8-byte header + at least 126 bytes
                 and data[0] == 0x81
                 and data[1] == 0xFE
                 and ((data[2] << 8) | data[3]) + 8 == n
@@ -396,7 +396,12 @@ class _Connection(asyncio.Protocol):
             if b0 & 0x70:
                 return self._fail(CLOSE_PROTOCOL, "reserved bits set (no extension negotiated)")
             opcode = b0 & 0x0F
-            if length > self._max_size and opcode < 8:
+            if opcode >= 0x8:
+                # Checked on the header: a control frame claiming a huge length must not
+                # make us buffer it first (RFC 6455 §5.5: ≤ 125 bytes, never fragmented).
+                if not b0 & 0x80 or length > 125:
+                    return self._fail(CLOSE_PROTOCOL, "invalid control frame")
+            elif length > self._max_size:
                 return self._fail(
                     CLOSE_TOO_BIG, f"message of {length} bytes exceeds {self._max_size}"
                 )
@@ -438,8 +443,6 @@ class _Connection(asyncio.Protocol):
                 else:
                     self._start_fragment(payload, binary=True)
             elif opcode >= 0x8:
-                if not fin or length > 125:
-                    return self._fail(CLOSE_PROTOCOL, "invalid control frame")
                 if opcode == 0x9 and self.transport is not None:  # ping -> pong
                     self.transport.write(_header(0x8A, length) + payload)
                 elif opcode == 0x8:
@@ -669,7 +672,12 @@ class StreamServer:
                     # a clock read per frame on the hot path.
                     s.idle_mark_frames = s.frames
                     s.last_rx = mono
-                    if batch_reads and conn._lowat == 0 and not conn.interactive:
+                    if (
+                        batch_reads
+                        and conn._lowat == 0
+                        and not conn.interactive
+                        and conn._close_sent is None
+                    ):
                         self._batch_reads(conn, s)
                 elif sv.idle_timeout_s and mono - s.last_rx > sv.idle_timeout_s:
                     s.logger.warning("no frames for %.1fs; closing idle stream", sv.idle_timeout_s)
@@ -808,6 +816,9 @@ class StreamServer:
             conn._abort()
         if self._tick_task is not None:
             self._tick_task.cancel()
+        if self._watch_handle is not None:
+            self._watch_handle.cancel()
+            self._watch_handle = None
         await self._server.wait_closed()
         if self._gc_callback in gc.callbacks:
             gc.callbacks.remove(self._gc_callback)

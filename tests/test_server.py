@@ -786,3 +786,49 @@ async def test_stream_that_sends_back_is_never_read_batched(
         assert (code, echoed) == (1000, len(frames))
         writer.close()
         await wait_finished(server)
+
+
+async def test_tiny_reads_at_frame_boundaries_after_whole_frames(
+    serve: Any, record_dir: Path
+) -> None:
+    # After whole-frame reads (the fast path), a frame arriving 1, 2 and then the rest of
+    # its bytes at a time must be buffered, not mistaken for a whole frame.
+    from websockets.frames import Frame, Opcode
+
+    def ws(text: str) -> bytes:
+        return Frame(Opcode.TEXT, text.encode()).serialize(mask=True, extensions=[])
+
+    frames, expected = mulaw_frames(tone(160 * 12))
+    async with serve() as server:
+        reader, writer = await raw_upgrade(server.port)
+        writer.write(ws(pf.start()))
+        for i, f in enumerate(frames):
+            w = ws(f)
+            parts = [w] if i % 2 == 0 else [w[:1], w[1:3], w[3:4], w[4:]]
+            for part in parts:
+                writer.write(part)
+                await writer.drain()
+                await asyncio.sleep(0.01)  # separate reads (TCP_NODELAY is on)
+        stop = ws(pf.stop())
+        for part in (stop[:1], stop[1:]):
+            writer.write(part)
+            await writer.drain()
+            await asyncio.sleep(0.01)
+        assert await read_close_code(reader) == 1000
+        writer.close()
+        await wait_finished(server)
+        assert server.metrics.media_frames == len(frames)
+        assert server.metrics.close_codes == {1000: 1}
+    data, _ = read_wav(record_dir / CID / f"{SID}.inbound.wav")
+    assert np.array_equal(data, expected)
+
+
+async def test_control_frame_claiming_a_huge_length_fails_on_its_header(serve: Any) -> None:
+    async with serve() as server:
+        reader, writer = await raw_upgrade(server.port)
+        # A ping announcing 10^9 bytes (64-bit length): 1002 at once, nothing buffered.
+        writer.write(b"\x89\xff" + (10**9).to_bytes(8, "big") + b"\x00\x00\x00\x00" + b"x" * 100)
+        assert await read_close_code(reader) == 1002
+        writer.close()
+        await wait_for(lambda: not server.connections)
+        assert server.metrics.close_codes[1002] == 1
