@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 import uvloop
-from websockets.speedups import apply_mask
 
 from streamserver.audio import AudioFormat
 from streamserver.cli import _serve_settings
@@ -39,6 +38,7 @@ from streamserver.loadtest.wire import (
     SAMPLES_DIR,
     MediaTemplates,
     Target,
+    client_frame,
     load_audio,
     new_key,
     start_frame,
@@ -77,12 +77,7 @@ class CountingTransport:
 
 
 def masked(text: bytes) -> bytes:
-    n = len(text)
-    if n < 126:
-        head = bytes((0x81, 0x80 | n))
-    else:
-        head = bytes((0x81, 0xFE)) + n.to_bytes(2, "big")
-    return head + MASK + apply_mask(text, MASK)
+    return client_frame(0x1, text, MASK)
 
 
 def feed(conn: Any, data: bytes) -> None:

@@ -23,41 +23,18 @@ the ``plivo`` REST SDK without declaring it)::
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import contextlib
-import logging
-import re
-import signal
 import wave
-from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from plivo_stream import PlivoWebsocketStreamingHandler
-from websockets.asyncio.server import ServerConnection, serve
-from websockets.http11 import Request, Response
+from websockets.asyncio.server import ServerConnection
 
-_SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-
-
-def _ulaw_table() -> np.ndarray:
-    u = ~np.arange(256, dtype=np.int32) & 0xFF
-    sign = u & 0x80
-    exponent = (u >> 4) & 0x07
-    mantissa = u & 0x0F
-    magnitude = (((mantissa << 3) + 0x84) << exponent) - 0x84
-    return np.where(sign != 0, -magnitude, magnitude).astype(np.int16)
-
-
-ULAW = _ulaw_table()
-
-
-async def _health(conn: ServerConnection, request: Request) -> Response | None:
-    if request.headers.get("Upgrade", "").lower() != "websocket":
-        return conn.respond(HTTPStatus.NOT_FOUND, "not found\n")
-    return None
+# The shared parts (options, serving, ids, μ-law table) of the bare websockets baseline,
+# which sits in the same folder.
+from ws_baseline_server import _SAFE_ID, ULAW, run
 
 
 def make_connection_handler(record_dir: Path, echo: bool) -> Any:
@@ -108,35 +85,5 @@ def make_connection_handler(record_dir: Path, echo: bool) -> Any:
     return connection
 
 
-async def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8091)
-    p.add_argument("--record-dir", type=Path, default=Path("recordings"))
-    p.add_argument("--echo", action="store_true", help="send every inbound frame back")
-    args = p.parse_args()
-    logging.basicConfig(level=logging.WARNING)
-    loop = asyncio.get_running_loop()
-    stop = loop.create_future()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.cancel)
-    async with serve(
-        make_connection_handler(args.record_dir, args.echo),
-        args.host,
-        args.port,
-        compression=None,
-        max_size=2**16,
-        ping_interval=None,
-        process_request=_health,
-    ):
-        with contextlib.suppress(asyncio.CancelledError):
-            await stop
-
-
 if __name__ == "__main__":
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(main())
-    else:
-        uvloop.run(main())
+    run(make_connection_handler, __doc__, 8091)

@@ -23,6 +23,7 @@ import contextlib
 import json
 import logging
 import re
+import signal
 import wave
 from http import HTTPStatus
 from pathlib import Path
@@ -114,36 +115,40 @@ def make_handler(record_dir: Path, echo: bool) -> Any:
     return handler
 
 
-async def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def run(make: Any, doc: str, port: int) -> None:
+    """Parse the shared options and serve ``make(record_dir, echo)`` connection handlers
+    until SIGTERM/SIGINT (also used by ``plivo_sdk_server.py``)."""
+    p = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8090)
+    p.add_argument("--port", type=int, default=port)
     p.add_argument("--record-dir", type=Path, default=Path("recordings"))
     p.add_argument("--echo", action="store_true", help="send every inbound frame back")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    stop = asyncio.get_running_loop().create_future()
-    import signal
 
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        asyncio.get_running_loop().add_signal_handler(sig, stop.cancel)
-    async with serve(
-        make_handler(args.record_dir, args.echo),
-        args.host,
-        args.port,
-        compression=None,
-        max_size=2**16,
-        ping_interval=None,
-        process_request=_health,
-    ):
-        with contextlib.suppress(asyncio.CancelledError):
-            await stop
+    async def main() -> None:
+        stop = asyncio.get_running_loop().create_future()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            asyncio.get_running_loop().add_signal_handler(sig, stop.cancel)
+        async with serve(
+            make(args.record_dir, args.echo),
+            args.host,
+            args.port,
+            compression=None,
+            max_size=2**16,
+            ping_interval=None,
+            process_request=_health,
+        ):
+            with contextlib.suppress(asyncio.CancelledError):
+                await stop
 
-
-if __name__ == "__main__":
     try:
         import uvloop
     except ImportError:
         asyncio.run(main())
     else:
         uvloop.run(main())
+
+
+if __name__ == "__main__":
+    run(make_handler, __doc__, 8090)

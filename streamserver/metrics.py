@@ -24,6 +24,9 @@ class StreamCounters(Protocol):
     audio_bytes: int
 
 
+_STREAM_COUNTERS = ("frames", "bytes_received", "media_frames", "audio_bytes")
+
+
 class Metrics:
     """All counters of one server process."""
 
@@ -74,7 +77,7 @@ class Metrics:
         # instead of two): ``live`` holds the open streams, ``_closed`` the totals of the
         # ended ones, and the properties below add them up when read.
         self.live: set[StreamCounters] = set()
-        self._closed = [0, 0, 0, 0]  # frames, bytes, media frames, audio bytes
+        self._closed = dict.fromkeys(_STREAM_COUNTERS, 0)
         self.frames_sent = 0
         self.bytes_sent = 0
         self.frames_invalid: defaultdict[str, int] = defaultdict(int)
@@ -106,31 +109,32 @@ class Metrics:
         """Fold an ended stream's counters into the totals (idempotent)."""
         if stream in self.live:
             self.live.discard(stream)
-            c = self._closed
-            c[0] += stream.frames
-            c[1] += stream.bytes_received
-            c[2] += stream.media_frames
-            c[3] += stream.audio_bytes
+            for name in _STREAM_COUNTERS:
+                self._closed[name] += getattr(stream, name)
+
+    def _total(self, name: str) -> int:
+        live: int = sum(getattr(s, name) for s in self.live)
+        return self._closed[name] + live
 
     @property
     def frames_received(self) -> int:
         """Text frames received."""
-        return self._closed[0] + sum(s.frames for s in self.live)
+        return self._total("frames")
 
     @property
     def bytes_received(self) -> int:
         """Bytes of text frames received."""
-        return self._closed[1] + sum(s.bytes_received for s in self.live)
+        return self._total("bytes_received")
 
     @property
     def media_frames(self) -> int:
         """Media frames accepted (valid, on an announced track)."""
-        return self._closed[2] + sum(s.media_frames for s in self.live)
+        return self._total("media_frames")
 
     @property
     def audio_bytes(self) -> int:
         """Audio payload bytes of those media frames."""
-        return self._closed[3] + sum(s.audio_bytes for s in self.live)
+        return self._total("audio_bytes")
 
     def render(self, *, draining: bool = False) -> str:
         """Prometheus text exposition of every metric."""

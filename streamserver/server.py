@@ -221,8 +221,7 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.connections.discard(self)
         if self._lowat > 0:
-            self.server._read_batched.discard(self)
-            self.server.metrics.streams_read_batched = len(self.server._read_batched)
+            self.server._note_read_batch(self, False)
         if self._close_handle is not None:
             self._close_handle.cancel()
         if self._writable is not None and not self._writable.done():
@@ -318,7 +317,6 @@ class _Connection(asyncio.Protocol):
         transport = self.transport
         if transport is None or lowat == self._lowat or self._lowat < 0:
             return
-        batched = self.server._read_batched
         try:
             sock = transport.get_extra_info("socket")
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, max(1, lowat))
@@ -326,12 +324,8 @@ class _Connection(asyncio.Protocol):
             log.debug("SO_RCVLOWAT not available (%s); reads not batched", exc)
             lowat = -1  # do not try again on this connection
         self._lowat = lowat
-        if lowat > 0:
-            batched.add(self)
-            self._rx_mark = -1  # the next stall check only takes note
-        else:
-            batched.discard(self)
-        self.server.metrics.streams_read_batched = len(batched)
+        self._rx_mark = -1  # the next stall check only takes note
+        self.server._note_read_batch(self, lowat > 0)
 
     def write_paused(self) -> bool:
         return self._paused
@@ -683,6 +677,13 @@ class StreamServer:
                     s.logger.warning("no frames for %.1fs; closing idle stream", sv.idle_timeout_s)
                     s.end(StopReason.TIMEOUT)
                     conn.close(CLOSE_POLICY, "idle timeout")
+
+    def _note_read_batch(self, conn: _Connection, batched: bool) -> None:
+        if batched:
+            self._read_batched.add(conn)
+        else:
+            self._read_batched.discard(conn)
+        self.metrics.streams_read_batched = len(self._read_batched)
 
     def _batch_reads(self, conn: _Connection, s: Session) -> None:
         if s.frames < 10:

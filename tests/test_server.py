@@ -499,13 +499,29 @@ async def raw_upgrade(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWr
     return reader, writer
 
 
-async def read_close_code(reader: asyncio.StreamReader) -> int:
+def ws_text(text: str) -> bytes:
+    """One masked client text frame."""
+    from websockets.frames import Frame, Opcode
+
+    return Frame(Opcode.TEXT, text.encode()).serialize(mask=True, extensions=[])
+
+
+async def read_until_close(reader: asyncio.StreamReader) -> tuple[int, list[bytes]]:
+    """The server's frames up to its close: (close code, text payloads before it)."""
+    texts: list[bytes] = []
     while True:
         hdr = await asyncio.wait_for(reader.readexactly(2), T)
         n = hdr[1] & 0x7F
+        if n == 126:
+            n = int.from_bytes(await reader.readexactly(2), "big")
         body = await reader.readexactly(n)
         if hdr[0] & 0x0F == 0x8:
-            return int.from_bytes(body[:2], "big")
+            return int.from_bytes(body[:2], "big"), texts
+        texts.append(body)
+
+
+async def read_close_code(reader: asyncio.StreamReader) -> int:
+    return (await read_until_close(reader))[0]
 
 
 @pytest.mark.parametrize(
@@ -655,31 +671,25 @@ async def test_whole_split_and_batched_frames_mixed_on_one_stream(
     # reads, two frames in one read) go through the buffer. Switching between the two must
     # lose or reorder nothing, and the per-stream counters must add up in /metrics both
     # while the stream is open and after it ended.
-    from websockets.frames import Frame, Opcode
-
-    def ws(text: str) -> bytes:
-        return Frame(Opcode.TEXT, text.encode()).serialize(mask=True, extensions=[])
-
     frames, expected = mulaw_frames(tone(160 * 30))
     async with serve() as server:
         reader, writer = await raw_upgrade(server.port)
-        writer.write(ws(pf.start()))
+        writer.write(ws_text(pf.start()))
         i = 0
         while i < len(frames):
             kind = i % 3
             if kind == 0:  # one whole frame
-                writer.write(ws(frames[i]))
+                writer.write(ws_text(frames[i]))
                 i += 1
             elif kind == 1:  # one frame in two reads
-                w = ws(frames[i])
+                w = ws_text(frames[i])
                 writer.write(w[:5])
                 await writer.drain()
                 await asyncio.sleep(0.01)
                 writer.write(w[5:])
                 i += 1
             else:  # two frames in one read
-                w = ws(frames[i]) + ws(frames[i + 1]) if i + 1 < len(frames) else ws(frames[i])
-                writer.write(w)
+                writer.write(b"".join(ws_text(f) for f in frames[i : i + 2]))
                 i += 2
             await writer.drain()
             await asyncio.sleep(0.005)
@@ -688,7 +698,7 @@ async def test_whole_split_and_batched_frames_mixed_on_one_stream(
         assert m.frames_received == len(frames) + 1  # + start
         assert m.audio_bytes == 160 * 30
         open_bytes = m.bytes_received
-        writer.write(ws(pf.stop()))
+        writer.write(ws_text(pf.stop()))
         assert await read_close_code(reader) == 1000
         writer.close()
         await wait_finished(server)
@@ -701,10 +711,8 @@ async def test_whole_split_and_batched_frames_mixed_on_one_stream(
 
 
 async def _paced_stream(writer: asyncio.StreamWriter, frames: list[str]) -> None:
-    from websockets.frames import Frame, Opcode
-
     for f in frames:
-        writer.write(Frame(Opcode.TEXT, f.encode()).serialize(mask=True, extensions=[]))
+        writer.write(ws_text(f))
         await writer.drain()
         await asyncio.sleep(0.02)
 
@@ -715,14 +723,12 @@ async def test_listen_only_stream_reads_batched_and_last_message_released(
 ) -> None:
     import socket
 
-    from websockets.frames import Frame, Opcode
-
     settings = make_settings()
     settings.session.read_batch_min_streams = 0  # batch from the first stream on
     frames, expected = mulaw_frames(tone(160 * 60))
     async with serve(settings=settings) as server:
         reader, writer = await raw_upgrade(server.port)
-        writer.write(Frame(Opcode.TEXT, pf.start().encode()).serialize(mask=True, extensions=[]))
+        writer.write(ws_text(pf.start()))
         # 1.2 s of audio: the server's ticker batches the stream while it flows.
         streaming = asyncio.create_task(_paced_stream(writer, frames))
         await wait_for(lambda: len(server.sessions) == 1)
@@ -738,7 +744,7 @@ async def test_listen_only_stream_reads_batched_and_last_message_released(
         await streaming
         # `stop` alone is below the mark: the stall check must release it, promptly.
         t0 = asyncio.get_running_loop().time()
-        writer.write(Frame(Opcode.TEXT, pf.stop().encode()).serialize(mask=True, extensions=[]))
+        writer.write(ws_text(pf.stop()))
         assert await read_close_code(reader) == 1000
         assert asyncio.get_running_loop().time() - t0 < 0.5
         assert conn._lowat == 0  # closing: our peer's close reply is read at once
@@ -757,32 +763,21 @@ async def test_stream_that_sends_back_is_never_read_batched(
 ) -> None:
     # Echo/bot streams: batching their reads would add input latency; paired output
     # (send_batch_*) does not change that.
-    from websockets.frames import Frame, Opcode
-
     settings = make_settings(routes={"/stream": {"handlers": ["recorder", "echo"]}})
     settings.session.read_batch_min_streams = 0
     settings.session.send_batch_min_streams = 0 if out_coalesced else 10
     frames, _ = mulaw_frames(tone(160 * 40))
     async with serve(settings=settings) as server:
         reader, writer = await raw_upgrade(server.port)
-        writer.write(Frame(Opcode.TEXT, pf.start().encode()).serialize(mask=True, extensions=[]))
+        writer.write(ws_text(pf.start()))
         await _paced_stream(writer, frames)
         (conn,) = server.sessions
         assert conn.interactive
         assert conn._lowat == 0
         assert server.metrics.streams_read_batched == 0
-        writer.write(Frame(Opcode.TEXT, pf.stop().encode()).serialize(mask=True, extensions=[]))
-        echoed, code = 0, None
-        while code is None:  # every frame comes back either way, then the close
-            hdr = await asyncio.wait_for(reader.readexactly(2), T)
-            n = hdr[1] & 0x7F
-            if n == 126:
-                n = int.from_bytes(await reader.readexactly(2), "big")
-            body = await reader.readexactly(n)
-            if hdr[0] & 0x0F == 0x8:
-                code = int.from_bytes(body[:2], "big")
-            elif json.loads(body)["event"] == "playAudio":
-                echoed += 1
+        writer.write(ws_text(pf.stop()))
+        code, texts = await read_until_close(reader)  # every frame comes back either way
+        echoed = sum(json.loads(t)["event"] == "playAudio" for t in texts)
         assert (code, echoed) == (1000, len(frames))
         writer.close()
         await wait_finished(server)
@@ -793,23 +788,19 @@ async def test_tiny_reads_at_frame_boundaries_after_whole_frames(
 ) -> None:
     # After whole-frame reads (the fast path), a frame arriving 1, 2 and then the rest of
     # its bytes at a time must be buffered, not mistaken for a whole frame.
-    from websockets.frames import Frame, Opcode
-
-    def ws(text: str) -> bytes:
-        return Frame(Opcode.TEXT, text.encode()).serialize(mask=True, extensions=[])
 
     frames, expected = mulaw_frames(tone(160 * 12))
     async with serve() as server:
         reader, writer = await raw_upgrade(server.port)
-        writer.write(ws(pf.start()))
+        writer.write(ws_text(pf.start()))
         for i, f in enumerate(frames):
-            w = ws(f)
+            w = ws_text(f)
             parts = [w] if i % 2 == 0 else [w[:1], w[1:3], w[3:4], w[4:]]
             for part in parts:
                 writer.write(part)
                 await writer.drain()
                 await asyncio.sleep(0.01)  # separate reads (TCP_NODELAY is on)
-        stop = ws(pf.stop())
+        stop = ws_text(pf.stop())
         for part in (stop[:1], stop[1:]):
             writer.write(part)
             await writer.drain()
