@@ -3,15 +3,35 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test lint typecheck unit install demo bench loadtest clean
+# The project's own environment is built from uv.lock (exact versions and hashes of every
+# runtime, extra and dev dependency); pyproject.toml keeps the ranges a library user needs.
+# uv itself is pinned here and installed into .tools/ with the interpreter's own pip.
+UV_VERSION := 0.13.9
+TOOLS      := .tools
+UV         := $(TOOLS)/bin/uv
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-$(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+.PHONY: test lint typecheck unit install lock lock-check dist-check test-latest demo bench loadtest clean
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(STAMP): uv.lock pyproject.toml | $(UV)
+	$(UV) sync --frozen --all-extras --python $(PYTHON)
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# Re-resolve the lock after changing a range in pyproject.toml, or to take new releases on
+# purpose: `make lock` keeps what still fits, `make lock UPGRADE=1` takes the newest allowed.
+lock: | $(UV)
+	$(UV) lock --python $(PYTHON) $(if $(UPGRADE),--upgrade,)
+
+# Fails when pyproject.toml changed and uv.lock was not refreshed with it.
+lock-check: | $(UV)
+	$(UV) lock --check --python $(PYTHON)
 
 lint: $(STAMP)
 	$(BIN)/ruff check streamserver handlers tests scripts
@@ -23,6 +43,15 @@ unit: $(STAMP)
 	$(BIN)/pytest -q
 
 test: lint typecheck unit
+
+# Build the wheel and sdist, install the wheel in a fresh venv outside the repo, and serve.
+dist-check: | $(UV)
+	UV=$(abspath $(UV)) PYTHON=$(PYTHON) scripts/check_dist.sh
+
+# The suite against the newest versions pyproject.toml allows (not the lock), in .venv-latest:
+# a new release that breaks us shows up here the day it happens.
+test-latest: | $(UV)
+	UV=$(abspath $(UV)) PYTHON=$(PYTHON) scripts/test_latest.sh
 
 demo: $(STAMP)
 	$(BIN)/streamserver demo
@@ -37,4 +66,4 @@ loadtest: $(STAMP)
 		--verify-recordings --server-cpus 0 --generator-cpus 1
 
 clean:
-	rm -rf $(VENV) build *.egg-info .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(TOOLS) .venv-latest dist build *.egg-info .mypy_cache .pytest_cache .ruff_cache

@@ -137,6 +137,14 @@ def test_start_sample_rate_as_digit_string() -> None:
     assert event.sample_rate == 16000
 
 
+def test_integral_float_sample_rate_is_tolerated() -> None:
+    # Lax decoding converts digit strings in C; an integral float (16000.0) converts too.
+    event = decode(raw(start_doc(ENCODING_L16, 16000.0)))
+    assert isinstance(event, Start)
+    assert event.sample_rate == 16000
+    assert type(event.sample_rate) is int
+
+
 @pytest.mark.parametrize(
     ("present", "value", "expected"),
     [
@@ -392,7 +400,7 @@ MALFORMED: list[tuple[str, bytes | str, str, str]] = [
         "encoding",
     ),
     ("sampleRate-x", raw(start_doc(rate="x")), "value", "mediaFormat.sampleRate"),
-    ("sampleRate-float", raw(start_doc(rate=8000.0)), "schema", "sampleRate"),
+    ("sampleRate-float", raw(start_doc(rate=8000.5)), "schema", "sampleRate"),
     ("sampleRate-44100", raw(start_doc(ENCODING_L16, 44100)), "value", "mediaFormat.sampleRate"),
     ("mulaw-16000", raw(start_doc(ENCODING_MULAW, 16000)), "value", "mediaFormat.sampleRate"),
     ("encoding-opus", raw(start_doc("audio/opus")), "value", "mediaFormat.encoding"),
