@@ -12,14 +12,15 @@ import importlib
 import logging
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from . import __version__
 from .handler import HandlerLoadError
+from .runtime import run_async
 from .settings import ConfigError, RouteSettings, Settings, load_settings
 
-__all__ = ["main", "run_async"]
+__all__ = ["main"]
 
 log = logging.getLogger("streamserver")
 
@@ -38,16 +39,6 @@ their defaults) and can be overridden with STREAMSERVER_<SECTION>__<KEY> variabl
 STREAMSERVER_SERVER__PORT=9000. Credentials: PLIVO_AUTH_ID / PLIVO_AUTH_TOKEN.
 Health: GET /healthz, /readyz, /metrics on the same port. SIGTERM drains gracefully.
 """
-
-
-def run_async(main: Callable[[], Any]) -> Any:
-    """Run a coroutine function on uvloop when available, else the default loop."""
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency except on Windows
-        return asyncio.run(main())
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(main())
 
 
 def _add_serve(sub: Any) -> None:

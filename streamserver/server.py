@@ -30,7 +30,7 @@ from websockets.speedups import apply_mask
 
 from .handler import StopReason, load_handler
 from .metrics import Metrics
-from .session import CLOSE_GOING_AWAY, CLOSE_POLICY, Route, Session, SessionLimits
+from .session import CLOSE_GOING_AWAY, Route, Session, SessionLimits
 from .settings import Settings
 from .signature import NonceCache, UpgradeVerifier
 
@@ -560,6 +560,8 @@ class StreamServer:
             max_invalid_frames=ss.max_invalid_frames,
             send_timeout_s=ss.send_timeout_s,
             handler_queue_s=ss.handler_queue_s,
+            start_timeout_s=settings.server.start_timeout_s,
+            idle_timeout_s=settings.server.idle_timeout_s,
         )
         tokens = [t for t in [settings.plivo.auth_token, *settings.plivo.extra_auth_tokens] if t]
         self.verifier: UpgradeVerifier | None = None
@@ -645,38 +647,22 @@ class StreamServer:
                     continue
                 if s.ended:
                     continue
-                if not s.started:
-                    if sv.start_timeout_s and mono - s.connected_at > sv.start_timeout_s:
-                        s.logger.warning(
-                            "no start event within %.1fs from %s; closing",
-                            sv.start_timeout_s,
-                            conn.peer,
-                        )
-                        s.end(StopReason.TIMEOUT)
-                        conn.close(CLOSE_POLICY, "start timeout: no start event")
-                elif conn._paused and mono - conn.paused_at > self.limits.send_timeout_s:
+                stuck = mono - conn.paused_at > self.limits.send_timeout_s
+                if s.started and conn._paused and stuck:
                     s.logger.warning(
                         "socket not writable for %.1fs (peer not reading); closing",
                         self.limits.send_timeout_s,
                     )
                     s.end(StopReason.ERROR)
                     conn._abort()
-                elif s.frames != s.idle_mark_frames:
-                    # Activity is read from the frame counter here, once per tick, instead of
-                    # a clock read per frame on the hot path.
-                    s.idle_mark_frames = s.frames
-                    s.last_rx = mono
-                    if (
-                        batch_reads
-                        and conn._lowat == 0
-                        and not conn.interactive
-                        and conn._close_sent is None
-                    ):
-                        self._batch_reads(conn, s)
-                elif sv.idle_timeout_s and mono - s.last_rx > sv.idle_timeout_s:
-                    s.logger.warning("no frames for %.1fs; closing idle stream", sv.idle_timeout_s)
-                    s.end(StopReason.TIMEOUT)
-                    conn.close(CLOSE_POLICY, "idle timeout")
+                elif (
+                    s.tick(mono)
+                    and batch_reads
+                    and conn._lowat == 0
+                    and not conn.interactive
+                    and conn._close_sent is None
+                ):
+                    self._batch_reads(conn, s)
 
     def _note_read_batch(self, conn: _Connection, batched: bool) -> None:
         if batched:

@@ -94,6 +94,8 @@ class SessionLimits:
     max_invalid_frames: int = 100  # then close 1007
     send_timeout_s: float = 5.0  # a blocked socket for this long ends the session
     handler_queue_s: float = 10.0  # default audio bound per handler input
+    start_timeout_s: float = 10.0  # no 'start' event this long after the upgrade: close 1008
+    idle_timeout_s: float = 0.0  # no frame for this long: close 1008 (0: never)
 
 
 class _Track:
@@ -414,6 +416,36 @@ class Session:
         self.logger: logging.LoggerAdapter[logging.Logger] = logging.LoggerAdapter(
             log, {"stream_id": "-", "call_id": "-"}
         )
+
+    # -- time --------------------------------------------------------------------------
+
+    def tick(self, now: float) -> bool:
+        """Enforce the start and idle timeouts; ``now`` is ``time.monotonic()``.
+
+        Called by the server for every stream a few times a second (one timer for all,
+        instead of a clock read per frame). Returns True when frames arrived since the
+        previous tick (the stream is flowing).
+        """
+        if self.ended:
+            return False
+        lim = self.limits
+        if not self.started:
+            if lim.start_timeout_s and now - self.connected_at > lim.start_timeout_s:
+                self.logger.warning(
+                    "no start event within %.1fs from %s; closing", lim.start_timeout_s, self.peer
+                )
+                self.end(StopReason.TIMEOUT)
+                self.outlet.close(CLOSE_POLICY, "start timeout: no start event")
+            return False
+        if self.frames != self.idle_mark_frames:
+            self.idle_mark_frames = self.frames
+            self.last_rx = now
+            return True
+        if lim.idle_timeout_s and now - self.last_rx > lim.idle_timeout_s:
+            self.logger.warning("no frames for %.1fs; closing idle stream", lim.idle_timeout_s)
+            self.end(StopReason.TIMEOUT)
+            self.outlet.close(CLOSE_POLICY, "idle timeout")
+        return False
 
     # -- inbound -------------------------------------------------------------------------
 

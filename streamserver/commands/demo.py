@@ -599,8 +599,8 @@ def format_summary(result: DemoResult) -> str:
 
 def demo_main(args: argparse.Namespace) -> int:
     """Run ``streamserver demo``."""
-    from ..cli import run_async
     from ..logs import setup_logging
+    from ..runtime import run_async
 
     if not 1 <= args.calls <= 9:
         print("streamserver demo: --calls must be 1 to 9", file=sys.stderr)

@@ -75,8 +75,8 @@ Press Ctrl+C to stop."""
 
 def emulate_main(args: argparse.Namespace) -> int:
     """Run ``streamserver emulate``; return the exit status (2: bad configuration)."""
-    from ..cli import run_async
     from ..logs import setup_logging
+    from ..runtime import run_async
     from .server import Emulator
 
     overrides: dict[str, Any] = {

@@ -444,7 +444,7 @@ def _print_summary(result: RunResult) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """``scripts/loadtest.py``: the same command without the ``streamserver`` prefix."""
-    from ..cli import run_async
+    from ..runtime import run_async
 
     p = argparse.ArgumentParser(
         prog="loadtest.py",
