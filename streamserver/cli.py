@@ -85,7 +85,7 @@ def _serve_settings(args: argparse.Namespace) -> Settings:
 def _serve(args: argparse.Namespace) -> int:
     from .control import ControlApp, load_control_settings
     from .logs import setup_logging
-    from .server import StreamServer
+    from .net import StreamServer
 
     try:
         settings = _serve_settings(args)

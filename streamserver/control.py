@@ -48,7 +48,7 @@ from .settings import ConfigError, Settings, _cast
 from .signature import HEADER_MA_V3, HEADER_NONCE_V3, HEADER_V3, NonceCache, verify_v3
 
 if TYPE_CHECKING:
-    from .server import StreamServer
+    from .net import StreamServer
 
 __all__ = [
     "CALLBACK_TOPIC",

@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from streamserver.server import StreamServer
+from streamserver.net import StreamServer
 from streamserver.settings import Settings, load_settings
 
 ServeFn = Callable[..., Any]

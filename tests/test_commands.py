@@ -19,7 +19,7 @@ from streamserver.commands.call import control_url_from
 from streamserver.control import Callback, ControlApp, load_control_settings
 from streamserver.emulator import DEFAULT_AUTH_ID, DEFAULT_AUTH_TOKEN, Emulator, EmulatorSettings
 from streamserver.rest import AsyncPlivoClient
-from streamserver.server import StreamServer
+from streamserver.net import StreamServer
 from streamserver.settings import Settings
 
 TIMEOUT = 10.0

@@ -27,7 +27,7 @@ from streamserver.control import (
 )
 from streamserver.emulator import PlivoStreamClient, StreamClientOptions
 from streamserver.handler import BusEvent, Handler, HandlerSpec, StreamContext
-from streamserver.server import StreamServer
+from streamserver.net import StreamServer
 from streamserver.session import Route
 from streamserver.settings import ConfigError, Settings, load_settings
 from streamserver.signature import HEADER_MA_V3, HEADER_NONCE_V3, HEADER_V3, sign_headers

@@ -17,7 +17,7 @@ import soundfile as sf
 from emulator_support import noise, running
 
 from streamserver import audio
-from streamserver.server import StreamServer
+from streamserver.net import StreamServer
 
 T = 20.0
 

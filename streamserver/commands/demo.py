@@ -278,7 +278,7 @@ def _rms_dbfs(pcm: np.ndarray) -> float | None:
 
 def _build_server(out: Path, transcribe: bool, auth_id: str, auth_token: str) -> tuple[Any, str]:
     """The stream server, with the transcriber when it loads (else the reason it does not)."""
-    from ..server import StreamServer
+    from ..net import StreamServer
 
     note = "left out (--no-transcribe)"
     if transcribe:

@@ -1,12 +1,42 @@
-"""RFC 6455 framing for both sides of a WebSocket (sans-I/O): close codes, frame building
-and reading, shared by the stream server and the Plivo-side clients (emulator, load tester).
+"""RFC 6455 framing for both sides of a WebSocket (sans-I/O): close codes, frame reading and
+building, shared by the stream server (reading masked client frames) and the load tester
+(reading unmasked server frames).
+
+Nothing here does I/O: :class:`FrameReader` takes bytes as they arrive and calls back once
+per message; the builders return bytes for the caller to write. The opening handshake is
+HTTP and lives with each side's connection, not here.
+
+Errors (each carries the :class:`CloseCode` to fail the connection with, RFC 6455 §7.1.7)::
+
+    WebSocketError            code, reason
+    ├── ProtocolViolation     1002: a frame breaks RFC 6455 §5
+    ├── InvalidData           1007: a close reason that is not UTF-8 (§5.5.1)
+    └── MessageTooBig         1009: a message longer than the reader's max_size
 """
 
 from __future__ import annotations
 
 import enum
+import os
+from collections.abc import Callable
 
-__all__ = ["OK_CLOSE_CODES", "CloseCode"]
+from websockets.speedups import apply_mask
+
+__all__ = [
+    "OK_CLOSE_CODES",
+    "CloseCode",
+    "FrameReader",
+    "InvalidData",
+    "MessageTooBig",
+    "Opcode",
+    "ProtocolViolation",
+    "WebSocketError",
+    "client_frame",
+    "close_payload",
+    "frame_header",
+    "parse_close",
+    "server_frame",
+]
 
 
 class CloseCode(enum.IntEnum):
@@ -26,3 +56,313 @@ class CloseCode(enum.IntEnum):
 
 #: Codes that mean "the stream ended normally" to Plivo's side and to ours.
 OK_CLOSE_CODES = frozenset({CloseCode.NORMAL, CloseCode.GOING_AWAY, CloseCode.NO_STATUS})
+
+#: Codes a peer may put in a close frame (§7.4.1, §7.4.2): the registered ones that are not
+#: reserved for "no frame" situations, plus 3000-4999 (libraries and applications).
+_PEER_CLOSE_CODES = frozenset(
+    {1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014}
+)
+
+#: A close reason fits in a control frame's 125 bytes after the 2-byte code (§5.5).
+MAX_CLOSE_REASON = 123
+
+
+class Opcode(enum.IntEnum):
+    """Frame opcodes (RFC 6455 §5.2); 0x8 and above are control frames (§5.5)."""
+
+    CONTINUATION = 0x0
+    TEXT = 0x1
+    BINARY = 0x2
+    CLOSE = 0x8
+    PING = 0x9
+    PONG = 0xA
+
+
+class WebSocketError(Exception):
+    """The peer broke the framing rules: fail the connection with :attr:`code`."""
+
+    code: CloseCode = CloseCode.PROTOCOL_ERROR
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class ProtocolViolation(WebSocketError):
+    """A frame breaks RFC 6455 §5 (masking, reserved bits, opcodes, control frames)."""
+
+    code = CloseCode.PROTOCOL_ERROR
+
+
+class InvalidData(WebSocketError):
+    """A close reason that is not valid UTF-8 (§5.5.1, §8.1)."""
+
+    code = CloseCode.INVALID_DATA
+
+
+class MessageTooBig(WebSocketError):
+    """A message (a frame, or the fragments of one message together) over ``max_size``."""
+
+    code = CloseCode.MESSAGE_TOO_BIG
+
+
+def _ignore(payload: bytes) -> None:
+    pass
+
+
+class FrameReader:
+    """Reads frames from a byte stream and calls back once per message (RFC 6455 §5).
+
+    ``masked=True`` reads a client's frames (a server: every frame must be masked, §5.1);
+    ``masked=False`` reads a server's (a client: no frame may be masked). Text and binary
+    messages are reassembled from their fragments (§5.4) and handed on whole; text is not
+    checked for UTF-8 here (the consumer's JSON decoder does that). Control frames are
+    checked on their header: one claiming more than 125 bytes, or fragmented, is refused
+    before anything is buffered (§5.5). ``max_size`` bounds a message (None: no bound);
+    its frame header is enough to refuse it.
+
+    :meth:`feed` raises a :class:`WebSocketError` when the peer breaks the rules; after
+    that, and after a close frame (handed to ``on_close`` as ``(code, reason)``), the
+    reader is finished and ignores whatever follows. :meth:`expect_close` (called once we
+    sent our close) makes it skip everything but the peer's close frame (§5.5.1).
+
+    The steady state of a stream is one whole frame per read: with nothing buffered
+    (:attr:`idle`), a read is parsed where it lies, without copying it.
+    """
+
+    __slots__ = (
+        "_buf",
+        "_closing",
+        "_done",
+        "_frag",
+        "_frag_binary",
+        "_frag_size",
+        "_masked",
+        "_max_size",
+        "on_binary",
+        "on_close",
+        "on_ping",
+        "on_pong",
+        "on_text",
+    )
+
+    def __init__(
+        self,
+        *,
+        on_text: Callable[[bytes], None],
+        on_binary: Callable[[bytes], None],
+        on_close: Callable[[int, str], None],
+        on_ping: Callable[[bytes], None] = _ignore,
+        on_pong: Callable[[bytes], None] = _ignore,
+        masked: bool,
+        # Limits
+        max_size: int | None = 2**20,
+    ) -> None:
+        self.on_text = on_text
+        self.on_binary = on_binary
+        self.on_close = on_close
+        self.on_ping = on_ping
+        self.on_pong = on_pong
+        self._masked = masked
+        self._max_size = max_size
+        # Bytes of a frame that is not complete yet (empty in the steady state).
+        self._buf = bytearray()
+        self._frag: list[bytes] | None = None  # the fragments of a message so far
+        self._frag_binary = False
+        self._frag_size = 0
+        self._closing = False
+        self._done = False
+
+    @property
+    def idle(self) -> bool:
+        """Between messages: nothing buffered, no fragmented message open, not closing."""
+        return not self._buf and self._frag is None and not self._closing and not self._done
+
+    @property
+    def done(self) -> bool:
+        """A close frame was read, or the peer broke the rules: nothing more is read."""
+        return self._done
+
+    def expect_close(self) -> None:
+        """We sent a close frame: from now on only the peer's close matters (§5.5.1)."""
+        self._closing = True
+
+    def feed(self, data: bytes) -> None:
+        """Consume ``data``: call back for every complete message, keep an incomplete tail."""
+        if self._done:
+            return
+        buf = self._buf
+        if buf:
+            buf += data
+            pos = self._parse(buf)
+            if pos:
+                del buf[:pos]
+        else:  # one or more frames from the start of a read: parse them in place
+            pos = self._parse(data)
+            if pos < len(data) and not self._done:
+                buf += memoryview(data)[pos:]
+
+    def _finish(self) -> None:
+        self._done = True
+        self._buf.clear()
+        self._frag = None
+
+    def _stop(self, exc: WebSocketError) -> WebSocketError:
+        self._finish()
+        return exc
+
+    def _parse(self, buf: bytes | bytearray) -> int:
+        """Call back for each complete frame of ``buf``; return how many bytes were used."""
+        pos = 0
+        n = len(buf)
+        masked = self._masked
+        mask_bit = 0x80 if masked else 0
+        while n - pos >= 2:
+            b0 = buf[pos]
+            b1 = buf[pos + 1]
+            length = b1 & 0x7F
+            head = pos + 2
+            if length == 126:
+                if n - pos < 4:
+                    break
+                length = (buf[pos + 2] << 8) | buf[pos + 3]
+                head = pos + 4
+            elif length == 127:
+                if n - pos < 10:
+                    break
+                length = int.from_bytes(buf[pos + 2 : pos + 10], "big")
+                head = pos + 10
+                if length >> 63:  # §5.2: the most significant bit must be 0
+                    raise self._stop(ProtocolViolation("64-bit frame length with the top bit set"))
+            if b1 & 0x80 != mask_bit:
+                side = "client frames must be" if masked else "server frames must not be"
+                raise self._stop(ProtocolViolation(f"{side} masked"))
+            if b0 & 0x70:
+                raise self._stop(ProtocolViolation("reserved bits set (no extension negotiated)"))
+            opcode = b0 & 0x0F
+            if opcode >= 0x8:
+                # Checked on the header: a control frame claiming a huge length must not
+                # make us buffer it first (§5.5: at most 125 bytes, never fragmented).
+                if not b0 & 0x80 or length > 125:
+                    raise self._stop(ProtocolViolation("invalid control frame"))
+            elif self._max_size is not None and length > self._max_size:
+                raise self._stop(
+                    MessageTooBig(f"message of {length} bytes exceeds {self._max_size}")
+                )
+            start = head + 4 if masked else head
+            end = start + length
+            if end > n:
+                break
+            # (bytes() of a slice of a read is that slice, not a copy)
+            payload = (
+                apply_mask(buf[start:end], buf[head:start]) if masked else bytes(buf[start:end])
+            )
+            pos = end
+            if self._closing and opcode != 0x8:
+                continue  # we sent our close: only the peer's close frame matters now
+            fin = b0 & 0x80
+            if opcode == 0x1 or opcode == 0x2:
+                if self._frag is not None:
+                    raise self._stop(ProtocolViolation("new message inside a fragmented one"))
+                if fin:
+                    if opcode == 0x1:
+                        self.on_text(payload)
+                    else:
+                        self.on_binary(payload)
+                else:
+                    self._frag = [payload]
+                    self._frag_binary = opcode == 0x2
+                    self._frag_size = length
+            elif opcode == 0x0:
+                frag = self._frag
+                if frag is None:
+                    raise self._stop(ProtocolViolation("continuation frame without a message"))
+                frag.append(payload)
+                self._frag_size += length
+                if self._max_size is not None and self._frag_size > self._max_size:
+                    raise self._stop(MessageTooBig(f"message exceeds {self._max_size} bytes"))
+                if fin:
+                    self._frag = None
+                    message = b"".join(frag)
+                    if self._frag_binary:
+                        self.on_binary(message)
+                    else:
+                        self.on_text(message)
+            elif opcode == 0x9:
+                self.on_ping(payload)
+            elif opcode == 0xA:
+                self.on_pong(payload)
+            elif opcode == 0x8:
+                try:
+                    code, reason = parse_close(payload)
+                except WebSocketError as exc:
+                    raise self._stop(exc) from None
+                self._finish()  # nothing is read after a close frame
+                self.on_close(code, reason)
+                return n
+            else:
+                raise self._stop(ProtocolViolation(f"unknown opcode {opcode}"))
+        return pos
+
+
+# -- building frames -------------------------------------------------------------------------
+
+
+def frame_header(opcode: int, n: int, *, fin: bool = True, masked: bool = False) -> bytes:
+    """The header of a frame with an ``n``-byte payload, up to (not including) a mask key."""
+    b0 = opcode | 0x80 if fin else opcode
+    m = 0x80 if masked else 0
+    if n < 126:
+        return bytes((b0, m | n))
+    if n < 65536:
+        return bytes((b0, m | 126)) + n.to_bytes(2, "big")
+    return bytes((b0, m | 127)) + n.to_bytes(8, "big")
+
+
+def server_frame(opcode: int, payload: bytes, *, fin: bool = True) -> bytes:
+    """One frame as a server sends it: never masked (§5.1)."""
+    return frame_header(opcode, len(payload), fin=fin) + payload
+
+
+def client_frame(
+    opcode: int, payload: bytes, mask: bytes | None = None, *, fin: bool = True
+) -> bytes:
+    """One frame as a client sends it: masked (§5.3) with ``mask`` (4 bytes; random if None)."""
+    if mask is None:
+        mask = os.urandom(4)
+    return (
+        frame_header(opcode, len(payload), fin=fin, masked=True) + mask + apply_mask(payload, mask)
+    )
+
+
+def close_payload(code: int, reason: str = "") -> bytes:
+    """The body of a close frame (§5.5.1): the code, then the reason cut to fit, as UTF-8.
+
+    1005 means "no code" and is never sent: its body is empty.
+    """
+    if code == CloseCode.NO_STATUS:
+        return b""
+    raw = reason.encode("utf-8")
+    if len(raw) > MAX_CLOSE_REASON:  # cut on a character boundary
+        raw = raw[:MAX_CLOSE_REASON].decode("utf-8", "ignore").encode("utf-8")
+    return code.to_bytes(2, "big") + raw
+
+
+def parse_close(payload: bytes) -> tuple[int, str]:
+    """``(code, reason)`` of a close frame's body; ``(1005, "")`` when it is empty (§7.1.5).
+
+    Raises :class:`ProtocolViolation` for a 1-byte body or a code a peer may not send
+    (§7.4), :class:`InvalidData` when the reason is not UTF-8.
+    """
+    if not payload:
+        return CloseCode.NO_STATUS, ""
+    if len(payload) == 1:
+        raise ProtocolViolation("close frame with a 1-byte body")
+    code = int.from_bytes(payload[:2], "big")
+    if code not in _PEER_CLOSE_CODES and not 3000 <= code < 5000:
+        raise ProtocolViolation(f"invalid close code {code}")
+    try:
+        reason = bytes(payload[2:]).decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidData("close reason is not valid UTF-8") from None
+    return code, reason

@@ -413,7 +413,7 @@ async def test_http_endpoints_and_limits(serve: Any) -> None:
 async def test_drain_closes_streams_1001_and_finalizes(
     serve: Any, make_settings: Any, record_dir: Path
 ) -> None:
-    from streamserver.server import StreamServer
+    from streamserver.net import StreamServer
 
     pcm = tone(1600)
     frames, expected = mulaw_frames(pcm)
@@ -732,13 +732,13 @@ async def test_listen_only_stream_reads_batched_and_last_message_released(
         # 1.2 s of audio: the server's ticker batches the stream while it flows.
         streaming = asyncio.create_task(_paced_stream(writer, frames))
         await wait_for(lambda: len(server.sessions) == 1)
-        (conn,) = server.sessions
-        await wait_for(lambda: conn._lowat > 0)
+        (conn,) = server.connections
+        await wait_for(lambda: conn.read_batch > 0)
         frame_bytes = len(frames[0]) + 8
         # Woken when 1.5 frames are waiting, i.e. once per 2 frames.
-        assert frame_bytes < conn._lowat < 2 * frame_bytes
+        assert frame_bytes < conn.read_batch < 2 * frame_bytes
         sock = conn.transport.get_extra_info("socket")
-        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT) == conn._lowat
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT) == conn.read_batch
         assert server.metrics.streams_read_batched == 1
         assert "streamserver_streams_read_batched 1" in server.metrics.render()
         await streaming
@@ -747,7 +747,7 @@ async def test_listen_only_stream_reads_batched_and_last_message_released(
         writer.write(ws_text(pf.stop()))
         assert await read_close_code(reader) == 1000
         assert asyncio.get_running_loop().time() - t0 < 0.5
-        assert conn._lowat == 0  # closing: our peer's close reply is read at once
+        assert conn.read_batch == 0  # closing: our peer's close reply is read at once
         writer.close()
         await wait_finished(server)
         assert server.metrics.read_batch_stalls >= 1
@@ -771,9 +771,9 @@ async def test_stream_that_sends_back_is_never_read_batched(
         reader, writer = await raw_upgrade(server.port)
         writer.write(ws_text(pf.start()))
         await _paced_stream(writer, frames)
-        (conn,) = server.sessions
+        (conn,) = server.connections
         assert conn.interactive
-        assert conn._lowat == 0
+        assert conn.read_batch == 0
         assert server.metrics.streams_read_batched == 0
         writer.write(ws_text(pf.stop()))
         code, texts = await read_until_close(reader)  # every frame comes back either way

@@ -1,0 +1,268 @@
+"""The stream server: listen, one ticker for every connection, graceful drain.
+
+:class:`StreamServer` owns the listening socket, the :class:`~.gate.Gate` (what a request
+gets), the :class:`~.batching.ReadBatcher` and :class:`~.batching.WriteCoalescer`, and the
+set of live connections; each :class:`~.connection.Connection` reports to it through the
+:class:`~.connection.ConnectionOwner` methods. One timer (the ticker) measures event-loop
+lag and runs every connection's timeouts, instead of a timer per stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from ..handler import HandlerSpec, load_handler
+from ..metrics import Metrics
+from ..protocol.websocket import CloseCode
+from ..session import Route, Session, SessionLimits
+from ..settings import Settings
+from ..signature import NonceCache, UpgradeVerifier
+from .batching import ReadBatcher, WriteCoalescer
+from .connection import CLOSE_TIMEOUT_S, Connection
+from .gate import Gate
+
+__all__ = ["TICK_S", "StreamServer", "build_routes"]
+
+log = logging.getLogger("streamserver.net")
+
+#: The ticker's period: timeouts are enforced to within this.
+TICK_S = 0.5
+
+
+def build_routes(settings: Settings) -> dict[str, Route]:
+    """Resolve every route's handlers (raises ``HandlerLoadError`` on bad names/options)."""
+    specs: dict[str, HandlerSpec] = {}
+    routes: dict[str, Route] = {}
+    for path, rs in settings.routes.items():
+        resolved = []
+        for name in rs.handlers:
+            if name not in specs:
+                specs[name] = load_handler(name, settings.handler.get(name, {}))
+            resolved.append(specs[name])
+        routes[path] = Route(path, tuple(resolved), rs.bidirectional)
+    return routes
+
+
+class StreamServer:
+    """The stream server: ``await start()``, serve, ``await shutdown()`` to drain.
+
+    Also an async context manager. ``sessions`` holds the streams whose handlers have not
+    finished yet; ``connections`` every open TCP connection.
+    """
+
+    def __init__(self, settings: Settings, *, metrics: Metrics | None = None) -> None:
+        self.settings = settings
+        self.metrics = metrics or Metrics()
+        sv, ss = settings.server, settings.session
+        self.limits = SessionLimits(
+            reorder_window=ss.reorder_window,
+            max_invalid_frames=ss.max_invalid_frames,
+            send_timeout_s=ss.send_timeout_s,
+            handler_queue_s=ss.handler_queue_s,
+            start_timeout_s=sv.start_timeout_s,
+            idle_timeout_s=sv.idle_timeout_s,
+        )
+        verifier = None
+        if sv.verify_signatures:
+            plivo = settings.plivo
+            tokens = [t for t in [plivo.auth_token, *plivo.extra_auth_tokens] if t]
+            verifier = UpgradeVerifier(tokens, sv.public_url, NonceCache())
+        self.gate = Gate(
+            build_routes(settings), self.metrics, max_streams=sv.max_streams, verifier=verifier
+        )
+        self.reads = ReadBatcher(
+            self.metrics, frames=ss.read_batch_frames, min_streams=ss.read_batch_min_streams
+        )
+        self.writes = WriteCoalescer(
+            frames=ss.send_batch_frames,
+            min_streams=ss.send_batch_min_streams,
+            delay_s=ss.send_batch_delay_ms / 1000,
+        )
+        self.connections: set[Connection] = set()
+        self.sessions: set[Session] = set()
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._finishing: set[asyncio.Task[None]] = set()
+        self._tick_task: asyncio.Task[None] | None = None
+        self._idle = asyncio.Event()
+        self._gc_started = 0.0
+
+    # -- configuration seen by the gate ------------------------------------------------------
+
+    @property
+    def routes(self) -> dict[str, Route]:
+        """WebSocket path -> route (may be changed while serving)."""
+        return self.gate.routes
+
+    @property
+    def verifier(self) -> UpgradeVerifier | None:
+        """The upgrade signature check (None: not checked); may be replaced while serving."""
+        return self.gate.verifier
+
+    @verifier.setter
+    def verifier(self, verifier: UpgradeVerifier | None) -> None:
+        self.gate.verifier = verifier
+
+    @property
+    def draining(self) -> bool:
+        """True once :meth:`shutdown` began: new streams get 503, ``/readyz`` too."""
+        return self.gate.draining
+
+    @property
+    def max_message_bytes(self) -> int:
+        return self.settings.server.max_message_bytes
+
+    @property
+    def url(self) -> str:
+        """Base ``ws://host:port`` of the listener."""
+        return f"ws://{self.settings.server.host}:{self.port}"
+
+    # -- ConnectionOwner -------------------------------------------------------------------
+
+    def connection_made(self, conn: Connection) -> None:
+        self.connections.add(conn)
+
+    def stream_opened(self, conn: Connection) -> None:
+        assert conn.session is not None
+        m = self.metrics
+        m.streams_active += 1
+        m.streams_total += 1
+        self.sessions.add(conn.session)
+
+    def connection_lost(self, conn: Connection) -> None:
+        self.connections.discard(conn)
+        session = conn.session
+        if session is None:
+            return
+        m = self.metrics
+        m.close_codes[conn.close_code or CloseCode.ABNORMAL] += 1
+        m.streams_active -= 1
+        task = asyncio.get_running_loop().create_task(self._finish(session))
+        self._finishing.add(task)
+        task.add_done_callback(self._finishing.discard)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        sv = self.settings.server
+        self._server = await loop.create_server(
+            lambda: Connection(self), sv.host, sv.port, reuse_port=None, backlog=1024
+        )
+        sockets = self._server.sockets
+        self.port = sockets[0].getsockname()[1] if sockets else sv.port
+        self._tick_task = loop.create_task(self._tick(), name="streamserver-tick")
+        log.info(
+            "listening on %s (routes: %s; health: /healthz /readyz /metrics)",
+            self.url,
+            ", ".join(
+                f"{p} -> {'+'.join(s.name for s in r.handlers) or 'none'}"
+                for p, r in self.routes.items()
+            ),
+        )
+        if sv.gc_freeze:
+            gc.collect()
+            gc.freeze()
+        gc.callbacks.append(self._gc_callback)
+
+    def active_sessions(self) -> Iterable[Session]:
+        """The streams being served (including those whose handlers are still stopping)."""
+        return list(self.sessions)
+
+    def finishing(self) -> int:
+        """How many ended streams are still waiting for their handlers' ``on_stop``."""
+        return len(self._finishing)
+
+    async def shutdown(self) -> None:
+        """Drain: stop accepting, let streams finish up to ``drain_timeout_s``, close the rest
+        with 1001, and wait for every handler's ``on_stop``."""
+        if self._server is None:
+            return
+        self.gate.draining = True
+        self._server.close()
+        sv = self.settings.server
+        n = len(self.sessions)
+        log.info("draining: %d active stream(s), waiting up to %.1fs", n, sv.drain_timeout_s)
+        if self.sessions:
+            self._idle.clear()
+            try:
+                await asyncio.wait_for(self._idle.wait(), sv.drain_timeout_s)
+            except TimeoutError:
+                pass
+        remaining = list(self.sessions)
+        if remaining:
+            log.info("drain timeout: closing %d stream(s) with 1001", len(remaining))
+            for s in remaining:
+                s.close(CloseCode.GOING_AWAY, "server shutting down")  # ends it: DRAIN
+        # Wait for sockets to close (bounded by the close timeout) and on_stop hooks.
+        deadline = time.monotonic() + CLOSE_TIMEOUT_S + sv.handler_stop_timeout_s + 1
+        while (self.sessions or self._finishing) and time.monotonic() < deadline:
+            if self._finishing:
+                await asyncio.wait(
+                    list(self._finishing), timeout=max(0.01, deadline - time.monotonic())
+                )
+            else:
+                await asyncio.sleep(0.05)
+        for conn in list(self.connections):
+            conn.abort()
+        if self._tick_task is not None:
+            self._tick_task.cancel()
+        self.reads.close()
+        self.writes.close()
+        await self._server.wait_closed()
+        if self._gc_callback in gc.callbacks:
+            gc.callbacks.remove(self._gc_callback)
+        log.info("drained; bye")
+
+    async def __aenter__(self) -> StreamServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.shutdown()
+
+    # -- internals -----------------------------------------------------------------------
+
+    async def _tick(self) -> None:
+        """Event-loop lag, every connection's timeouts, read batching: one timer for all."""
+        loop = asyncio.get_running_loop()
+        m = self.metrics
+        reads = self.reads
+        expected = loop.time() + TICK_S
+        while True:
+            await asyncio.sleep(max(0.0, expected - loop.time()))
+            now = loop.time()
+            lag = max(0.0, now - expected)
+            m.loop_lag_s = lag
+            m.loop_lag_max_s = max(m.loop_lag_max_s, lag)
+            expected = now + TICK_S
+            mono = time.monotonic()
+            batch_reads = reads.active()
+            for conn in list(self.connections):
+                if conn.tick(mono) and batch_reads:
+                    reads.consider(conn)
+
+    async def _finish(self, session: Session) -> None:
+        try:
+            await session.wait_handlers(self.settings.server.handler_stop_timeout_s)
+        finally:
+            self.sessions.discard(session)
+            if not self.sessions:
+                self._idle.set()
+
+    def _gc_callback(self, phase: str, info: dict[str, Any]) -> None:
+        # Garbage-collector pauses stall every stream at once: measure them.
+        if phase == "start":
+            self._gc_started = time.perf_counter()
+            return
+        pause = time.perf_counter() - self._gc_started
+        m = self.metrics
+        m.gc_collections[info.get("generation", 0)] += 1
+        m.gc_pause_s += pause
+        if pause > m.gc_pause_max_s:
+            m.gc_pause_max_s = pause
