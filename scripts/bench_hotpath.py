@@ -1,6 +1,6 @@
 """In-process benchmark of the server's per-frame receive path, without sockets or kernel.
 
-N streams are opened on a real :class:`~streamserver.server.StreamServer` through its
+N streams are opened on a real :class:`~streamserver.net.StreamServer` through its
 connection protocol objects (upgrade, ``start``), with a transport that only counts bytes.
 Then every stream gets one masked ``media`` frame per round, exactly as uvloop would hand it
 over after one read, round after round, the event loop running
@@ -38,7 +38,6 @@ from streamserver.loadtest.wire import (
     SAMPLES_DIR,
     MediaTemplates,
     Target,
-    client_frame,
     load_audio,
     new_key,
     start_frame,
@@ -46,7 +45,9 @@ from streamserver.loadtest.wire import (
     tagged_frames,
     upgrade_request,
 )
-from streamserver.server import StreamServer, _Connection
+from streamserver.net import StreamServer
+from streamserver.net.connection import Connection
+from streamserver.protocol.websocket import Opcode, client_frame
 
 MASK = b"\x1f\x2e\x3d\x4c"
 
@@ -77,7 +78,7 @@ class CountingTransport:
 
 
 def masked(text: bytes) -> bytes:
-    return client_frame(0x1, text, MASK)
+    return client_frame(Opcode.TEXT, text, MASK)
 
 
 def feed(conn: Any, data: bytes) -> None:
@@ -112,9 +113,9 @@ async def run(args: argparse.Namespace, record_dir: str) -> dict[str, float]:
     frames = tagged_frames(audio, fmt.frame_bytes, 250, tag=False)
     templates = MediaTemplates(frames, ("inbound",), "")
     target = Target.parse("ws://127.0.0.1:8080/stream")
-    conns: list[tuple[_Connection, CountingTransport, bytes, str, str]] = []
+    conns: list[tuple[Connection, CountingTransport, bytes, str, str]] = []
     for _ in range(args.streams):
-        conn = _Connection(server)
+        conn = Connection(server)
         tr = CountingTransport()
         conn.connection_made(tr)  # type: ignore[arg-type]
         feed(conn, upgrade_request(target, new_key()))
@@ -155,7 +156,7 @@ async def run(args: argparse.Namespace, record_dir: str) -> dict[str, float]:
         conn.connection_lost(None)
     await asyncio.sleep(0.2)
     for _ in range(100):
-        if not server._finishing:
+        if not server.finishing():
             break
         await asyncio.sleep(0.05)
     return {

@@ -34,18 +34,27 @@ from array import array
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, cast
 
 from websockets.speedups import apply_mask
 
 from ..audio import AudioFormat
 from ..emulator.streamclient import random_account_id
+from ..protocol.websocket import (
+    OK_CLOSE_CODES,
+    CloseCode,
+    FrameReader,
+    Opcode,
+    WebSocketError,
+    client_frame,
+    close_payload,
+)
 from .stats import Sparse, sparse_of
 from .wire import (
     HandshakeError,
     MediaTemplates,
     Target,
-    client_frame,
     new_key,
     parse_response,
     start_frame,
@@ -65,7 +74,6 @@ _MAX_HEAD = 16384  # an upgrade response head larger than this is refused
 
 # Stream states
 _CONNECTING, _HANDSHAKE, _OPEN, _TAIL, _CLOSING, _DONE = range(6)
-_OK_CLOSE = frozenset({1000, 1001, 1005})
 
 
 @dataclass(frozen=True)
@@ -161,11 +169,11 @@ class _Stream(asyncio.Protocol):
         "cycle0",
         "engine",
         "error",
-        "frag",
         "k",
         "key",
         "last_play",
         "mask",
+        "reader",
         "rx",
         "sent_at",
         "sid",
@@ -188,8 +196,16 @@ class _Stream(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.k = 0
         self.cycle0 = 0
-        self.rx = b""
-        self.frag: bytearray | None = None
+        self.rx = b""  # the upgrade response as it arrives
+        # Server frames are never masked (RFC 6455 §5.1); messages are not bounded here.
+        self.reader = FrameReader(
+            on_text=partial(engine._on_text, self),
+            on_binary=self._on_binary,
+            on_ping=self._on_ping,
+            on_close=self._on_close,
+            masked=False,
+            max_size=None,
+        )
         self.last_play = 0.0
         self.sent_at = array("d", bytes(8 * _RING)) if engine.plan.echo else array("d")
         self.close_code: int | None = None
@@ -213,44 +229,13 @@ class _Stream(asyncio.Protocol):
         )
 
     def data_received(self, data: bytes) -> None:
-        state = self.state
-        if state == _HANDSHAKE:
+        if self.state == _HANDSHAKE:
             self._handshake(data)
             return
-        buf = self.rx + data if self.rx else data
-        end = len(buf)
-        pos = 0
-        now = _now()
-        engine = self.engine
-        while end - pos >= 2:
-            b0 = buf[pos]
-            ln = buf[pos + 1]
-            if ln & 0x80:
-                self._fail("the server sent a masked frame (RFC 6455 §5.1)")
-                return
-            hl = 2
-            if ln == 126:
-                if end - pos < 4:
-                    break
-                ln = (buf[pos + 2] << 8) | buf[pos + 3]
-                hl = 4
-            elif ln == 127:
-                if end - pos < 10:
-                    break
-                ln = int.from_bytes(buf[pos + 2 : pos + 10], "big")
-                hl = 10
-            start = pos + hl
-            stop = start + ln
-            if stop > end:
-                break
-            pos = stop
-            if b0 == 0x81:  # final text frame: the common case
-                engine._on_text(self, buf, start, stop, now)
-            else:
-                self._other(b0, buf[start:stop], now)
-                if self.state == _DONE:
-                    return
-        self.rx = buf[pos:] if pos < end else b""
+        try:
+            self.reader.feed(data)
+        except WebSocketError as exc:
+            self._fail(f"{exc.reason} (RFC 6455, close code {exc.code:d})")
 
     def pause_writing(self) -> None:
         self.engine.result.write_paused += 1
@@ -294,38 +279,26 @@ class _Stream(asyncio.Protocol):
         if rest:
             self.data_received(rest)
 
-    def _other(self, b0: int, payload: bytes, now: float) -> None:
-        op = b0 & 0x0F
-        fin = b0 & 0x80
-        if op == 0x8:  # close
-            code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 1005
-            self.close_code = code
-            t = self.transport
-            if self.state != _CLOSING:
-                # The server ended the stream: answer its close (RFC 6455 §5.5.1).
-                self.closed_by_server = True
-                if self.k < self.engine.templates.n and self.error is None:
-                    self.error = f"closed by the server after {self.k} frames (code {code})"
-                if t is not None:
-                    t.write(client_frame(0x8, payload[:2], self.mask))
-            self.state = _CLOSING
+    def _on_close(self, code: int, reason: str) -> None:
+        self.close_code = code
+        t = self.transport
+        if self.state != _CLOSING:
+            # The server ended the stream: answer its close (RFC 6455 §5.5.1).
+            self.closed_by_server = True
+            if self.k < self.engine.templates.n and self.error is None:
+                self.error = f"closed by the server after {self.k} frames (code {code})"
             if t is not None:
-                t.close()
-        elif op == 0x9:  # ping
-            if self.transport is not None and self.state != _CLOSING:
-                self.transport.write(client_frame(0xA, payload, self.mask))
-        elif op == 0xA:
-            pass
-        elif op == 0x1:  # first fragment of a text message
-            self.frag = bytearray(payload)
-        elif op == 0x0 and self.frag is not None:
-            self.frag += payload
-            if fin:
-                data = bytes(self.frag)
-                self.frag = None
-                self.engine._on_text(self, data, 0, len(data), now)
-        else:
-            self.engine._error(f"unexpected frame opcode {op:#x} from the server")
+                t.write(client_frame(Opcode.CLOSE, close_payload(code), self.mask))
+        self.state = _CLOSING
+        if t is not None:
+            t.close()
+
+    def _on_ping(self, payload: bytes) -> None:
+        if self.transport is not None and self.state != _CLOSING:
+            self.transport.write(client_frame(Opcode.PONG, payload, self.mask))
+
+    def _on_binary(self, payload: bytes) -> None:
+        self.engine._error("unexpected binary message from the server")
 
     def _fail(self, message: str) -> None:
         self.error = message
@@ -340,7 +313,10 @@ class _Stream(asyncio.Protocol):
         e = self.engine
         seq = 2 + self.k * len(e.tracks)
         msg = stop_frame(seq, self.call_id, self.stream_id, e.tracks)
-        t.write(client_frame(0x1, msg, self.mask) + client_frame(0x8, b"\x03\xe8", self.mask))
+        t.write(
+            client_frame(Opcode.TEXT, msg, self.mask)
+            + client_frame(Opcode.CLOSE, close_payload(CloseCode.NORMAL), self.mask)
+        )
         self.state = _CLOSING
         self.close_handle = asyncio.get_running_loop().call_later(
             e.plan.close_timeout_s, self._close_timeout
@@ -515,7 +491,7 @@ class Engine:
         msg = start_frame(
             st.call_id, st.stream_id, self._account, self.tracks, self.fmt, plan.extra_headers
         )
-        st.transport.write(client_frame(0x1, msg, st.mask))
+        st.transport.write(client_frame(Opcode.TEXT, msg, st.mask))
         now = _now()
         # First cycle whose slot time for this stream is not in the past.
         offset = self._base + st.slot * self._slot_s
@@ -531,7 +507,7 @@ class Engine:
         r = self.result
         if st.was_connected:
             self._active -= 1
-            if st.close_code not in _OK_CLOSE or st.error is not None:
+            if st.close_code not in OK_CLOSE_CODES or st.error is not None:
                 r.abnormal += 1
         else:
             r.failed += 1
@@ -611,8 +587,10 @@ class Engine:
 
     # -- receiving -------------------------------------------------------------------------
 
-    def _on_text(self, st: _Stream, buf: bytes, start: int, stop: int, now: float) -> None:
-        if buf.find(b'"playAudio"', start, stop) < 0:
+    def _on_text(self, st: _Stream, data: bytes) -> None:
+        """A text message from the server to stream ``st`` (its FrameReader's callback)."""
+        now = _now()
+        if data.find(b'"playAudio"') < 0:
             self.result.other_received += 1
             return
         r = self.result
@@ -624,10 +602,10 @@ class Engine:
         st.last_play = now
         if not self.plan.echo:
             return
-        i = buf.find(b'"payload"', start, stop)
+        i = data.find(b'"payload"')
         if i >= 0:
-            i = buf.find(b'"', i + 9, stop)
-        k = tag_of(buf[i + 1 : i + 5]) if i >= 0 else -1
+            i = data.find(b'"', i + 9)
+        k = tag_of(data[i + 1 : i + 5]) if i >= 0 else -1
         if 0 <= k < st.k and st.k - k <= _RING:
             self._rtt.append((now - st.sent_at[k & _RING_MASK]) * 1000.0)
             r.echo_matched += 1
