@@ -227,6 +227,7 @@ async def test_lost_without_close_is_1006() -> None:
     conn.data_received(REQUEST + text(pf.start()))
     conn.connection_lost(None)
     assert conn.close_code == 1006 and conn.state is S.CLOSED
+    assert owner.told == ["made", "opened", "lost"]
     assert conn.session is not None and conn.session.stop_reason is not None
     assert conn.session.stop_reason.value == "error"
 
