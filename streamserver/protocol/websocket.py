@@ -126,19 +126,23 @@ class FrameReader:
     reader is finished and ignores whatever follows. :meth:`expect_close` (called once we
     sent our close) makes it skip everything but the peer's close frame (§5.5.1).
 
-    The steady state of a stream is one whole frame per read: with nothing buffered
-    (:attr:`idle`), a read is parsed where it lies, without copying it.
+    The steady state of a media stream is one whole text frame per read: while nothing is
+    pending (:attr:`idle`), such a read is recognised on its first four bytes and handed
+    on without buffering; several frames in one read are parsed where they lie.
     """
 
     __slots__ = (
         "_buf",
         "_closing",
         "_done",
+        "_fast",
+        "_fast_max",
         "_frag",
         "_frag_binary",
         "_frag_size",
+        "_limit",
         "_masked",
-        "_max_size",
+        "_need",
         "on_binary",
         "on_close",
         "on_ping",
@@ -164,19 +168,25 @@ class FrameReader:
         self.on_ping = on_ping
         self.on_pong = on_pong
         self._masked = masked
-        self._max_size = max_size
-        # Bytes of a frame that is not complete yet (empty in the steady state).
+        self._limit = max_size if max_size is not None else 1 << 63  # (lengths are < 2^63)
+        # Bytes of a frame that is not complete yet (empty in the steady state), and how
+        # long they must grow before they may hold a whole frame.
         self._buf = bytearray()
+        self._need = 0
         self._frag: list[bytes] | None = None  # the fragments of a message so far
         self._frag_binary = False
         self._frag_size = 0
         self._closing = False
         self._done = False
+        # True while nothing is pending: a read may be one whole frame (see feed). The
+        # longest such frame: a 16-bit length (and the limit), the header, the mask key.
+        self._fast = True
+        self._fast_max = min(65535, self._limit) + (8 if masked else 4)
 
     @property
     def idle(self) -> bool:
         """Between messages: nothing buffered, no fragmented message open, not closing."""
-        return not self._buf and self._frag is None and not self._closing and not self._done
+        return self._fast
 
     @property
     def done(self) -> bool:
@@ -186,123 +196,157 @@ class FrameReader:
     def expect_close(self) -> None:
         """We sent a close frame: from now on only the peer's close matters (§5.5.1)."""
         self._closing = True
+        self._fast = False
 
     def feed(self, data: bytes) -> None:
         """Consume ``data``: call back for every complete message, keep an incomplete tail."""
-        if self._done:
+        if self._fast:
+            # The usual read: exactly one final text frame with a 16-bit length.
+            n = len(data)
+            if 130 <= n <= self._fast_max and data[0] == 0x81:
+                if self._masked:
+                    if n >= 134 and data[1] == 0xFE and ((data[2] << 8) | data[3]) + 8 == n:
+                        self.on_text(apply_mask(data[8:], data[4:8]))
+                        return
+                elif data[1] == 0x7E and ((data[2] << 8) | data[3]) + 4 == n:
+                    self.on_text(data[4:])
+                    return
+        elif self._done:
             return
-        buf = self._buf
-        if buf:
+        elif self._buf:
+            buf = self._buf
             buf += data
-            pos = self._parse(buf)
-            if pos:
-                del buf[:pos]
-        else:  # one or more frames from the start of a read: parse them in place
-            pos = self._parse(data)
-            if pos < len(data) and not self._done:
-                buf += memoryview(data)[pos:]
+            if len(buf) < self._need:
+                return  # the frame is not complete yet: no need to look again
+            data = bytes(buf)
+            buf.clear()
+        # Whole frames from the start of a read (a batched read), or what is buffered.
+        pos = 0
+        n = len(data)
+        masked = self._masked
+        mask_bit = 0x80 if masked else 0
+        key_len = 4 if masked else 0
+        limit = self._limit
+        on_text = self.on_text
+        while True:
+            if n - pos < 2:
+                need = 2
+                break
+            b0 = data[pos]
+            b1 = data[pos + 1]
+            length = b1 & 0x7F
+            head = pos + 2
+            if length == 126:
+                if n - pos < 4:
+                    need = 4
+                    break
+                length = (data[pos + 2] << 8) | data[pos + 3]
+                head = pos + 4
+            elif length == 127:
+                if n - pos < 10:
+                    need = 10
+                    break
+                length = int.from_bytes(data[pos + 2 : pos + 10], "big")
+                head = pos + 10
+                if length >> 63:  # §5.2: the most significant bit must be 0
+                    raise self._stop(ProtocolViolation("64-bit frame length with the top bit set"))
+            text = b0 == 0x81  # a final text frame, the usual case: checked the quick way
+            if not text or b1 & 0x80 != mask_bit:
+                self._check_header(b0, b1 & 0x80 == mask_bit, length)
+            elif length > limit:
+                raise self._stop(MessageTooBig(f"message of {length} bytes exceeds {limit}"))
+            end = head + key_len + length
+            if end > n:
+                need = end - pos
+                break
+            if masked:
+                payload = apply_mask(data[head + 4 : end], data[head : head + 4])
+            else:
+                payload = data[head:end]
+            pos = end
+            if text and self._frag is None and not self._closing:
+                on_text(payload)
+            else:
+                self._other(b0, payload)
+                if self._done:
+                    return
+        if pos < n:
+            self._need = need
+            self._buf += memoryview(data)[pos:]
+            self._fast = False
+        else:
+            self._fast = self._frag is None and not self._closing
+
+    def _check_header(self, b0: int, mask_ok: bool, length: int) -> None:
+        """The rules for every frame but a correctly masked final text frame (§5.2, §5.5)."""
+        if not mask_ok:
+            side = "client frames must be" if self._masked else "server frames must not be"
+            raise self._stop(ProtocolViolation(f"{side} masked"))
+        if b0 & 0x70:
+            raise self._stop(ProtocolViolation("reserved bits set (no extension negotiated)"))
+        if b0 & 0x08:
+            # A control frame, checked on its header: one claiming a huge length must not
+            # make us buffer it first (§5.5: at most 125 bytes, never fragmented).
+            if not b0 & 0x80 or length > 125:
+                raise self._stop(ProtocolViolation("invalid control frame"))
+        elif length > self._limit:
+            raise self._stop(MessageTooBig(f"message of {length} bytes exceeds {self._limit}"))
+
+    def _other(self, b0: int, payload: bytes) -> None:
+        """Every frame but a whole text message: fragments, binary, control frames."""
+        opcode = b0 & 0x0F
+        if self._closing and opcode != 0x8:
+            return  # we sent our close: only the peer's close frame matters now
+        fin = b0 & 0x80
+        if opcode == 0x1 or opcode == 0x2:
+            if self._frag is not None:
+                raise self._stop(ProtocolViolation("new message inside a fragmented one"))
+            if not fin:
+                self._frag = [payload]
+                self._frag_binary = opcode == 0x2
+                self._frag_size = len(payload)
+            elif opcode == 0x2:
+                self.on_binary(payload)
+            else:
+                self.on_text(payload)
+        elif opcode == 0x0:
+            frag = self._frag
+            if frag is None:
+                raise self._stop(ProtocolViolation("continuation frame without a message"))
+            frag.append(payload)
+            self._frag_size += len(payload)
+            if self._frag_size > self._limit:
+                raise self._stop(MessageTooBig(f"message exceeds {self._limit} bytes"))
+            if fin:
+                self._frag = None
+                message = b"".join(frag)
+                if self._frag_binary:
+                    self.on_binary(message)
+                else:
+                    self.on_text(message)
+        elif opcode == 0x9:
+            self.on_ping(payload)
+        elif opcode == 0xA:
+            self.on_pong(payload)
+        elif opcode == 0x8:
+            try:
+                code, reason = parse_close(payload)
+            except WebSocketError as exc:
+                raise self._stop(exc) from None
+            self._finish()  # nothing is read after a close frame
+            self.on_close(code, reason)
+        else:
+            raise self._stop(ProtocolViolation(f"unknown opcode {opcode}"))
 
     def _finish(self) -> None:
         self._done = True
+        self._fast = False
         self._buf.clear()
         self._frag = None
 
     def _stop(self, exc: WebSocketError) -> WebSocketError:
         self._finish()
         return exc
-
-    def _parse(self, buf: bytes | bytearray) -> int:
-        """Call back for each complete frame of ``buf``; return how many bytes were used."""
-        pos = 0
-        n = len(buf)
-        masked = self._masked
-        mask_bit = 0x80 if masked else 0
-        while n - pos >= 2:
-            b0 = buf[pos]
-            b1 = buf[pos + 1]
-            length = b1 & 0x7F
-            head = pos + 2
-            if length == 126:
-                if n - pos < 4:
-                    break
-                length = (buf[pos + 2] << 8) | buf[pos + 3]
-                head = pos + 4
-            elif length == 127:
-                if n - pos < 10:
-                    break
-                length = int.from_bytes(buf[pos + 2 : pos + 10], "big")
-                head = pos + 10
-                if length >> 63:  # §5.2: the most significant bit must be 0
-                    raise self._stop(ProtocolViolation("64-bit frame length with the top bit set"))
-            if b1 & 0x80 != mask_bit:
-                side = "client frames must be" if masked else "server frames must not be"
-                raise self._stop(ProtocolViolation(f"{side} masked"))
-            if b0 & 0x70:
-                raise self._stop(ProtocolViolation("reserved bits set (no extension negotiated)"))
-            opcode = b0 & 0x0F
-            if opcode >= 0x8:
-                # Checked on the header: a control frame claiming a huge length must not
-                # make us buffer it first (§5.5: at most 125 bytes, never fragmented).
-                if not b0 & 0x80 or length > 125:
-                    raise self._stop(ProtocolViolation("invalid control frame"))
-            elif self._max_size is not None and length > self._max_size:
-                raise self._stop(
-                    MessageTooBig(f"message of {length} bytes exceeds {self._max_size}")
-                )
-            start = head + 4 if masked else head
-            end = start + length
-            if end > n:
-                break
-            # (bytes() of a slice of a read is that slice, not a copy)
-            payload = (
-                apply_mask(buf[start:end], buf[head:start]) if masked else bytes(buf[start:end])
-            )
-            pos = end
-            if self._closing and opcode != 0x8:
-                continue  # we sent our close: only the peer's close frame matters now
-            fin = b0 & 0x80
-            if opcode == 0x1 or opcode == 0x2:
-                if self._frag is not None:
-                    raise self._stop(ProtocolViolation("new message inside a fragmented one"))
-                if fin:
-                    if opcode == 0x1:
-                        self.on_text(payload)
-                    else:
-                        self.on_binary(payload)
-                else:
-                    self._frag = [payload]
-                    self._frag_binary = opcode == 0x2
-                    self._frag_size = length
-            elif opcode == 0x0:
-                frag = self._frag
-                if frag is None:
-                    raise self._stop(ProtocolViolation("continuation frame without a message"))
-                frag.append(payload)
-                self._frag_size += length
-                if self._max_size is not None and self._frag_size > self._max_size:
-                    raise self._stop(MessageTooBig(f"message exceeds {self._max_size} bytes"))
-                if fin:
-                    self._frag = None
-                    message = b"".join(frag)
-                    if self._frag_binary:
-                        self.on_binary(message)
-                    else:
-                        self.on_text(message)
-            elif opcode == 0x9:
-                self.on_ping(payload)
-            elif opcode == 0xA:
-                self.on_pong(payload)
-            elif opcode == 0x8:
-                try:
-                    code, reason = parse_close(payload)
-                except WebSocketError as exc:
-                    raise self._stop(exc) from None
-                self._finish()  # nothing is read after a close frame
-                self.on_close(code, reason)
-                return n
-            else:
-                raise self._stop(ProtocolViolation(f"unknown opcode {opcode}"))
-        return pos
 
 
 # -- building frames -------------------------------------------------------------------------
