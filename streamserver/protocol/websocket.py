@@ -143,6 +143,7 @@ class FrameReader:
         "_limit",
         "_masked",
         "_need",
+        "_plain",
         "on_binary",
         "on_close",
         "on_ping",
@@ -178,6 +179,8 @@ class FrameReader:
         self._frag_size = 0
         self._closing = False
         self._done = False
+        # No fragmented message open and not closing: a text frame is a message to hand on.
+        self._plain = True
         # True while nothing is pending: a read may be one whole frame (see feed). The
         # longest such frame: a 16-bit length (and the limit), the header, the mask key.
         self._fast = True
@@ -196,7 +199,7 @@ class FrameReader:
     def expect_close(self) -> None:
         """We sent a close frame: from now on only the peer's close matters (§5.5.1)."""
         self._closing = True
-        self._fast = False
+        self._plain = self._fast = False
 
     def feed(self, data: bytes) -> None:
         """Consume ``data``: call back for every complete message, keep an incomplete tail."""
@@ -224,61 +227,76 @@ class FrameReader:
         pos = 0
         n = len(data)
         masked = self._masked
-        mask_bit = 0x80 if masked else 0
-        key_len = 4 if masked else 0
         limit = self._limit
         on_text = self.on_text
+        # The usual frame, final text with a 16-bit length, is recognised on two bytes;
+        # not when the limit is lower than such lengths (then every frame is checked).
+        quick = (0xFE if masked else 0x7E) if limit >= 65535 else -1
+        quick_head = 8 if masked else 4
+        key_len = 4 if masked else 0
+        mask_bit = 0x80 if masked else 0
         while True:
-            if n - pos < 2:
-                need = 2
-                break
-            b0 = data[pos]
-            b1 = data[pos + 1]
-            length = b1 & 0x7F
-            head = pos + 2
-            if length == 126:
-                if n - pos < 4:
-                    need = 4
+            if n - pos >= 4 and data[pos] == 0x81 and data[pos + 1] == quick:
+                end = pos + quick_head + ((data[pos + 2] << 8) | data[pos + 3])
+                if end > n:
+                    need = end - pos
                     break
-                length = (data[pos + 2] << 8) | data[pos + 3]
-                head = pos + 4
-            elif length == 127:
-                if n - pos < 10:
-                    need = 10
+                if masked:
+                    payload = apply_mask(data[pos + 8 : end], data[pos + 4 : pos + 8])
+                else:
+                    payload = data[pos + 4 : end]
+                pos = end
+                if self._plain:
+                    on_text(payload)
+                    continue
+                b0 = 0x81
+            else:
+                if n - pos < 2:
+                    need = 2
                     break
-                length = int.from_bytes(data[pos + 2 : pos + 10], "big")
-                head = pos + 10
-                if length >> 63:  # §5.2: the most significant bit must be 0
-                    raise self._stop(ProtocolViolation("64-bit frame length with the top bit set"))
-            text = b0 == 0x81  # a final text frame, the usual case: checked the quick way
-            if not text or b1 & 0x80 != mask_bit:
+                b0 = data[pos]
+                b1 = data[pos + 1]
+                length = b1 & 0x7F
+                head = pos + 2
+                if length == 126:
+                    if n - pos < 4:
+                        need = 4
+                        break
+                    length = (data[pos + 2] << 8) | data[pos + 3]
+                    head = pos + 4
+                elif length == 127:
+                    if n - pos < 10:
+                        need = 10
+                        break
+                    length = int.from_bytes(data[pos + 2 : pos + 10], "big")
+                    head = pos + 10
+                    if length >> 63:  # §5.2: the most significant bit must be 0
+                        raise self._stop(ProtocolViolation("64-bit length with the top bit set"))
                 self._check_header(b0, b1 & 0x80 == mask_bit, length)
-            elif length > limit:
-                raise self._stop(MessageTooBig(f"message of {length} bytes exceeds {limit}"))
-            end = head + key_len + length
-            if end > n:
-                need = end - pos
-                break
-            if masked:
-                payload = apply_mask(data[head + 4 : end], data[head : head + 4])
-            else:
-                payload = data[head:end]
-            pos = end
-            if text and self._frag is None and not self._closing:
-                on_text(payload)
-            else:
-                self._other(b0, payload)
-                if self._done:
-                    return
+                end = head + key_len + length
+                if end > n:
+                    need = end - pos
+                    break
+                if masked:
+                    payload = apply_mask(data[head + 4 : end], data[head : head + 4])
+                else:
+                    payload = data[head:end]
+                pos = end
+                if b0 == 0x81 and self._plain:
+                    on_text(payload)
+                    continue
+            self._other(b0, payload)
+            if self._done:
+                return
         if pos < n:
             self._need = need
             self._buf += memoryview(data)[pos:]
             self._fast = False
         else:
-            self._fast = self._frag is None and not self._closing
+            self._fast = self._plain
 
     def _check_header(self, b0: int, mask_ok: bool, length: int) -> None:
-        """The rules for every frame but a correctly masked final text frame (§5.2, §5.5)."""
+        """The rules a frame header must follow (§5.1, §5.2, §5.5)."""
         if not mask_ok:
             side = "client frames must be" if self._masked else "server frames must not be"
             raise self._stop(ProtocolViolation(f"{side} masked"))
@@ -302,6 +320,7 @@ class FrameReader:
             if self._frag is not None:
                 raise self._stop(ProtocolViolation("new message inside a fragmented one"))
             if not fin:
+                self._plain = False
                 self._frag = [payload]
                 self._frag_binary = opcode == 0x2
                 self._frag_size = len(payload)
@@ -319,6 +338,7 @@ class FrameReader:
                 raise self._stop(MessageTooBig(f"message exceeds {self._limit} bytes"))
             if fin:
                 self._frag = None
+                self._plain = not self._closing
                 message = b"".join(frag)
                 if self._frag_binary:
                     self.on_binary(message)
@@ -340,7 +360,7 @@ class FrameReader:
 
     def _finish(self) -> None:
         self._done = True
-        self._fast = False
+        self._plain = self._fast = False
         self._buf.clear()
         self._frag = None
 
