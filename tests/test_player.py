@@ -21,7 +21,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from handlers.player import PlayerEvent, load_prompt
-from handlers.transcribe.engines import PocketsphinxOptions, decoder_pool
+from handlers.transcribe.sphinx import PocketsphinxOptions, decoder_pool
 from streamserver import audio
 from streamserver.emulator import AsgiServer
 from streamserver.emulator.streamclient import (

@@ -33,7 +33,7 @@ from handlers.transcribe import (
     Utterance,
     UtteranceInfo,
 )
-from handlers.transcribe.engines import PocketsphinxOptions, decoder_pool
+from handlers.transcribe.sphinx import PocketsphinxOptions, decoder_pool
 from streamserver.emulator import AsgiServer
 from streamserver.emulator.streamclient import PlivoStreamClient, StreamClientOptions
 from streamserver.handler import BusEvent, Handler, HandlerLoadError, load_handler
