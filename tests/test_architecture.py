@@ -542,3 +542,20 @@ settings.load_settings
         ("streamserver.server", "_header", 8),
         ("streamserver.settings", "_fill", 7),
     ]
+
+
+def test_tests_mirror_the_packages() -> None:
+    """``tests/<package>/`` per package; basenames unique (no ``__init__.py``: pytest imports
+    test files by basename, with ``tests/`` put on ``sys.path`` by conftest.py)."""
+    tests = ROOT / "tests"
+    files = sorted(p for p in tests.rglob("*.py") if "data" not in p.relative_to(tests).parts)
+    assert not [p for p in files if p.name == "__init__.py"], "tests/ has no __init__.py files"
+    seen: dict[str, Path] = {}
+    for p in files:
+        other = seen.setdefault(p.name, p)
+        assert other == p, f"two test files named {p.name}: {other} and {p}"
+    for d in sorted(p for p in tests.iterdir() if p.is_dir()):
+        if d.name in ("data", "__pycache__"):
+            continue
+        mirrored = d.name == "handlers" or (ROOT / "streamserver" / d.name).is_dir()
+        assert mirrored, f"tests/{d.name}/ mirrors no package (streamserver/{d.name}/)"

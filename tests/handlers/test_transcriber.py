@@ -38,7 +38,7 @@ from streamserver.emulator import AsgiServer
 from streamserver.emulator.streamclient import PlivoStreamClient, StreamClientOptions
 from streamserver.handler import BusEvent, Handler, HandlerLoadError, load_handler
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 DIGITS = "4172938056"
 T = 20.0  # generous timeout unit
 WORDS = {
