@@ -29,7 +29,9 @@ __all__ = ["ListenError", "StreamService"]
 class ListenError(OSError):
     """A part of the service cannot listen on its address (port in use, no permission)."""
 
-    def __init__(self, part: Literal["server", "control app"], host: str, port: int, exc: OSError):
+    def __init__(
+        self, part: Literal["server", "control app"], host: str, port: int, exc: OSError
+    ) -> None:
         super().__init__(exc.errno, exc.strerror or str(exc))
         self.part = part
         self.host = host
