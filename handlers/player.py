@@ -30,7 +30,7 @@ import httpx
 import msgspec
 import soundfile as sf
 
-from handlers.transcribe.transcriber import SpeechStarted
+from handlers.transcribe.events import SpeechStarted
 from handlers.transcribe.vad import Segmenter, SpeechStart, VadOptions
 from streamserver import audio
 from streamserver.handler import AudioChunk, BusEvent, Handler, StopReason, StreamContext

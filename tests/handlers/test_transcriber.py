@@ -33,12 +33,12 @@ from handlers.transcribe import (
     Utterance,
     UtteranceInfo,
 )
-from handlers.transcribe.engines import PocketsphinxOptions, decoder_pool
+from handlers.transcribe.sphinx import PocketsphinxOptions, decoder_pool
 from streamserver.emulator import AsgiServer
 from streamserver.emulator.streamclient import PlivoStreamClient, StreamClientOptions
 from streamserver.handler import BusEvent, Handler, HandlerLoadError, load_handler
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 DIGITS = "4172938056"
 T = 20.0  # generous timeout unit
 WORDS = {

@@ -21,7 +21,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from handlers.player import PlayerEvent, load_prompt
-from handlers.transcribe.engines import PocketsphinxOptions, decoder_pool
+from handlers.transcribe.sphinx import PocketsphinxOptions, decoder_pool
 from streamserver import audio
 from streamserver.emulator import AsgiServer
 from streamserver.emulator.streamclient import (
@@ -31,7 +31,7 @@ from streamserver.emulator.streamclient import (
 )
 from streamserver.handler import BusEvent, Handler, HandlerLoadError, load_handler
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 RATE = 8000
 
 
@@ -283,7 +283,9 @@ async def test_the_guides_worked_example(
     serve: Any, record_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """docs/handlers.md's BeepBack, run as written: a spoken and a pressed digit."""
-    guide = (Path(__file__).parent.parent / "docs" / "handlers.md").read_text(encoding="utf-8")
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "handlers.md").read_text(
+        encoding="utf-8"
+    )
     [code] = [
         block.split("\n", 1)[1]
         for block in guide.split("```")[1::2]

@@ -24,7 +24,7 @@ from streamserver.emulator import AsgiServer
 from streamserver.emulator.streamclient import PlivoStreamClient, StreamClientOptions
 from streamserver.handler import Handler, HandlerLoadError, load_handler
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 SECRET = "whsec_test_0123456789"
 T = 10.0
 

@@ -287,7 +287,7 @@ def test_control_url_from_config(tmp_path: Path) -> None:
     assert control_url_from(str(config)) == "https://c.example/x"
     config.write_text("[control]\nenabled = false\n", "utf-8")
     assert control_url_from(str(config)) is None
-    repo_demo = Path(__file__).resolve().parent.parent / "config" / "demo.toml"
+    repo_demo = Path(__file__).resolve().parents[2] / "config" / "demo.toml"
     assert control_url_from(str(repo_demo)) == "http://127.0.0.1:8081"
 
 

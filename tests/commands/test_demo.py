@@ -19,7 +19,7 @@ from streamserver.control import load_control_settings
 from streamserver.emulator import SAMPLES_DIR, load_emulator_settings
 from streamserver.settings import load_settings
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _transcriber_loads() -> bool:

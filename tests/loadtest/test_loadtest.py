@@ -46,7 +46,7 @@ from streamserver.loadtest.wire import (
 )
 from streamserver.protocol import plivo
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 MULAW = AudioFormat.from_content_type("audio/x-mulaw;rate=8000")
 LOOSE = Thresholds(
     max_lateness_p99_ms=200.0, max_rtt_p99_ms=2000.0, max_cpu_pct=1000.0, max_loop_lag_ms=5000.0

@@ -1,30 +1,5 @@
-"""The control app: answer XML for Plivo, signed callbacks, and a live view of the streams.
-
-A small Starlette app that ``streamserver serve`` runs beside the stream server, in the same
-event loop, on its own port (``[control]`` in the config)::
-
-    GET|POST /answer               answer XML: <Response><Stream ...>ws(s)://.../route</Stream>
-    GET|POST /callbacks/stream     stream status: StartStream, StopStream, DroppedStream, ...
-    GET|POST /callbacks/hangup     the call ended
-    GET|POST /callbacks/recording  a recording is ready
-    GET      /streams              live streams as JSON (ids, route, handlers, counters)
-    GET      /healthz              200 while running
-
-Give Plivo ``{public_url}/answer`` as a call's answer URL (and
-``{public_url}/callbacks/hangup`` as its hangup URL). The ``<Stream>`` it answers points
-at the stream server's public URL plus the configured route, with the configured options, and
-its status callback comes back to ``/callbacks/stream``. ``/answer?stream_url=wss://...``
-streams to another WebSocket URL instead (the query is covered by Plivo's signature).
-
-Every request from Plivo carries ``X-Plivo-Signature-V3``; when an auth token is configured
-(``[plivo]`` or ``PLIVO_AUTH_TOKEN``) and ``verify_signatures`` is on, it is checked over
-``public_url`` + path (+ query) and the form fields, and a missing, wrong or replayed
-signature gets 403. A verified callback is logged, counted in ``/metrics``
-(``streamserver_callbacks_total{kind=...}``) and published to the live streams it concerns
-(same call id, and same stream id when the callback names one) as a
-:class:`~streamserver.handler.BusEvent` with topic :data:`CALLBACK_TOPIC` and a
-:class:`Callback` as data, so handlers see Plivo's view of their call in ``on_event``.
-"""
+"""The control app: a Starlette app serving answer XML, Plivo's signed callbacks and ``/streams``
+(the endpoints and the signature rules are in the package docstring)."""
 
 from __future__ import annotations
 
@@ -32,8 +7,8 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, cast, get_args, get_type_hints
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import parse_qsl, urlsplit
 
 from starlette.applications import Starlette
@@ -41,22 +16,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from .asgi import AsgiServer, url_host
-from .handler import BusEvent
-from .rest import xml
-from .settings import ConfigError, Settings, _cast
-from .signature import HEADER_MA_V3, HEADER_NONCE_V3, HEADER_V3, NonceCache, verify_v3
+from ..asgi import AsgiServer, url_host
+from ..handler import BusEvent
+from ..rest import xml
+from ..signature import HEADER_MA_V3, HEADER_NONCE_V3, HEADER_V3, NonceCache, verify_v3
+from .settings import ControlSettings
 
 if TYPE_CHECKING:
-    from .server import StreamServer
+    from ..server import StreamServer
 
-__all__ = [
-    "CALLBACK_TOPIC",
-    "Callback",
-    "ControlApp",
-    "ControlSettings",
-    "load_control_settings",
-]
+__all__ = ["CALLBACK_TOPIC", "Callback", "CallbackKind", "ControlApp"]
 
 log = logging.getLogger("streamserver.control")
 
@@ -64,121 +33,8 @@ log = logging.getLogger("streamserver.control")
 CALLBACK_TOPIC = "plivo.callback"
 
 CallbackKind = Literal["stream", "hangup", "recording"]
-_AUDIO_TRACKS = get_args(Literal["inbound", "outbound", "both"])
-_CONTENT_TYPES = get_args(xml.ContentType)
 _MAX_BODY_BYTES = 65536  # Plivo's callbacks are a few hundred bytes of form fields
 _FORM = "application/x-www-form-urlencoded"
-
-
-@dataclass
-class ControlSettings:
-    """The ``[control]`` table (see ``config/streamserver.toml`` for each option)."""
-
-    enabled: bool = False
-    host: str = "127.0.0.1"
-    port: int = 8081
-    #: How Plivo reaches this app (signatures, callback URLs); default http://host:port.
-    public_url: str = ""
-    # The <Stream> that /answer returns
-    route: str = "/stream"
-    bidirectional: bool = True
-    audio_track: str = "inbound"
-    content_type: str = "audio/x-mulaw;rate=8000"
-    extra_headers: dict[str, str] = field(default_factory=dict)
-    keep_call_alive: bool = True
-    #: 0 leaves streamTimeout out (Plivo's default, 86400 s).
-    stream_timeout_s: int = 0
-    #: Point the stream's statusCallbackUrl at /callbacks/stream.
-    status_callback: bool = True
-    # Security and ops
-    verify_signatures: bool = True
-    streams_endpoint: bool = True
-
-
-def load_control_settings(settings: Settings) -> ControlSettings:
-    """Read ``settings.extra["control"]``; raise :class:`ConfigError` naming a bad key.
-
-    The route and stream options are checked against the server's routes and Plivo's rules
-    only when the app is enabled.
-    """
-    table = settings.extra.get("control", {})
-    if not isinstance(table, dict):
-        raise ConfigError("[control] must be a table")
-    cs = ControlSettings()
-    hints = get_type_hints(ControlSettings)
-    for key, value in table.items():
-        name = f"control.{key}"
-        if key not in hints:
-            raise ConfigError(f"{name}: unknown key (known: {', '.join(sorted(hints))})")
-        if key == "extra_headers":
-            setattr(cs, key, _headers(name, value))
-        else:
-            setattr(cs, key, _cast(value, hints[key], name))
-    if not 0 <= cs.port <= 65535:
-        raise ConfigError(f"control.port: {cs.port} is not a TCP port (0-65535)")
-    if cs.public_url:
-        parts = urlsplit(cs.public_url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ConfigError(
-                f"control.public_url: {cs.public_url!r} must be an http:// or https:// URL"
-            )
-        if parts.query or parts.fragment:
-            raise ConfigError("control.public_url: must not have a query or fragment")
-    if cs.stream_timeout_s < 0:
-        raise ConfigError("control.stream_timeout_s: must be >= 0 (0 = Plivo's default)")
-    if cs.audio_track not in _AUDIO_TRACKS:
-        raise ConfigError(
-            f"control.audio_track: {cs.audio_track!r} is not one of {', '.join(_AUDIO_TRACKS)}"
-        )
-    if cs.content_type not in _CONTENT_TYPES:
-        raise ConfigError(
-            f"control.content_type: {cs.content_type!r} is not one of {', '.join(_CONTENT_TYPES)}"
-        )
-    if cs.enabled:
-        route = settings.routes.get(cs.route)
-        if route is None:
-            raise ConfigError(
-                f"control.route: {cs.route!r} is not a configured route "
-                f"({', '.join(sorted(settings.routes)) or 'none'})"
-            )
-        if cs.bidirectional and not route.bidirectional:
-            raise ConfigError(
-                f"control.bidirectional: route {cs.route!r} is not bidirectional "
-                f'(set routes."{cs.route}".bidirectional = true, or control.bidirectional = false)'
-            )
-        try:
-            _stream_verb(cs, "wss://check.invalid/", None)
-        except ValueError as exc:
-            raise ConfigError(f"[control] stream options: {exc}") from None
-    return cs
-
-
-def _headers(name: str, value: Any) -> dict[str, str]:
-    if isinstance(value, str):
-        pairs = [p.partition("=") for p in value.split(",") if p.strip()]
-        if any(not sep for _, sep, _ in pairs):
-            raise ConfigError(f"{name}: expected a table or 'k=v,k2=v2', got {value!r}")
-        return {k.strip(): v.strip() for k, _, v in pairs}
-    if isinstance(value, dict) and all(
-        isinstance(k, str) and isinstance(v, str | int) and not isinstance(v, bool)
-        for k, v in value.items()
-    ):
-        return {k: str(v) for k, v in value.items()}
-    raise ConfigError(f'{name}: expected a table of name = "value", got {value!r}')
-
-
-def _stream_verb(cs: ControlSettings, url: str, status_callback_url: str | None) -> xml.Stream:
-    return xml.Stream(
-        url,
-        bidirectional=cs.bidirectional,
-        audio_track=cast(Any, cs.audio_track),
-        stream_timeout=cs.stream_timeout_s or None,
-        status_callback_url=status_callback_url,
-        status_callback_method="POST" if status_callback_url else None,
-        content_type=cast(Any, cs.content_type),
-        extra_headers=cs.extra_headers or None,
-        keep_call_alive=cs.keep_call_alive,
-    )
 
 
 @dataclass(frozen=True)
@@ -282,7 +138,7 @@ class ControlApp:
         """The answer document: one ``<Stream>`` to ``stream_url`` (default
         :attr:`stream_url`). Raises ValueError for a URL Plivo would not accept."""
         status = self.callback_url("stream") if self.settings.status_callback else None
-        verb = _stream_verb(self.settings, stream_url or self.stream_url, status)
+        verb = self.settings.stream_verb(stream_url or self.stream_url, status)
         return xml.Response(verb).to_xml(declaration=True)
 
     def add_listener(self, fn: Callable[[Callback], None]) -> None:

@@ -436,6 +436,6 @@ def test_serve_rejects_a_bad_control_table(tmp_path: Path) -> None:
 
 
 def test_documented_defaults_are_the_real_defaults() -> None:
-    repo = Path(__file__).resolve().parent.parent
+    repo = Path(__file__).resolve().parents[2]
     settings = load_settings(repo / "config" / "streamserver.toml", environ={})
     assert load_control_settings(settings) == ControlSettings()

@@ -20,7 +20,7 @@ from handlers.transcribe.vad import (
 )
 from streamserver import audio
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 RATE = 8000
 # Where the speech is in tests/data/digits_8k.wav (seconds; peaks above -36 dBFS).
 GROUPS = ((0.65, 1.63), (2.76, 3.71), (4.89, 6.53))
