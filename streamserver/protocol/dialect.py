@@ -53,6 +53,8 @@ __all__ = [
     "ProviderDialect",
     "ProviderSide",
     "ServerDialect",
+    "text_only",
+    "text_only_commands",
 ]
 
 BytesLike = bytes | bytearray | memoryview
