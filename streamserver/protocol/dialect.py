@@ -16,7 +16,7 @@ A dialect is pure: text or binary frame in, a neutral event out (:mod:`.events`,
 
 What the session has to do differently per dialect, from the flags:
 
-- ``play_frame_ms``: cut outbound audio in chunks of this duration (20 ms; Exotel 100 ms:
+- ``play_frame_ms``: cut outbound audio in chunks of this duration (20 ms; Exotel 200 ms:
   its chunks must be ≥ 3.2 kB and a multiple of 320 bytes, and its ``encode_play`` pads
   the last chunk with silence to the next multiple of 320).
 - ``acks_clear``: True when the provider answers a clear with :class:`~.events.ClearedAudio`

@@ -18,10 +18,11 @@ or 24000 Hz (``?sample-rate=`` on the applet URL); ``audio/x-mulaw`` (8000 Hz) i
 for streams started with that content type.
 
 Server → Exotel (Voicebot applet only): ``media``, ``mark``, ``clear``, each with
-``stream_sid``. Outbound chunks must be a multiple of 320 bytes, at least 3.2 kB (100 ms at
-8 kHz) and at most 100 kB, or the caller hears gaps: the dialect asks for 100 ms play frames
-(``play_frame_ms=100``) and :func:`encode_play` pads a short last chunk with silence up to
-the next multiple of 320. No DTMF out (:class:`~.neutral.NotSupported`). Exotel does not
+``stream_sid``. Outbound chunks must be a multiple of 320 bytes, at least 3.2 kB and at most
+100 kB, or the caller hears gaps. (The guide calls 3.2 kB "100 ms of data"; at 8 kHz 16-bit
+that is 200 ms, 100 ms being 1.6 kB.) The dialect asks for 200 ms play frames
+(``play_frame_ms=200``: 3.2 kB at 8 kHz, 6.4 kB at 16 kHz, 9.6 kB at 24 kHz) and
+:func:`encode_play` pads a short last chunk with silence up to the next multiple of 320. No DTMF out (:class:`~.neutral.NotSupported`). Exotel does not
 answer a clear; marks after a clear are treated as on Twilio (see :mod:`.dialect`).
 """
 
@@ -70,7 +71,7 @@ __all__ = [
 
 #: Outbound audio chunks must be a multiple of this many bytes.
 CHUNK_MULTIPLE = 320
-#: Smallest outbound chunk Exotel plays without jitter trouble (100 ms at 8 kHz).
+#: Smallest outbound chunk Exotel plays without jitter trouble (200 ms at 8 kHz 16-bit).
 MIN_CHUNK_BYTES = 3200
 #: Largest outbound chunk before Exotel times out.
 MAX_CHUNK_BYTES = 100_000
@@ -288,7 +289,7 @@ def encode_play(
 ) -> bytes:
     """``media`` with base64 audio, padded with silence to a multiple of 320 bytes.
 
-    Exotel wants chunks of 3.2 kB to 100 kB: send 100 ms or more per call.
+    Exotel wants chunks of 3.2 kB to 100 kB: send 200 ms or more per call.
     """
     rest = len(payload) % CHUNK_MULTIPLE
     if rest:
@@ -323,7 +324,7 @@ DIALECT = ServerDialect(
     encode_dtmf=encode_send_dtmf,
     acks_clear=False,
     echoes_marks_after_clear=True,
-    play_frame_ms=100,
+    play_frame_ms=200,
 )
 
 
