@@ -19,11 +19,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import msgspec
-
 from . import exotel, telnyx, twilio, vonage
 from .dialect import PLIVO, Dialect, ProviderSide
-from .neutral import PROVIDERS, ProtocolError, unreadable
+from .neutral import PROVIDERS, ProtocolError, decode_object
 
 __all__ = ["DIALECTS", "PROVIDER_SIDES", "detect", "detect_binary", "get"]
 
@@ -40,8 +38,6 @@ DIALECTS: Mapping[str, Dialect] = {
 PROVIDER_SIDES: Mapping[str, ProviderSide] = {
     p.name: p for p in (twilio.PROVIDER, telnyx.PROVIDER, exotel.PROVIDER, vonage.PROVIDER)
 }
-
-_any_decoder = msgspec.json.Decoder()
 
 # Id fields, top level or inside the event's body, that only one dialect uses.
 _MARKERS: tuple[tuple[str, Dialect], ...] = (
@@ -76,14 +72,7 @@ def detect(data: bytes | str) -> Dialect | None:
     Raises :class:`ProtocolError` (``json``, or ``dialect`` when the message is JSON but
     no known provider's) so the caller can close the socket with a clear reason.
     """
-    try:
-        raw = _any_decoder.decode(data)
-    except msgspec.DecodeError as exc:
-        raise ProtocolError("json", f"not valid JSON: {exc}") from None
-    except (UnicodeError, RecursionError) as exc:
-        raise unreadable(exc) from None
-    if not isinstance(raw, dict):
-        raise ProtocolError("json", f"frame must be a JSON object, got {type(raw).__name__}")
+    raw = decode_object(data)
     event = raw.get("event")
     if isinstance(event, str) and event.startswith("websocket:"):
         return vonage.DIALECT

@@ -22,8 +22,9 @@ Server → Exotel (Voicebot applet only): ``media``, ``mark``, ``clear``, each w
 100 kB, or the caller hears gaps. (The guide calls 3.2 kB "100 ms of data"; at 8 kHz 16-bit
 that is 200 ms, 100 ms being 1.6 kB.) The dialect asks for 200 ms play frames
 (``play_frame_ms=200``: 3.2 kB at 8 kHz, 6.4 kB at 16 kHz, 9.6 kB at 24 kHz) and
-:func:`encode_play` pads a short last chunk with silence up to the next multiple of 320. No DTMF out (:class:`~.neutral.NotSupported`). Exotel does not
-answer a clear; marks after a clear are treated as on Twilio (see :mod:`.dialect`).
+:func:`encode_play` pads a short last chunk with silence up to the next multiple of 320.
+No DTMF out (:class:`~.neutral.NotSupported`). Exotel does not answer a clear; marks after
+a clear are treated as on Twilio (see :mod:`.dialect`).
 """
 
 from __future__ import annotations

@@ -45,6 +45,7 @@ __all__ = [
     "ProviderError",
     "SendDtmf",
     "decode_failure",
+    "decode_object",
     "str_values",
     "unreadable",
 ]
@@ -169,6 +170,22 @@ def unreadable(exc: UnicodeError | RecursionError) -> ProtocolError:
     return ProtocolError("json", f"not valid UTF-8 text: {exc}")
 
 
+def decode_object(data: bytes | str) -> dict[str, Any]:
+    """Decode a frame that must be a JSON object (cold paths: detection, rare events).
+
+    Raises :class:`ProtocolError` (``json``) for anything else.
+    """
+    try:
+        raw = _any_decoder.decode(data)
+    except msgspec.DecodeError as exc:
+        raise ProtocolError("json", f"not valid JSON: {exc}") from None
+    except (UnicodeError, RecursionError) as exc:
+        raise unreadable(exc) from None
+    if not isinstance(raw, dict):
+        raise ProtocolError("json", f"frame must be a JSON object, got {type(raw).__name__}")
+    return raw
+
+
 def decode_failure(
     data: bytes | str, error: str, known: frozenset[str], seq_key: str, sid_key: str
 ) -> Unknown:
@@ -178,15 +195,8 @@ def decode_failure(
     ``seq_key`` and ``sid_key`` name the dialect's top-level sequence number and stream id
     fields, kept on the :class:`Unknown` when they have the right type.
     """
-    try:
-        raw = _any_decoder.decode(data)
-    except msgspec.DecodeError as exc:  # pragma: no cover - the typed decoder caught these
-        raise ProtocolError("json", f"not valid JSON: {exc}") from None
-    except (UnicodeError, RecursionError) as exc:
-        # The typed decoder skips unknown fields unread; this full parse may hit them.
-        raise unreadable(exc) from None
-    if not isinstance(raw, dict):
-        raise ProtocolError("json", f"frame must be a JSON object, got {type(raw).__name__}")
+    # The typed decoder skips unknown fields unread; this full parse may hit bad UTF-8 there.
+    raw = decode_object(data)
     event = raw.get("event")
     if not isinstance(event, str):
         raise ProtocolError("schema", "frame has no string 'event' field")

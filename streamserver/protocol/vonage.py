@@ -48,8 +48,8 @@ from .neutral import (
     NotSupported,
     Play,
     ProtocolError,
+    decode_object,
     str_values,
-    unreadable,
 )
 
 __all__ = [
@@ -82,7 +82,6 @@ CALL_ID_HEADERS = ("call_id", "uuid", "call_uuid")
 _STREAM_ID_HEADER = "stream_id"
 _NOT_HEADERS = frozenset({"event", "content-type"})
 
-_any_decoder = msgspec.json.Decoder()
 _encode = msgspec.json.encode
 
 
@@ -112,14 +111,7 @@ def decode(data: bytes | str) -> AnyEvent:
     Raises :class:`ProtocolError` for malformed frames; unknown events are returned as
     :class:`~.events.Unknown`.
     """
-    try:
-        raw = _any_decoder.decode(data)
-    except msgspec.DecodeError as exc:
-        raise ProtocolError("json", f"not valid JSON: {exc}") from None
-    except (UnicodeError, RecursionError) as exc:
-        raise unreadable(exc) from None
-    if not isinstance(raw, dict):
-        raise ProtocolError("json", f"frame must be a JSON object, got {type(raw).__name__}")
+    raw = decode_object(data)
     event = raw.get("event")
     if not isinstance(event, str):
         raise ProtocolError("schema", "frame has no string 'event' field")
@@ -308,10 +300,10 @@ def provider_stop(
 def provider_decode(data: bytes | str) -> Command:
     """A text frame from the server: ``notify`` or ``clear``."""
     try:
-        raw = _any_decoder.decode(data)
-    except (msgspec.DecodeError, UnicodeError, RecursionError) as exc:
-        raise ProtocolError("schema", f"not a Vonage command: {exc}") from None
-    action = raw.get("action") if isinstance(raw, dict) else None
+        raw = decode_object(data)
+    except ProtocolError as exc:
+        raise ProtocolError("schema", f"not a Vonage command: {exc.reason}") from None
+    action = raw.get("action")
     if action == "clear":
         return Clear()
     if action == "notify":
