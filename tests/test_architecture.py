@@ -28,8 +28,14 @@ PACKAGES = ("streamserver", "handlers")
 MAX_LINES = 500
 #: Files allowed over MAX_LINES, each with the reason.
 LONG_FILES: dict[str, str] = {
-    "streamserver/audio.py": "the one audio module handlers may import: G.711/L16 codecs, "
-    "resampling, framing and AudioFormat share its lookup tables (46 lines over)",
+    "streamserver/audio.py": "the one audio module handlers may import: G.711 (mu-law, A-law) "
+    "and L16 codecs, resampling, framing and AudioFormat share its lookup tables",
+    "streamserver/signature.py": "every provider's request signatures (Plivo V3/V2, Twilio) "
+    "and the one upgrade verifier that tries them share the URL-candidate rules",
+    "streamserver/protocol/exotel.py": "one dialect is one module, both sides (server and "
+    "Exotel), so the two halves of the wire format are read and changed together",
+    "streamserver/protocol/telnyx.py": "one dialect is one module, both sides (server and "
+    "Telnyx), so the two halves of the wire format are read and changed together",
     "streamserver/rest/_client.py": "PlivoClient and AsyncPlivoClient beside the base they "
     "share (transport, retries, streamed downloads), so the two stay line-for-line alike",
 }
