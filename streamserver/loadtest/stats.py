@@ -51,7 +51,7 @@ def sparse_of(values: array[float]) -> Sparse:
         tuple(dense[bins].tolist()),
         int(a.size),
         float(a.sum()),
-        float(a.max()),
+        float(np.max(a)),
     )
 
 
