@@ -88,7 +88,7 @@ async def make_call(ctx: Ctx) -> Reply:
         sip_headers=sip_headers,
         send_digits=send_digits,
     )
-    calls = ctx.sim.make_calls(template, destinations)
+    calls = ctx.sim.calls.make_calls(template, destinations)
     queued = any(c.is_queued for c in calls)
     if len(calls) == 1:
         message = "call queued" if queued else "call fired"
@@ -169,12 +169,12 @@ async def get_call(ctx: Ctx) -> Reply:
 
 async def hangup_call(ctx: Ctx) -> Reply:
     call = live_call(ctx, ctx.path["call_uuid"])
-    await ctx.sim.hangup(call)
+    await ctx.sim.calls.hangup(call)
     return 204, None
 
 
 async def cancel_request(ctx: Ctx) -> Reply:
-    if not await ctx.sim.cancel_request(ctx.path["request_uuid"]):
+    if not await ctx.sim.calls.cancel_request(ctx.path["request_uuid"]):
         raise ApiError(404, NOT_FOUND)
     return 204, None
 
@@ -191,7 +191,7 @@ async def transfer_call(ctx: Ctx) -> Reply:
     if not url:
         raise ApiError(400, "aleg_url parameter is required")
     p.url("bleg_url")
-    await ctx.sim.transfer(call, url, p.method("aleg_method"))
+    await ctx.sim.calls.transfer(call, url, p.method("aleg_method"))
     return 202, {"message": "call transferred"}
 
 
@@ -206,13 +206,13 @@ async def play(ctx: Ctx) -> Reply:
     p.choice("legs", "aleg", ("aleg", "bleg", "both"))
     loop = p.flag("loop", False)
     p.flag("mix", True)
-    ctx.sim.play(call, urls, length, loop)
+    ctx.sim.prompts.play(call, urls, length, loop)
     return 202, {"message": "play started"}
 
 
 async def stop_play(ctx: Ctx) -> Reply:
     call = answered_call(ctx, ctx.path["call_uuid"])
-    ctx.sim.stop_play(call)
+    ctx.sim.prompts.stop_play(call)
     return 204, None
 
 
@@ -225,13 +225,13 @@ async def speak(ctx: Ctx) -> Reply:
     p.choice("legs", "aleg", ("aleg", "bleg", "both"))
     loop = p.flag("loop", False)
     p.flag("mix", True)
-    ctx.sim.speak(call, text, voice, language, loop)
+    ctx.sim.prompts.speak(call, text, voice, language, loop)
     return 202, {"message": "speak started"}
 
 
 async def stop_speak(ctx: Ctx) -> Reply:
     call = answered_call(ctx, ctx.path["call_uuid"])
-    ctx.sim.stop_speak(call)
+    ctx.sim.prompts.stop_speak(call)
     return 204, None
 
 
@@ -242,7 +242,7 @@ async def send_digits(ctx: Ctx) -> Reply:
     if not DIGITS_RE.match(value):
         raise ApiError(400, "invalid digits: use 0-9 * # A-D, and w or W to pause")
     leg = p.choice("leg", "aleg", ("aleg", "bleg"))
-    ctx.sim.send_digits(call, value, leg)
+    ctx.sim.calls.send_digits(call, value, leg)
     return 202, {"message": "digits sent"}
 
 
@@ -256,7 +256,7 @@ async def record(ctx: Ctx) -> Reply:
     p.url("transcription_url")
     callback_url = p.url("callback_url")
     callback_method = p.method("callback_method")
-    recording_id, url = ctx.sim.start_call_recording(
+    recording_id, url = ctx.sim.recordings.start_call_recording(
         call,
         time_limit_s=time_limit,
         file_format=file_format,
@@ -270,7 +270,7 @@ async def record(ctx: Ctx) -> Reply:
 async def stop_record(ctx: Ctx) -> Reply:
     call = answered_call(ctx, ctx.path["call_uuid"])
     url = ctx.params.text("URL") or ctx.params.text("url")
-    await ctx.sim.stop_call_recording(call, url or None)
+    await ctx.sim.recordings.stop_call_recording(call, url or None)
     return 204, None
 
 

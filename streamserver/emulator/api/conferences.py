@@ -35,26 +35,26 @@ async def get_conference(ctx: Ctx) -> Reply:
 
 
 async def hangup_conference(ctx: Ctx) -> Reply:
-    await ctx.sim.conference_hangup(_conference(ctx, ctx.path["name"]))
+    await ctx.sim.conferences.hangup(_conference(ctx, ctx.path["name"]))
     return 204, None
 
 
 async def hangup_all_conferences(ctx: Ctx) -> Reply:
     for conf in list(ctx.store.conferences.values()):
-        await ctx.sim.conference_hangup(conf)
+        await ctx.sim.conferences.hangup(conf)
     return 204, None
 
 
 async def member_hangup(ctx: Ctx) -> Reply:
     conf = _conference(ctx, ctx.path["name"])
-    await ctx.sim.member_hangup(conf, _members(conf, ctx.path["member"]))
+    await ctx.sim.conferences.member_hangup(conf, _members(conf, ctx.path["member"]))
     return 204, None
 
 
 async def member_kick(ctx: Ctx) -> Reply:
     conf = _conference(ctx, ctx.path["name"])
     ids = _members(conf, ctx.path["member"])
-    ctx.sim.member_kick(conf, ids)
+    ctx.sim.conferences.member_kick(conf, ids)
     return 202, {"message": "kicked", "member_id": ctx.path["member"]}
 
 
@@ -88,14 +88,14 @@ async def member_play(ctx: Ctx) -> Reply:
     ids = _members(conf, ctx.path["member"])
     url = ctx.params.url("url", required=True)
     for member_id in ids:
-        ctx.sim.play_to_call(conf.members[member_id].call_uuid, [url])
+        ctx.sim.prompts.play_to_call(conf.members[member_id].call_uuid, [url])
     return 202, {"message": "play queued into conference", "member_id": ctx.path["member"]}
 
 
 async def member_stop_play(ctx: Ctx) -> Reply:
     conf = _conference(ctx, ctx.path["name"])
     for member_id in _members(conf, ctx.path["member"]):
-        ctx.sim.stop_play_to_call(conf.members[member_id].call_uuid)
+        ctx.sim.prompts.stop_play_to_call(conf.members[member_id].call_uuid)
     return 204, None
 
 
@@ -107,14 +107,14 @@ async def member_speak(ctx: Ctx) -> Reply:
     voice = p.choice("voice", "WOMAN", ("WOMAN", "MAN"))
     language = p.text("language", "en-US")
     for member_id in ids:
-        ctx.sim.speak_to_call(conf.members[member_id].call_uuid, text, voice, language)
+        ctx.sim.prompts.speak_to_call(conf.members[member_id].call_uuid, text, voice, language)
     return 202, {"message": "speak queued into conference", "member_id": ctx.path["member"]}
 
 
 async def member_stop_speak(ctx: Ctx) -> Reply:
     conf = _conference(ctx, ctx.path["name"])
     for member_id in _members(conf, ctx.path["member"]):
-        ctx.sim.stop_speak_to_call(conf.members[member_id].call_uuid)
+        ctx.sim.prompts.stop_speak_to_call(conf.members[member_id].call_uuid)
     return 204, None
 
 
@@ -122,7 +122,7 @@ async def record_conference(ctx: Ctx) -> Reply:
     p = ctx.params
     conf = _conference(ctx, ctx.path["name"])
     file_format = p.choice("file_format", "mp3", ("mp3", "wav"))
-    recording_id, url = ctx.sim.start_group_recording(
+    recording_id, url = ctx.sim.recordings.start_group_recording(
         conf,
         file_format=file_format,
         callback_url=p.url("callback_url"),
@@ -137,7 +137,7 @@ async def record_conference(ctx: Ctx) -> Reply:
 
 async def stop_record_conference(ctx: Ctx) -> Reply:
     conf = _conference(ctx, ctx.path["name"])
-    await ctx.sim.stop_group_recording(conf)
+    await ctx.sim.recordings.stop_group_recording(conf)
     return 204, None
 
 

@@ -70,7 +70,7 @@ async def start_mpc(ctx: Ctx) -> Reply:
         raise ApiError(400, "status must be active")
     if mpc.ended:
         raise ApiError(400, "the multiparty call has already ended")
-    ctx.sim.mpc_start(mpc)
+    ctx.sim.multiparty.start(mpc)
     return 204, None
 
 
@@ -78,7 +78,7 @@ async def end_mpc(ctx: Ctx) -> Reply:
     mpc = _mpc(ctx, ctx.path["mpc"])
     if mpc.ended:
         raise ApiError(404, NOT_FOUND)
-    await ctx.sim.mpc_end(mpc, "Hangup API Triggered", 3000)
+    await ctx.sim.multiparty.end(mpc, "Hangup API Triggered", 3000)
     return 204, None
 
 
@@ -90,7 +90,7 @@ async def mpc_record(ctx: Ctx) -> Reply:
     if mpc.recording != "not-recording":
         raise ApiError(400, "the multiparty call is already being recorded")
     file_format = p.choice("file_format", "mp3", ("mp3", "wav"))
-    recording_id, url = ctx.sim.start_group_recording(
+    recording_id, url = ctx.sim.recordings.start_group_recording(
         mpc,
         file_format=file_format,
         callback_url=p.url("recording_callback_url"),
@@ -108,7 +108,7 @@ async def mpc_stop_record(ctx: Ctx) -> Reply:
     mpc = _mpc(ctx, ctx.path["mpc"])
     if mpc.recording == "not-recording":
         raise ApiError(400, "the multiparty call is not being recorded")
-    await ctx.sim.stop_group_recording(mpc)
+    await ctx.sim.recordings.stop_group_recording(mpc)
     return 204, None
 
 
@@ -116,7 +116,7 @@ async def mpc_pause_record(ctx: Ctx) -> Reply:
     mpc = _mpc(ctx, ctx.path["mpc"])
     if mpc.recording != "recording":
         raise ApiError(400, "the multiparty call is not being recorded")
-    ctx.sim.pause_group_recording(mpc, True)
+    ctx.sim.recordings.pause_group_recording(mpc, True)
     return 204, None
 
 
@@ -124,7 +124,7 @@ async def mpc_resume_record(ctx: Ctx) -> Reply:
     mpc = _mpc(ctx, ctx.path["mpc"])
     if mpc.recording != "paused":
         raise ApiError(400, "the multiparty call recording is not paused")
-    ctx.sim.pause_group_recording(mpc, False)
+    ctx.sim.recordings.pause_group_recording(mpc, False)
     return 204, None
 
 
@@ -170,7 +170,7 @@ async def mpc_add_participant(ctx: Ctx) -> Reply:
         call = ctx.store.calls.get(call_uuid)
         if call is None or call.status != "in-progress":
             raise ApiError(404, NOT_FOUND)
-    _mpc, calls, request_uuid = await ctx.sim.mpc_add_participant(
+    _mpc, calls, request_uuid = await ctx.sim.calls.add_to_mpc(
         mpc_id, options, from_number, destinations, call_uuid or None
     )
     return 201, {
@@ -225,7 +225,7 @@ async def mpc_update_participant(ctx: Ctx) -> Reply:
 async def mpc_kick(ctx: Ctx) -> Reply:
     mpc = _mpc(ctx, ctx.path["mpc"])
     parts = _participants(mpc, ctx.path["member"])
-    await ctx.sim.mpc_kick(mpc, parts)
+    await ctx.sim.multiparty.kick(mpc, parts)
     return 204, None
 
 
@@ -234,7 +234,7 @@ async def mpc_member_record(ctx: Ctx) -> Reply:
     mpc = _mpc(ctx, ctx.path["mpc"])
     parts = _participants(mpc, ctx.path["member"])
     file_format = p.choice("file_format", "mp3", ("mp3", "wav"))
-    recording_id, url = ctx.sim.start_call_recording(
+    recording_id, url = ctx.sim.recordings.start_call_recording(
         ctx.store.calls[parts[0].call_uuid],
         time_limit_s=p.integer("max_duration", 14400, 1),
         file_format=file_format,
@@ -256,7 +256,7 @@ async def mpc_member_stop_record(ctx: Ctx) -> Reply:
     for part in _participants(mpc, ctx.path["member"]):
         call = ctx.store.calls.get(part.call_uuid)
         if call is not None and not call.ended:
-            await ctx.sim.stop_call_recording(call, None)
+            await ctx.sim.recordings.stop_call_recording(call, None)
     return 204, None
 
 
@@ -271,7 +271,7 @@ async def mpc_member_play(ctx: Ctx) -> Reply:
     parts = _participants(mpc, ctx.path["member"])
     url = ctx.params.url("url", required=True)
     for part in parts:
-        ctx.sim.play_to_call(part.call_uuid, [url])
+        ctx.sim.prompts.play_to_call(part.call_uuid, [url])
     return 202, {
         "message": "play queued into MPC",
         "mpcMemberId": [x.member_id for x in parts],
@@ -282,7 +282,7 @@ async def mpc_member_play(ctx: Ctx) -> Reply:
 async def mpc_member_stop_play(ctx: Ctx) -> Reply:
     mpc = _mpc(ctx, ctx.path["mpc"])
     for part in _participants(mpc, ctx.path["member"]):
-        ctx.sim.stop_play_to_call(part.call_uuid)
+        ctx.sim.prompts.stop_play_to_call(part.call_uuid)
     return 204, None
 
 

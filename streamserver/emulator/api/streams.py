@@ -57,7 +57,7 @@ async def start_stream(ctx: Ctx) -> Reply:
         content_type=content_type.lower(),
         extra_headers=extra,
     )
-    stream = ctx.sim.start_stream(call, spec)
+    stream = ctx.sim.streams.start(call, spec)
     return 201, {"message": "audio streaming started", "stream_id": stream.stream_id}
 
 
@@ -83,7 +83,7 @@ async def stop_stream(ctx: Ctx) -> Reply:
     stream = ctx.store.streams.get(ctx.path["stream_id"])
     if stream is None or stream.call_uuid != ctx.path["call_uuid"] or not stream.active:
         raise ApiError(400, "No active stream found")
-    await ctx.sim.stop_stream(stream)
+    await ctx.sim.streams.stop(stream)
     return 204, None
 
 
@@ -92,7 +92,7 @@ async def stop_all_streams(ctx: Ctx) -> Reply:
     streams = [s for s in ctx.store.streams.values() if s.call_uuid == call.call_uuid]
     for stream in streams:
         if stream.active:
-            await ctx.sim.stop_stream(stream)
+            await ctx.sim.streams.stop(stream)
     return 204, None
 
 
@@ -115,7 +115,7 @@ def heard_routes(sim: Simulator) -> list[BaseRoute]:
 
     async def heard(request: Request) -> Response:
         stream_id = request.path_params["stream_id"]
-        report = sim.stream_report(stream_id)
+        report = sim.streams.report(stream_id)
         stream = sim.store.streams.get(stream_id)
         if request.method not in ("GET", "HEAD") or report is None or stream is None:
             return error(404, NOT_FOUND)
