@@ -15,8 +15,8 @@ from ..store import (
     range_filters,
     range_keys,
 )
+from ..xml import DIGITS_RE
 from .common import (
-    DIGITS_RE,
     NOT_FOUND,
     NUMBER_RE,
     SIP_RE,
@@ -56,7 +56,7 @@ async def make_call(ctx: Ctx) -> Reply:
         raise ApiError(400, "caller_name must be at most 50 characters")
     p.choice("machine_detection", "", ("true", "hangup"))
     send_digits = p.text("send_digits")
-    if send_digits and not DIGITS_RE.match(send_digits):
+    if send_digits and not DIGITS_RE.fullmatch(send_digits):
         raise ApiError(400, "invalid send_digits")
     sip_headers: dict[str, str] = {}
     for pair in filter(None, (x.strip() for x in p.text("sip_headers").split(","))):
@@ -239,7 +239,7 @@ async def send_digits(ctx: Ctx) -> Reply:
     p = ctx.params
     call = answered_call(ctx, ctx.path["call_uuid"])
     value = p.text("digits", required=True)
-    if not DIGITS_RE.match(value):
+    if not DIGITS_RE.fullmatch(value):
         raise ApiError(400, "invalid digits: use 0-9 * # A-D, and w or W to pause")
     leg = p.choice("leg", "aleg", ("aleg", "bleg"))
     ctx.sim.calls.send_digits(call, value, leg)

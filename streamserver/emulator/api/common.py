@@ -30,13 +30,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
-from ...protocol import DTMF_DIGITS
 from ..settings import EmulatorSettings
 from ..simulator import Simulator
 from ..store import ApiError, Call, Store, new_api_id
 
 __all__ = [
-    "DIGITS_RE",
     "METHODS",
     "NOT_FOUND",
     "NUMBER_RE",
@@ -65,8 +63,6 @@ Handler = Callable[["Ctx"], Awaitable[Reply]]
 NUMBER_RE = re.compile(r"^\+?\d{2,18}$")
 SIP_RE = re.compile(r"^sip:[^@\s]+@[^@\s]+$")
 URL_RE = re.compile(r"^https?://[^\s/]+")
-#: DTMF digits as the API takes them: either case, ``w``/``W`` for a pause.
-DIGITS_RE = re.compile(f"^[{re.escape(DTMF_DIGITS + DTMF_DIGITS[12:].lower())}wW]+$")
 NOT_FOUND = "not found"
 #: Every method a route takes: the handler answers 405 itself, after the gate.
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
