@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .api import create_app
+    from .api.common import ApiError
     from .server import AsgiServer, Emulator
     from .settings import (
         DEFAULT_AUTH_ID,
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
         load_emulator_settings,
     )
     from .simulator import HangupCause, Simulator
-    from .store import ApiError, Store
+    from .store import Store
     from .streamclient import PlivoStreamClient, StreamClientOptions, StreamReport
 
 # Exports load on first use, so importing the stream client alone (replay, load tests)
@@ -37,7 +38,7 @@ _EXPORTS = {
     "DEFAULT_AUTH_ID": ".settings",
     "DEFAULT_AUTH_TOKEN": ".settings",
     "SAMPLES_DIR": ".settings",
-    "ApiError": ".store",
+    "ApiError": ".api.common",
     "AsgiServer": ".server",
     "Emulator": ".server",
     "EmulatorConfigError": ".settings",

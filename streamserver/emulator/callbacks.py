@@ -15,7 +15,8 @@ import httpx
 
 from ..signature import HEADER_NONCE_V2, HEADER_NONCE_V3, HEADER_V2, compute_v2, sign_headers
 from .context import SimContext
-from .store import Call, session_time
+from .store import Call
+from .values import session_time
 
 __all__ = ["Webhooks"]
 

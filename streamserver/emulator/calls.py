@@ -39,8 +39,9 @@ from .context import SimContext
 from .media import RATE, MediaError
 from .multiparty import Multiparty
 from .recording import Recordings
-from .store import Call, MultiPartyCall, cdr_time, new_uuid
+from .store import Call, MultiPartyCall
 from .streams import Streams
+from .values import cdr_time, new_uuid
 from .verbs import Verbs
 
 __all__ = ["Calls"]

@@ -12,7 +12,8 @@ from typing import Any
 from .callstate import CallRuntime
 from .context import SimContext
 from .recording import Recordings
-from .store import MultiPartyCall, Participant, new_uuid
+from .store import MultiPartyCall, Participant
+from .values import new_uuid
 
 __all__ = ["Multiparty"]
 

@@ -24,7 +24,8 @@ from .callbacks import Webhooks
 from .callstate import Action, CallRecording, CallRuntime, Fetch
 from .context import SimContext
 from .media import FRAME, RATE
-from .store import Call, Conference, MultiPartyCall, Recording, new_api_id, new_uuid
+from .store import Call, Conference, MultiPartyCall, Recording
+from .values import new_api_id, new_uuid
 from .xml import RecordVerb
 
 __all__ = ["GroupRecording", "Recordings"]

@@ -19,8 +19,9 @@ from .callbacks import Webhooks
 from .callstate import STOP_TIMEOUT_S, CallRuntime
 from .context import SimContext
 from .media import FRAME, RATE
-from .store import Call, Stream, cdr_time, new_uuid
+from .store import Call, Stream
 from .streamclient import PlivoStreamClient, StreamClientOptions, StreamReport
+from .values import cdr_time, new_uuid
 from .xml import StreamVerb, parse_extra_headers
 
 __all__ = ["MAX_STREAM_AUDIO_S", "StreamRuntime", "Streams"]

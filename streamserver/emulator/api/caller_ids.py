@@ -7,16 +7,9 @@ import hmac
 import logging
 import time
 
-from ..store import (
-    ApiError,
-    Verification,
-    VerifiedCallerId,
-    country_of,
-    digits,
-    new_uuid,
-    paginate,
-)
-from .common import NOT_FOUND, NUMBER_RE, Ctx, Reply, resource
+from ..store import Verification, VerifiedCallerId, country_of
+from ..values import digits, new_uuid
+from .common import NOT_FOUND, NUMBER_RE, ApiError, Ctx, Reply, paginate, resource
 
 __all__ = ["RESOURCES"]
 

@@ -5,27 +5,25 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..store import (
-    ApiError,
-    Call,
-    digits,
-    paginate,
-    parse_filter_time,
-    parse_number_filter,
-    range_filters,
-    range_keys,
-)
+from ..store import Call
+from ..values import digits
 from ..xml import DIGITS_RE
 from .common import (
     NOT_FOUND,
     NUMBER_RE,
     SIP_RE,
     URL_RE,
+    ApiError,
     Ctx,
     Params,
     Reply,
     answered_call,
     live_call,
+    paginate,
+    parse_filter_time,
+    parse_number_filter,
+    range_filters,
+    range_keys,
     resource,
 )
 

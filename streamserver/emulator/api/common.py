@@ -1,12 +1,14 @@
 """What every resource of the emulated REST API shares: the request gate (Basic auth, the
-account in the path, the rate limit), parameters, replies and errors, Plivo's async mode,
-and the lookups several resources need.
+account in the path, the rate limit), parameters, replies and errors, pagination and list
+filters, Plivo's async mode, and the lookups several resources need.
+
+Filters (``end_time__gt`` ...) take UTC ``YYYY-MM-DD HH:MM[:ss[.uuuuuu]]``.
 
 A resource module declares its paths as :class:`Resource` rows (path template, one handler
 per method); :class:`Dispatcher` turns each row into a Starlette route. A handler takes a
 :class:`Ctx` and returns ``(status, body)``: the body is sent as JSON with the request's
-``api_id`` added, ``(204, None)`` as an empty reply; it raises :class:`~..store.ApiError` for
-a Plivo error reply.
+``api_id`` added, ``(204, None)`` as an empty reply; it raises :class:`ApiError` for a
+Plivo error reply.
 """
 
 from __future__ import annotations
@@ -20,10 +22,11 @@ import math
 import re
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
-from urllib.parse import parse_qsl
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, quote
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -32,7 +35,8 @@ from starlette.types import Receive, Scope, Send
 
 from ..settings import EmulatorSettings
 from ..simulator import Simulator
-from ..store import ApiError, Call, Store, new_api_id
+from ..store import Call, Store
+from ..values import new_api_id
 
 __all__ = [
     "METHODS",
@@ -40,6 +44,7 @@ __all__ = [
     "NUMBER_RE",
     "SIP_RE",
     "URL_RE",
+    "ApiError",
     "Body",
     "Ctx",
     "Dispatcher",
@@ -51,11 +56,17 @@ __all__ = [
     "answered_call",
     "error",
     "live_call",
+    "paginate",
+    "parse_filter_time",
+    "parse_number_filter",
+    "range_filters",
+    "range_keys",
     "resource",
 ]
 
 log = logging.getLogger("streamserver.emulator.api")
 
+T = TypeVar("T")
 Body = dict[str, Any] | None
 Reply = tuple[int, Body]
 Handler = Callable[["Ctx"], Awaitable[Reply]]
@@ -66,6 +77,123 @@ URL_RE = re.compile(r"^https?://[^\s/]+")
 NOT_FOUND = "not found"
 #: Every method a route takes: the handler answers 405 itself, after the gate.
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
+
+
+class ApiError(Exception):
+    """An API error reply: HTTP ``status_code`` and Plivo's ``error`` text."""
+
+    def __init__(self, status_code: int, message: str) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.message = message
+
+
+_FILTER_TIME = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?$")
+
+
+def parse_filter_time(key: str, value: str) -> float:
+    """Parse a filter time (UTC ``YYYY-MM-DD HH:MM[:ss[.uuuuuu]]``) into a timestamp."""
+    if not _FILTER_TIME.match(value):
+        raise ApiError(400, f"{key} should be in the format YYYY-MM-DD HH:MM[:ss[.uuuuuu]] (UTC)")
+    fmt = "%Y-%m-%d %H:%M"
+    if value.count(":") == 2:
+        fmt += ":%S.%f" if "." in value else ":%S"
+    try:
+        return datetime.strptime(value, fmt).replace(tzinfo=UTC).timestamp()
+    except ValueError:
+        raise ApiError(400, f"{key} is not a valid date and time") from None
+
+
+def _int_param(params: Mapping[str, Any], key: str, default: int) -> int:
+    raw = params.get(key)
+    if raw is None or raw == "":
+        return default
+    if isinstance(raw, bool):
+        raise ApiError(400, f"{key} must be an integer")
+    try:
+        return int(raw)
+    except (TypeError, ValueError):
+        raise ApiError(400, f"{key} must be an integer") from None
+
+
+def paginate(
+    items: Sequence[T],
+    params: Mapping[str, Any],
+    path: str,
+    *,
+    count_key: str = "total_count",
+    keep: Iterable[str] = (),
+) -> tuple[list[T], dict[str, Any]]:
+    """Slice ``items`` by ``limit`` (1-20, default 20) and ``offset`` (>= 0).
+
+    Returns the page and Plivo's ``meta`` with relative ``next``/``previous`` URLs on
+    ``path``; query keys named in ``keep`` (the filters in use) ride along in those URLs.
+    """
+    limit = _int_param(params, "limit", 20)
+    offset = _int_param(params, "offset", 0)
+    if not 1 <= limit <= 20:
+        raise ApiError(400, "limit should be between 1 and 20")
+    if offset < 0:
+        raise ApiError(400, "offset should be 0 or more")
+    extra = "".join(
+        f"&{k}={quote(str(params[k]), safe='')}" for k in keep if params.get(k) not in (None, "")
+    )
+    total = len(items)
+    nxt = f"{path}?limit={limit}&offset={offset + limit}{extra}" if offset + limit < total else None
+    prev = f"{path}?limit={limit}&offset={max(0, offset - limit)}{extra}" if offset > 0 else None
+    meta = {
+        count_key: total,
+        "limit": limit,
+        "next": nxt,
+        "offset": offset,
+        "previous": prev,
+    }
+    return list(items[offset : offset + limit]), meta
+
+
+_OPS: dict[str, Callable[[Any, Any], bool]] = {
+    "": lambda a, b: bool(a == b),
+    "__gt": lambda a, b: bool(a > b),
+    "__gte": lambda a, b: bool(a >= b),
+    "__lt": lambda a, b: bool(a < b),
+    "__lte": lambda a, b: bool(a <= b),
+}
+
+
+def range_filters(
+    params: Mapping[str, Any],
+    name: str,
+    value_of: Callable[[Any], float | None],
+    parse: Callable[[str, str], float],
+) -> list[Callable[[Any], bool]]:
+    """Predicates for ``name``, ``name__gt``, ``__gte``, ``__lt``, ``__lte`` found in params."""
+    preds: list[Callable[[Any], bool]] = []
+    for suffix, op in _OPS.items():
+        key = name + suffix
+        raw = params.get(key)
+        if raw is None or raw == "":
+            continue
+        wanted = parse(key, str(raw))
+
+        def pred(item: Any, op: Callable[[Any, Any], bool] = op, wanted: float = wanted) -> bool:
+            value = value_of(item)
+            return value is not None and op(value, wanted)
+
+        preds.append(pred)
+    return preds
+
+
+def parse_number_filter(key: str, raw: str) -> float:
+    """A numeric filter value, or a 400 naming the key."""
+    try:
+        return float(raw)
+    except ValueError:
+        raise ApiError(400, f"{key} must be a number") from None
+
+
+def range_keys(name: str) -> list[str]:
+    """``name`` and its four comparison variants (for ``paginate(keep=...)``)."""
+    return [name + suffix for suffix in _OPS]
 
 
 class Params:

@@ -3,8 +3,8 @@ speak; conference recordings."""
 
 from __future__ import annotations
 
-from ..store import ApiError, Conference
-from .common import NOT_FOUND, Ctx, Reply, resource
+from ..store import Conference
+from .common import NOT_FOUND, ApiError, Ctx, Reply, resource
 
 __all__ = ["RESOURCES"]
 

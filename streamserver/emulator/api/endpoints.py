@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 import time
 
-from ..store import ApiError, Endpoint, paginate
-from .common import NOT_FOUND, Ctx, Reply, resource
+from ..store import Endpoint
+from .common import NOT_FOUND, ApiError, Ctx, Reply, paginate, resource
 
 __all__ = ["RESOURCES"]
 

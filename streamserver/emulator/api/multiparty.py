@@ -3,17 +3,21 @@ add, list, get, update, kick, record, play."""
 
 from __future__ import annotations
 
-from ..store import (
+from ..store import MultiPartyCall, Participant
+from ..values import new_uuid
+from .common import (
+    NOT_FOUND,
+    NUMBER_RE,
+    SIP_RE,
     ApiError,
-    MultiPartyCall,
-    Participant,
-    new_uuid,
+    Ctx,
+    Reply,
     paginate,
     parse_filter_time,
     range_filters,
     range_keys,
+    resource,
 )
-from .common import NOT_FOUND, NUMBER_RE, SIP_RE, Ctx, Reply, resource
 
 __all__ = ["RESOURCES"]
 

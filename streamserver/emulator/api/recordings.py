@@ -12,17 +12,21 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import BaseRoute, Match, Route
 from starlette.types import Scope
 
-from ..store import (
+from ..store import Store
+from ..values import digits
+from .common import (
+    NOT_FOUND,
     ApiError,
-    Store,
-    digits,
+    Ctx,
+    Reply,
+    error,
     paginate,
     parse_filter_time,
     parse_number_filter,
     range_filters,
     range_keys,
+    resource,
 )
-from .common import NOT_FOUND, Ctx, Reply, error, resource
 
 __all__ = ["RESOURCES", "file_routes"]
 

@@ -14,9 +14,19 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from ..simulator import Simulator
-from ..store import ApiError, paginate
 from ..xml import AUDIO_TRACKS, STREAM_CONTENT_TYPES, StreamVerb, XmlError, parse_extra_headers
-from .common import METHODS, NOT_FOUND, Ctx, Reply, answered_call, error, live_call, resource
+from .common import (
+    METHODS,
+    NOT_FOUND,
+    ApiError,
+    Ctx,
+    Reply,
+    answered_call,
+    error,
+    live_call,
+    paginate,
+    resource,
+)
 
 __all__ = ["RESOURCES", "heard_routes"]
 
