@@ -3,8 +3,8 @@ Plivo-side stream client.
 
 - :class:`Emulator` runs the REST API (:func:`create_app`) and the call simulator
   (:class:`Simulator`) on a local port; ``streamserver emulate`` is its command line.
-- :class:`PlivoStreamClient` plays Plivo's part of one Audio Stream (also used by
-  ``streamserver replay`` and the load tester).
+- :class:`PlivoStreamClient` plays Plivo's part of one Audio Stream (also behind
+  ``streamserver replay``).
 
 The emulated account's credentials default to :data:`DEFAULT_AUTH_ID` /
 :data:`DEFAULT_AUTH_TOKEN`: local-only values, good for nothing but this emulator.
@@ -32,8 +32,8 @@ if TYPE_CHECKING:
     from .store import Store
     from .streamclient import PlivoStreamClient, StreamClientOptions, StreamReport
 
-# Exports load on first use, so importing the stream client alone (replay, load tests)
-# does not pull in the HTTP server stack.
+# Exports load on first use, so importing the stream client alone (replay, tests) does not
+# pull in the HTTP server stack.
 _EXPORTS = {
     "DEFAULT_AUTH_ID": ".settings",
     "DEFAULT_AUTH_TOKEN": ".settings",

@@ -54,7 +54,6 @@ from ...audio import PCM, AudioFormat, Resampler, silence_bytes
 from ...protocol import (
     Checkpoint,
     ClearAudio,
-    Command,
     PlayAudio,
     ProtocolError,
     SendDtmf,
@@ -66,7 +65,7 @@ from ...signature import sign_headers
 from .options import StreamClientOptions, prepare
 from .playback import EchoTracker, Playback, Sleeper
 from .playback import now as _now
-from .report import StreamReport
+from .report import StreamReport, wire_record
 
 __all__ = ["PlivoStreamClient"]
 
@@ -428,7 +427,7 @@ class PlivoStreamClient:
             else:
                 report.add_error(f"the server sent a frame Plivo rejects: {exc.reason}")
             return
-        report.received_events.append(_record(cmd))
+        report.received_events.append(wire_record(cmd))
         if isinstance(cmd, Unknown):
             return  # kept in received_events and otherwise ignored, as Plivo does
         if not self._o.bidirectional:
@@ -482,26 +481,3 @@ class PlivoStreamClient:
             pcm = resampler.process(pcm)
         assert self._playback is not None
         self._playback.enqueue(pcm)
-
-
-def _record(cmd: Command) -> dict[str, Any]:
-    """A received command in its wire shape, for the report (audio replaced by its size)."""
-    match cmd:
-        case PlayAudio():
-            media = {
-                "contentType": cmd.encoding,
-                "sampleRate": cmd.sample_rate,
-                "payload_bytes": len(cmd.payload),
-            }
-            out: dict[str, Any] = {"event": "playAudio", "media": media}
-        case Checkpoint():
-            out = {"event": "checkpoint", "name": cmd.name}
-        case ClearAudio():
-            out = {"event": "clearAudio"}
-        case SendDtmf():
-            return {"event": "sendDTMF", "dtmf": cmd.digits}
-        case Unknown():
-            return cmd.raw
-    if cmd.stream_id is not None:
-        out["streamId"] = cmd.stream_id
-    return out

@@ -1,4 +1,5 @@
-"""What one Plivo-side stream observed: :class:`StreamReport` and its :class:`Percentiles`."""
+"""What one Plivo-side stream observed: :class:`StreamReport`, its :class:`Percentiles` and
+the server's messages in their wire shape (:func:`wire_record`)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ from typing import Any
 import numpy as np
 
 from ...audio import PCM
+from ...protocol import Checkpoint, ClearAudio, Command, PlayAudio, SendDtmf, Unknown
 from ...protocol.websocket import OK_CLOSE_CODES
 
-__all__ = ["Percentiles", "StreamReport"]
+__all__ = ["Percentiles", "StreamReport", "wire_record"]
 
 _MAX_ERRORS = 100  # a server spamming bad frames must not grow the report without bound
 
@@ -124,3 +126,26 @@ class StreamReport:
             self.errors.append(message)
         elif len(self.errors) == _MAX_ERRORS:
             self.errors.append("... further errors not recorded")
+
+
+def wire_record(cmd: Command) -> dict[str, Any]:
+    """A received command in its wire shape, for the report (audio replaced by its size)."""
+    match cmd:
+        case PlayAudio():
+            media = {
+                "contentType": cmd.encoding,
+                "sampleRate": cmd.sample_rate,
+                "payload_bytes": len(cmd.payload),
+            }
+            out: dict[str, Any] = {"event": "playAudio", "media": media}
+        case Checkpoint():
+            out = {"event": "checkpoint", "name": cmd.name}
+        case ClearAudio():
+            out = {"event": "clearAudio"}
+        case SendDtmf():
+            return {"event": "sendDTMF", "dtmf": cmd.digits}
+        case Unknown():
+            return cmd.raw
+    if cmd.stream_id is not None:
+        out["streamId"] = cmd.stream_id
+    return out
