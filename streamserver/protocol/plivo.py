@@ -428,6 +428,7 @@ def decode_command(data: bytes | str) -> Command:
     Raises :class:`ProtocolError` for malformed frames; unknown commands are returned as
     :class:`~.events.Unknown`.
     """
+    # The steps of decode(), which keeps them inline because it runs once per media frame.
     try:
         wire = _command_decoder.decode(data)
     except msgspec.ValidationError as exc:

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from plivo_frames import json_values
 
 from streamserver.protocol import (
     DTMF_DIGITS,
@@ -263,17 +264,6 @@ def test_decode_command_malformed(frame: bytes | str, kind: str, word: str) -> N
     assert word in exc.reason, exc
 
 
-json_values = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(2**70), max_value=2**70)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=20),
-    lambda inner: (
-        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4)
-    ),
-    max_leaves=20,
-)
 FIELDS = ["media", "contentType", "sampleRate", "payload", "name", "dtmf", "streamId"]
 commands = st.builds(
     lambda event, rest: {"event": event, **rest},
