@@ -182,6 +182,7 @@ class CallRuntime:
         return max(0, int((asyncio.get_running_loop().time() - self.voice_t0) * RATE))
 
     def loop_time_of(self, pos: int) -> float:
+        """Loop time at which sample ``pos`` of the callee's timeline sounds."""
         assert self.voice_t0 is not None
         return self.voice_t0 + pos / RATE
 

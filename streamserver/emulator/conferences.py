@@ -25,6 +25,7 @@ class Conferences:
         self._recordings = recordings
 
     async def join(self, rt: CallRuntime, verb: ConferenceVerb) -> None:
+        """``<Conference>``: sit in the room until kicked, the time limit, or hangup."""
         call = rt.call
         conf = self._ctx.store.conferences.get(verb.name)
         if conf is None:
@@ -70,6 +71,7 @@ class Conferences:
             await self._hang_up(member.call_uuid)
 
     async def member_hangup(self, conf: Conference, member_ids: list[str]) -> None:
+        """Hang up the calls of these members."""
         for member_id in member_ids:
             member = conf.members.get(member_id)
             if member is not None:

@@ -75,6 +75,7 @@ class SimContext:
 
     @property
     def http(self) -> httpx.AsyncClient:
+        """The client for webhooks and media; raises before :meth:`start`."""
         if self._http is None:
             raise RuntimeError("Simulator.start() was not called")
         return self._http

@@ -28,6 +28,7 @@ class Multiparty:
         self._recordings = recordings
 
     def by_name(self, name: str) -> MultiPartyCall:
+        """The live multiparty call of that name, created when there is none."""
         mpc = self._ctx.store.find_mpc(f"name_{name}")
         if mpc is None or mpc.ended:
             mpc = MultiPartyCall(self._ctx.settings.auth_id, new_uuid(), name)
@@ -35,6 +36,7 @@ class Multiparty:
         return mpc
 
     async def join(self, rt: CallRuntime, mpc: MultiPartyCall, options: Mapping[str, Any]) -> None:
+        """Sit in the multiparty call as a participant until told to leave or hung up."""
         if mpc.ended:
             log.info("emulator: multiparty call %s has ended; call %s cannot join",
                      mpc.friendly_name, rt.call.call_uuid)  # fmt: skip

@@ -61,6 +61,7 @@ class Prompts:
         rt.api_play = self._ctx.spawn(self._api_play(rt, urls, None, length_s, loop), "play")
 
     def stop_play(self, call: Call) -> None:
+        """Stop the API Play on the call (``DELETE Call/{uuid}/Play/``)."""
         rt: CallRuntime = call.runtime
         if rt.api_play is not None:
             rt.api_play.cancel()
@@ -74,6 +75,7 @@ class Prompts:
         rt.api_speak = self._ctx.spawn(self._api_play(rt, [], speech, None, loop), "speak")
 
     def stop_speak(self, call: Call) -> None:
+        """Stop the API Speak on the call (``DELETE Call/{uuid}/Speak/``)."""
         rt: CallRuntime = call.runtime
         if rt.api_speak is not None:
             rt.api_speak.cancel()
@@ -85,16 +87,19 @@ class Prompts:
             self.play(call, urls, None, False)
 
     def stop_play_to_call(self, call_uuid: str) -> None:
+        """Stop playing to a member's call, if it still runs."""
         call = self._ctx.store.calls.get(call_uuid)
         if call is not None and call.runtime is not None:
             self.stop_play(call)
 
     def speak_to_call(self, call_uuid: str, text: str, voice: str, language: str) -> None:
+        """Speak to a conference or multiparty member's call, if it is live."""
         call = self._ctx.store.calls.get(call_uuid)
         if call is not None and call.status == "in-progress":
             self.speak(call, text, voice, language, False)
 
     def stop_speak_to_call(self, call_uuid: str) -> None:
+        """Stop speaking to a member's call, if it still runs."""
         call = self._ctx.store.calls.get(call_uuid)
         if call is not None and call.runtime is not None:
             self.stop_speak(call)

@@ -108,6 +108,7 @@ class Recordings:
                 await self.finish_call_recording(rt, rec)
 
     async def finish_call_recording(self, rt: CallRuntime, rec: CallRecording) -> Recording | None:
+        """Stop a call recording and write it (once; None if it was already done)."""
         if rec.done:
             return None
         rec.done = True
@@ -210,6 +211,7 @@ class Recordings:
         return rec
 
     async def record_verb(self, rt: CallRuntime, verb: RecordVerb) -> Action | None:
+        """``<Record>``: record what the callee says until silence, a key, the limit or hangup."""
         call = rt.call
         if verb.record_session:
             self.start_call_recording(
@@ -305,6 +307,7 @@ class Recordings:
         return recording_id, url
 
     def pause_group_recording(self, mpc: MultiPartyCall, pause: bool) -> None:
+        """Pause or resume a multiparty call's recording (paused time is silence)."""
         rec: GroupRecording | None = mpc.runtime
         if rec is None:
             return
@@ -366,9 +369,11 @@ class Recordings:
         return [c.runtime for c in calls if c is not None and c.runtime is not None]
 
     def group_join(self, rec: GroupRecording | None, rt: CallRuntime) -> None:
+        """A call enters a group whose recording ``rec`` runs (None: not recording)."""
         if rec is not None:
             rec.members[rt.call.call_uuid] = [rt, asyncio.get_running_loop().time(), None]
 
     def group_leave(self, rec: GroupRecording | None, rt: CallRuntime) -> None:
+        """A call leaves a group whose recording ``rec`` runs (None: not recording)."""
         if rec is not None and rt.call.call_uuid in rec.members:
             rec.members[rt.call.call_uuid][2] = asyncio.get_running_loop().time()

@@ -59,7 +59,7 @@ class Streams:
         return report
 
     def of_call(self, call_uuid: str) -> list[Stream]:
-        """Every stream of a call, oldest first (reports via :meth:`stream_report`)."""
+        """Every stream of a call, oldest first (reports via :meth:`report`)."""
         return [s for s in self._ctx.store.streams.values() if s.call_uuid == call_uuid]
 
     def start(self, call: Call, spec: StreamVerb) -> Stream:

@@ -78,6 +78,7 @@ class Verbs:
         self._multiparty = multiparty
 
     async def run_action(self, rt: CallRuntime, action: Action) -> Action | None:
+        """Run one document (or join a multiparty call); return what the call does next."""
         if isinstance(action, JoinMpc):
             rt.begin_voice()
             await self._multiparty.join(rt, action.mpc, action.options)

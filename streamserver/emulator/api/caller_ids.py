@@ -17,6 +17,7 @@ log = logging.getLogger("streamserver.emulator.api")
 
 
 async def initiate_verification(ctx: Ctx) -> Reply:
+    """``POST VerifiedCallerId/``"""
     p = ctx.params
     number = p.text("phone_number", required=True)
     if not NUMBER_RE.match(number):
@@ -42,6 +43,7 @@ async def initiate_verification(ctx: Ctx) -> Reply:
 
 
 async def verify_caller_id(ctx: Ctx) -> Reply:
+    """``POST VerifiedCallerId/Verification/{verification_uuid}/``"""
     verification = ctx.store.verifications.get(ctx.path["verification_uuid"])
     if verification is None:
         raise ApiError(404, NOT_FOUND)
@@ -74,10 +76,12 @@ def _caller_id(ctx: Ctx, number: str) -> VerifiedCallerId:
 
 
 async def get_caller_id(ctx: Ctx) -> Reply:
+    """``GET VerifiedCallerId/{phone_number}/``"""
     return 200, _caller_id(ctx, ctx.path["phone_number"]).to_json()
 
 
 async def update_caller_id(ctx: Ctx) -> Reply:
+    """``POST VerifiedCallerId/{phone_number}/``"""
     found = _caller_id(ctx, ctx.path["phone_number"])
     found.alias = ctx.params.text("alias", required=True)
     if ctx.params.has("subaccount"):
@@ -87,12 +91,14 @@ async def update_caller_id(ctx: Ctx) -> Reply:
 
 
 async def delete_caller_id(ctx: Ctx) -> Reply:
+    """``DELETE VerifiedCallerId/{phone_number}/``"""
     found = _caller_id(ctx, ctx.path["phone_number"])
     del ctx.store.caller_ids[digits(found.phone_number)]
     return 204, None
 
 
 async def list_caller_ids(ctx: Ctx) -> Reply:
+    """``GET VerifiedCallerId/``"""
     p = ctx.params
     items = list(ctx.store.caller_ids.values())
     for key in ("country", "alias", "subaccount"):

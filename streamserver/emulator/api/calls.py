@@ -38,6 +38,7 @@ def _number_is(attr: str, wanted: str) -> Callable[[Call], bool]:
 
 
 async def make_call(ctx: Ctx) -> Reply:
+    """``POST Call/``"""
     p = ctx.params
     from_number = p.text("from", required=True)
     to = p.text("to", required=True)
@@ -96,6 +97,7 @@ async def make_call(ctx: Ctx) -> Reply:
 
 
 async def list_calls(ctx: Ctx) -> Reply:
+    """``GET Call/``"""
     p = ctx.params
     status = p.text("status")
     if status in ("live", "queued"):
@@ -147,6 +149,7 @@ def _live_filters(p: Params, call: Call) -> bool:
 
 
 async def get_call(ctx: Ctx) -> Reply:
+    """``GET Call/{call_uuid}/``"""
     call = ctx.store.calls.get(ctx.path["call_uuid"])
     status = ctx.params.text("status")
     if status == "live":
@@ -166,18 +169,21 @@ async def get_call(ctx: Ctx) -> Reply:
 
 
 async def hangup_call(ctx: Ctx) -> Reply:
+    """``DELETE Call/{call_uuid}/``"""
     call = live_call(ctx, ctx.path["call_uuid"])
     await ctx.sim.calls.hangup(call)
     return 204, None
 
 
 async def cancel_request(ctx: Ctx) -> Reply:
+    """``DELETE Request/{request_uuid}/``"""
     if not await ctx.sim.calls.cancel_request(ctx.path["request_uuid"]):
         raise ApiError(404, NOT_FOUND)
     return 204, None
 
 
 async def transfer_call(ctx: Ctx) -> Reply:
+    """``POST Call/{call_uuid}/``"""
     p = ctx.params
     call = answered_call(ctx, ctx.path["call_uuid"])
     legs = p.choice("legs", "", ("aleg", "bleg", "both"))
@@ -194,6 +200,7 @@ async def transfer_call(ctx: Ctx) -> Reply:
 
 
 async def play(ctx: Ctx) -> Reply:
+    """``POST Call/{call_uuid}/Play/``"""
     p = ctx.params
     call = answered_call(ctx, ctx.path["call_uuid"])
     urls = [u.strip() for u in p.text("urls", required=True).split(",") if u.strip()]
@@ -209,12 +216,14 @@ async def play(ctx: Ctx) -> Reply:
 
 
 async def stop_play(ctx: Ctx) -> Reply:
+    """``DELETE Call/{call_uuid}/Play/``"""
     call = answered_call(ctx, ctx.path["call_uuid"])
     ctx.sim.prompts.stop_play(call)
     return 204, None
 
 
 async def speak(ctx: Ctx) -> Reply:
+    """``POST Call/{call_uuid}/Speak/``"""
     p = ctx.params
     call = answered_call(ctx, ctx.path["call_uuid"])
     text = p.text("text", required=True)
@@ -228,12 +237,14 @@ async def speak(ctx: Ctx) -> Reply:
 
 
 async def stop_speak(ctx: Ctx) -> Reply:
+    """``DELETE Call/{call_uuid}/Speak/``"""
     call = answered_call(ctx, ctx.path["call_uuid"])
     ctx.sim.prompts.stop_speak(call)
     return 204, None
 
 
 async def send_digits(ctx: Ctx) -> Reply:
+    """``POST Call/{call_uuid}/DTMF/``"""
     p = ctx.params
     call = answered_call(ctx, ctx.path["call_uuid"])
     value = p.text("digits", required=True)
@@ -245,6 +256,7 @@ async def send_digits(ctx: Ctx) -> Reply:
 
 
 async def record(ctx: Ctx) -> Reply:
+    """``POST Call/{call_uuid}/Record/``"""
     p = ctx.params
     call = answered_call(ctx, ctx.path["call_uuid"])
     time_limit = p.integer("time_limit", 60, 1)
@@ -266,6 +278,7 @@ async def record(ctx: Ctx) -> Reply:
 
 
 async def stop_record(ctx: Ctx) -> Reply:
+    """``DELETE Call/{call_uuid}/Record/``"""
     call = answered_call(ctx, ctx.path["call_uuid"])
     url = ctx.params.text("URL") or ctx.params.text("url")
     await ctx.sim.recordings.stop_call_recording(call, url or None)

@@ -27,31 +27,37 @@ def _members(conf: Conference, member: str) -> list[str]:
 
 
 async def list_conferences(ctx: Ctx) -> Reply:
+    """``GET Conference/``"""
     return 200, {"conferences": sorted(ctx.store.conferences)}
 
 
 async def get_conference(ctx: Ctx) -> Reply:
+    """``GET Conference/{name}/``"""
     return 200, _conference(ctx, ctx.path["name"]).to_json()
 
 
 async def hangup_conference(ctx: Ctx) -> Reply:
+    """``DELETE Conference/{name}/``"""
     await ctx.sim.conferences.hangup(_conference(ctx, ctx.path["name"]))
     return 204, None
 
 
 async def hangup_all_conferences(ctx: Ctx) -> Reply:
+    """``DELETE Conference/``"""
     for conf in list(ctx.store.conferences.values()):
         await ctx.sim.conferences.hangup(conf)
     return 204, None
 
 
 async def member_hangup(ctx: Ctx) -> Reply:
+    """``DELETE Conference/{name}/Member/{member}/``"""
     conf = _conference(ctx, ctx.path["name"])
     await ctx.sim.conferences.member_hangup(conf, _members(conf, ctx.path["member"]))
     return 204, None
 
 
 async def member_kick(ctx: Ctx) -> Reply:
+    """``POST Conference/{name}/Member/{member}/Kick/``"""
     conf = _conference(ctx, ctx.path["name"])
     ids = _members(conf, ctx.path["member"])
     ctx.sim.conferences.member_kick(conf, ids)
@@ -68,22 +74,27 @@ async def _member_flag(ctx: Ctx, attr: str, value: bool, message: str) -> Reply:
 
 
 async def member_mute(ctx: Ctx) -> Reply:
+    """``POST Conference/{name}/Member/{member}/Mute/``"""
     return await _member_flag(ctx, "muted", True, "muted")
 
 
 async def member_unmute(ctx: Ctx) -> Reply:
+    """``DELETE Conference/{name}/Member/{member}/Mute/``"""
     return await _member_flag(ctx, "muted", False, "")
 
 
 async def member_deaf(ctx: Ctx) -> Reply:
+    """``POST Conference/{name}/Member/{member}/Deaf/``"""
     return await _member_flag(ctx, "deaf", True, "deaf")
 
 
 async def member_undeaf(ctx: Ctx) -> Reply:
+    """``DELETE Conference/{name}/Member/{member}/Deaf/``"""
     return await _member_flag(ctx, "deaf", False, "")
 
 
 async def member_play(ctx: Ctx) -> Reply:
+    """``POST Conference/{name}/Member/{member}/Play/``"""
     conf = _conference(ctx, ctx.path["name"])
     ids = _members(conf, ctx.path["member"])
     url = ctx.params.url("url", required=True)
@@ -93,6 +104,7 @@ async def member_play(ctx: Ctx) -> Reply:
 
 
 async def member_stop_play(ctx: Ctx) -> Reply:
+    """``DELETE Conference/{name}/Member/{member}/Play/``"""
     conf = _conference(ctx, ctx.path["name"])
     for member_id in _members(conf, ctx.path["member"]):
         ctx.sim.prompts.stop_play_to_call(conf.members[member_id].call_uuid)
@@ -100,6 +112,7 @@ async def member_stop_play(ctx: Ctx) -> Reply:
 
 
 async def member_speak(ctx: Ctx) -> Reply:
+    """``POST Conference/{name}/Member/{member}/Speak/``"""
     p = ctx.params
     conf = _conference(ctx, ctx.path["name"])
     ids = _members(conf, ctx.path["member"])
@@ -112,6 +125,7 @@ async def member_speak(ctx: Ctx) -> Reply:
 
 
 async def member_stop_speak(ctx: Ctx) -> Reply:
+    """``DELETE Conference/{name}/Member/{member}/Speak/``"""
     conf = _conference(ctx, ctx.path["name"])
     for member_id in _members(conf, ctx.path["member"]):
         ctx.sim.prompts.stop_speak_to_call(conf.members[member_id].call_uuid)
@@ -119,6 +133,7 @@ async def member_stop_speak(ctx: Ctx) -> Reply:
 
 
 async def record_conference(ctx: Ctx) -> Reply:
+    """``POST Conference/{name}/Record/``"""
     p = ctx.params
     conf = _conference(ctx, ctx.path["name"])
     file_format = p.choice("file_format", "mp3", ("mp3", "wav"))
@@ -136,6 +151,7 @@ async def record_conference(ctx: Ctx) -> Reply:
 
 
 async def stop_record_conference(ctx: Ctx) -> Reply:
+    """``DELETE Conference/{name}/Record/``"""
     conf = _conference(ctx, ctx.path["name"])
     await ctx.sim.recordings.stop_group_recording(conf)
     return 204, None

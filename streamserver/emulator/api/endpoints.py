@@ -21,6 +21,7 @@ def _endpoint(ctx: Ctx, endpoint_id: str) -> Endpoint:
 
 
 async def create_endpoint(ctx: Ctx) -> Reply:
+    """``POST Endpoint/``"""
     p = ctx.params
     username = p.text("username", required=True)
     password = p.text("password", required=True)
@@ -50,16 +51,19 @@ async def create_endpoint(ctx: Ctx) -> Reply:
 
 
 async def list_endpoints(ctx: Ctx) -> Reply:
+    """``GET Endpoint/``"""
     endpoints = list(ctx.store.endpoints.values())
     page, meta = paginate(endpoints, ctx.params.data, ctx.store.uri("Endpoint"))
     return 200, {"meta": meta, "objects": [e.to_json() for e in page]}
 
 
 async def get_endpoint(ctx: Ctx) -> Reply:
+    """``GET Endpoint/{endpoint_id}/``"""
     return 200, _endpoint(ctx, ctx.path["endpoint_id"]).to_json()
 
 
 async def update_endpoint(ctx: Ctx) -> Reply:
+    """``POST Endpoint/{endpoint_id}/``"""
     p = ctx.params
     endpoint = _endpoint(ctx, ctx.path["endpoint_id"])
     if p.has("password"):
@@ -75,6 +79,7 @@ async def update_endpoint(ctx: Ctx) -> Reply:
 
 
 async def delete_endpoint(ctx: Ctx) -> Reply:
+    """``DELETE Endpoint/{endpoint_id}/``"""
     _endpoint(ctx, ctx.path["endpoint_id"])
     del ctx.store.endpoints[ctx.path["endpoint_id"]]
     return 204, None

@@ -41,6 +41,7 @@ def _participants(mpc: MultiPartyCall, member: str) -> list[Participant]:
 
 
 async def list_mpcs(ctx: Ctx) -> Reply:
+    """``GET MultiPartyCall/``"""
     p = ctx.params
     mpcs = list(ctx.store.mpcs.values())
     if p.has("friendly_name"):
@@ -65,10 +66,12 @@ async def list_mpcs(ctx: Ctx) -> Reply:
 
 
 async def get_mpc(ctx: Ctx) -> Reply:
+    """``GET MultiPartyCall/{mpc}/``"""
     return 200, _mpc(ctx, ctx.path["mpc"]).to_json()
 
 
 async def start_mpc(ctx: Ctx) -> Reply:
+    """``POST MultiPartyCall/{mpc}/``"""
     mpc = _mpc(ctx, ctx.path["mpc"])
     if ctx.params.text("status", required=True).lower() != "active":
         raise ApiError(400, "status must be active")
@@ -79,6 +82,7 @@ async def start_mpc(ctx: Ctx) -> Reply:
 
 
 async def end_mpc(ctx: Ctx) -> Reply:
+    """``DELETE MultiPartyCall/{mpc}/``"""
     mpc = _mpc(ctx, ctx.path["mpc"])
     if mpc.ended:
         raise ApiError(404, NOT_FOUND)
@@ -87,6 +91,7 @@ async def end_mpc(ctx: Ctx) -> Reply:
 
 
 async def mpc_record(ctx: Ctx) -> Reply:
+    """``POST MultiPartyCall/{mpc}/Record/``"""
     p = ctx.params
     mpc = _mpc(ctx, ctx.path["mpc"])
     if mpc.status != "Active":
@@ -109,6 +114,7 @@ async def mpc_record(ctx: Ctx) -> Reply:
 
 
 async def mpc_stop_record(ctx: Ctx) -> Reply:
+    """``DELETE MultiPartyCall/{mpc}/Record/``"""
     mpc = _mpc(ctx, ctx.path["mpc"])
     if mpc.recording == "not-recording":
         raise ApiError(400, "the multiparty call is not being recorded")
@@ -117,6 +123,7 @@ async def mpc_stop_record(ctx: Ctx) -> Reply:
 
 
 async def mpc_pause_record(ctx: Ctx) -> Reply:
+    """``POST MultiPartyCall/{mpc}/Record/Pause/``"""
     mpc = _mpc(ctx, ctx.path["mpc"])
     if mpc.recording != "recording":
         raise ApiError(400, "the multiparty call is not being recorded")
@@ -125,6 +132,7 @@ async def mpc_pause_record(ctx: Ctx) -> Reply:
 
 
 async def mpc_resume_record(ctx: Ctx) -> Reply:
+    """``POST MultiPartyCall/{mpc}/Record/Resume/``"""
     mpc = _mpc(ctx, ctx.path["mpc"])
     if mpc.recording != "paused":
         raise ApiError(400, "the multiparty call recording is not paused")
@@ -133,6 +141,7 @@ async def mpc_resume_record(ctx: Ctx) -> Reply:
 
 
 async def mpc_add_participant(ctx: Ctx) -> Reply:
+    """``POST MultiPartyCall/{mpc}/Participant/``"""
     p = ctx.params
     mpc_id = ctx.path["mpc"]
     if not mpc_id.startswith(("uuid_", "name_")):
@@ -187,6 +196,7 @@ async def mpc_add_participant(ctx: Ctx) -> Reply:
 
 
 async def mpc_list_participants(ctx: Ctx) -> Reply:
+    """``GET MultiPartyCall/{mpc}/Participant/``"""
     mpc = _mpc(ctx, ctx.path["mpc"])
     parts = list(mpc.participants.values())
     if ctx.params.has("call_uuid"):
@@ -198,6 +208,7 @@ async def mpc_list_participants(ctx: Ctx) -> Reply:
 
 
 async def mpc_get_participant(ctx: Ctx) -> Reply:
+    """``GET MultiPartyCall/{mpc}/Participant/{member}/``"""
     mpc = _mpc(ctx, ctx.path["mpc"])
     found = mpc.participants.get(ctx.path["member"])
     if found is None:
@@ -206,6 +217,7 @@ async def mpc_get_participant(ctx: Ctx) -> Reply:
 
 
 async def mpc_update_participant(ctx: Ctx) -> Reply:
+    """``POST MultiPartyCall/{mpc}/Participant/{member}/``"""
     p = ctx.params
     mpc = _mpc(ctx, ctx.path["mpc"])
     member = ctx.path["member"]
@@ -227,6 +239,7 @@ async def mpc_update_participant(ctx: Ctx) -> Reply:
 
 
 async def mpc_kick(ctx: Ctx) -> Reply:
+    """``DELETE MultiPartyCall/{mpc}/Participant/{member}/``"""
     mpc = _mpc(ctx, ctx.path["mpc"])
     parts = _participants(mpc, ctx.path["member"])
     await ctx.sim.multiparty.kick(mpc, parts)
@@ -234,6 +247,7 @@ async def mpc_kick(ctx: Ctx) -> Reply:
 
 
 async def mpc_member_record(ctx: Ctx) -> Reply:
+    """``POST MultiPartyCall/{mpc}/Participant/{member}/Record/``"""
     p = ctx.params
     mpc = _mpc(ctx, ctx.path["mpc"])
     parts = _participants(mpc, ctx.path["member"])
@@ -256,6 +270,7 @@ async def mpc_member_record(ctx: Ctx) -> Reply:
 
 
 async def mpc_member_stop_record(ctx: Ctx) -> Reply:
+    """``DELETE MultiPartyCall/{mpc}/Participant/{member}/Record/``"""
     mpc = _mpc(ctx, ctx.path["mpc"])
     for part in _participants(mpc, ctx.path["member"]):
         call = ctx.store.calls.get(part.call_uuid)
@@ -265,12 +280,15 @@ async def mpc_member_stop_record(ctx: Ctx) -> Reply:
 
 
 async def mpc_member_record_noop(ctx: Ctx) -> Reply:
+    """``POST MultiPartyCall/{mpc}/Participant/{member}/Record/Pause/`` and ``.../Resume/``:
+    accepted, nothing to do (member recordings are not paused)."""
     mpc = _mpc(ctx, ctx.path["mpc"])
     _participants(mpc, ctx.path["member"])
     return 204, None
 
 
 async def mpc_member_play(ctx: Ctx) -> Reply:
+    """``POST MultiPartyCall/{mpc}/Member/{member}/Play/``"""
     mpc = _mpc(ctx, ctx.path["mpc"])
     parts = _participants(mpc, ctx.path["member"])
     url = ctx.params.url("url", required=True)
@@ -284,6 +302,7 @@ async def mpc_member_play(ctx: Ctx) -> Reply:
 
 
 async def mpc_member_stop_play(ctx: Ctx) -> Reply:
+    """``DELETE MultiPartyCall/{mpc}/Member/{member}/Play/``"""
     mpc = _mpc(ctx, ctx.path["mpc"])
     for part in _participants(mpc, ctx.path["member"]):
         ctx.sim.prompts.stop_play_to_call(part.call_uuid)

@@ -48,6 +48,7 @@ class _FileRoute(Route):
 
 
 async def list_recordings(ctx: Ctx) -> Reply:
+    """``GET Recording/``"""
     p = ctx.params
     recs = list(ctx.store.recordings.values())
     for key in ("call_uuid", "conference_name", "mpc_name", "mpc_uuid"):
@@ -73,6 +74,7 @@ async def list_recordings(ctx: Ctx) -> Reply:
 
 
 async def get_recording(ctx: Ctx) -> Reply:
+    """``GET Recording/{recording_id}/``"""
     rec = ctx.store.recordings.get(ctx.path["recording_id"])
     if rec is None:
         raise ApiError(404, NOT_FOUND)
@@ -80,6 +82,7 @@ async def get_recording(ctx: Ctx) -> Reply:
 
 
 async def delete_recording(ctx: Ctx) -> Reply:
+    """``DELETE Recording/{recording_id}/``"""
     rec = ctx.store.recordings.pop(ctx.path["recording_id"], None)
     if rec is None:
         raise ApiError(404, NOT_FOUND)

@@ -34,6 +34,7 @@ _WS_URL_RE = re.compile(r"^wss?://[^\s/]+")
 
 
 async def start_stream(ctx: Ctx) -> Reply:
+    """``POST Call/{call_uuid}/Stream/``"""
     p = ctx.params
     call = answered_call(ctx, ctx.path["call_uuid"])
     service_url = p.text("service_url", required=True)
@@ -72,6 +73,7 @@ async def start_stream(ctx: Ctx) -> Reply:
 
 
 async def list_streams(ctx: Ctx) -> Reply:
+    """``GET Call/{call_uuid}/Stream/``"""
     call_uuid = ctx.path["call_uuid"]
     if call_uuid not in ctx.store.calls:
         raise ApiError(404, NOT_FOUND)
@@ -82,6 +84,7 @@ async def list_streams(ctx: Ctx) -> Reply:
 
 
 async def get_stream(ctx: Ctx) -> Reply:
+    """``GET Call/{call_uuid}/Stream/{stream_id}/``"""
     stream = ctx.store.streams.get(ctx.path["stream_id"])
     if stream is None or stream.call_uuid != ctx.path["call_uuid"]:
         raise ApiError(404, NOT_FOUND)
@@ -89,6 +92,7 @@ async def get_stream(ctx: Ctx) -> Reply:
 
 
 async def stop_stream(ctx: Ctx) -> Reply:
+    """``DELETE Call/{call_uuid}/Stream/{stream_id}/``"""
     live_call(ctx, ctx.path["call_uuid"])
     stream = ctx.store.streams.get(ctx.path["stream_id"])
     if stream is None or stream.call_uuid != ctx.path["call_uuid"] or not stream.active:
@@ -98,6 +102,7 @@ async def stop_stream(ctx: Ctx) -> Reply:
 
 
 async def stop_all_streams(ctx: Ctx) -> Reply:
+    """``DELETE Call/{call_uuid}/Stream/``"""
     call = live_call(ctx, ctx.path["call_uuid"])
     streams = [s for s in ctx.store.streams.values() if s.call_uuid == call.call_uuid]
     for stream in streams:

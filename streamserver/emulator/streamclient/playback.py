@@ -60,6 +60,7 @@ class Sleeper:
         return True
 
     def wake(self) -> None:
+        """End the current sleep early."""
         if self._fut is not None:
             self._woken = True
             _resolve(self._fut)
@@ -77,6 +78,7 @@ class EchoTracker:
         self._order: deque[tuple[float, bytes]] = deque()
 
     def sent(self, payload: bytes, t: float) -> None:
+        """An inbound frame went out at ``t``; forget frames older than the window."""
         self._by_payload.setdefault(payload, deque()).append(t)
         self._order.append((t, payload))
         cutoff = t - self._window_s
@@ -90,6 +92,7 @@ class EchoTracker:
                     del self._by_payload[old]
 
     def match(self, payload: bytes, t: float) -> float | None:
+        """The round trip in ms if ``payload`` echoes a sent frame, else None."""
         times = self._by_payload.get(payload)
         if not times:
             return None
@@ -140,12 +143,15 @@ class Playback:
 
     @property
     def idle(self) -> bool:
+        """Nothing queued or waiting to be answered."""
         return not self._queue and not self._finishing
 
     async def wait_idle(self) -> None:
+        """Wait until everything queued has played (and its checkpoints are answered)."""
         await self._idle.wait()
 
     def enqueue(self, item: PCM | str) -> None:
+        """Queue audio (int16 at the stream's rate) or a checkpoint name."""
         if not isinstance(item, str):
             if item.shape[0] == 0:
                 return
@@ -164,6 +170,7 @@ class Playback:
         self._wake.set()
 
     def heard(self, min_samples: int) -> PCM:
+        """What was played, at least ``min_samples`` long (silence-padded)."""
         n = max(min_samples, self.heard_end)
         if not self._record:
             return np.zeros(0, dtype=np.int16)
