@@ -16,6 +16,7 @@ import pytest
 import soundfile as sf
 
 from streamserver.emulator import DEFAULT_AUTH_ID, DEFAULT_AUTH_TOKEN, SAMPLES_DIR
+from streamserver.emulator.api.common import ApiError, paginate, parse_filter_time
 from streamserver.emulator.media import Tts, silent_frames, tone_for_text, write_recording
 from streamserver.emulator.settings import (
     EmulatorConfigError,
@@ -23,13 +24,8 @@ from streamserver.emulator.settings import (
     load_emulator_settings,
     parse_dtmf_script,
 )
-from streamserver.emulator.store import (
-    ApiError,
-    Recording,
-    cdr_time,
-    paginate,
-    parse_filter_time,
-)
+from streamserver.emulator.store import Recording
+from streamserver.emulator.values import cdr_time
 from streamserver.emulator.xml import (
     ConferenceVerb,
     HangupVerb,

@@ -65,6 +65,25 @@ async def test_auth_account_and_routing_errors(tmp_path: Path) -> None:
         assert r.json()["objects"] == []
 
 
+async def test_gate_comes_before_routing(tmp_path: Path) -> None:
+    # Credentials are checked first (401) wherever the path leads under the account, then
+    # the path (404), then the method (405): no route, file name or method gets around it.
+    async with running(tmp_path) as env:
+        acct = f"/v1/Account/{env.emu.auth_id}"
+        auth = (env.emu.auth_id, env.emu.auth_token)
+        async with httpx.AsyncClient(base_url=env.emu.base_url, timeout=TIMEOUT) as c:
+            for path in (acct, f"{acct}/", f"{acct}/Nope/", f"{acct}/Recording/x.ogg"):
+                assert_error(await c.get(path), 401, "authentication failed")
+                assert_error(await c.get(path, auth=auth), 404, "not found")
+            assert (await c.head(f"{acct}/Call/", auth=auth)).status_code == 405  # no body
+            assert_error(await c.post(f"{acct}/Recording/x.mp3", auth=auth), 405)
+            # Recording files and heard.wav are served without credentials; unknown: 404.
+            assert_error(await c.get(f"{acct}/Recording/x.mp3"), 404, "not found")
+            assert_error(await c.get("/emulator/Stream/x/heard.wav"), 404, "not found")
+            assert_error(await c.get("/emulator/Stream/x/heard.wav/"), 404, "not found")
+            assert_error(await c.get("/elsewhere"), 404, "not found")
+
+
 async def test_bodies_json_form_query_unknown_keys(tmp_path: Path) -> None:
     async with running(tmp_path) as env:
         env.hooks.xml["/answer"] = "<Response/>"
