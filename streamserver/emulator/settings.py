@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 from ..config import ConfigError, FieldReader, env_value, read_table
+from ..protocol.events import DTMF_DIGITS
 
 __all__ = [
     "DEFAULT_AUTH_ID",
@@ -55,7 +56,7 @@ SAMPLES_DIR = Path(__file__).resolve().parent / "samples"
 
 ENV_PREFIX = "STREAMSERVER_EMULATOR__"
 _AUTH_ID_RE = re.compile(r"^(MA|SA)[A-Z0-9]{18}$")
-_DTMF_DIGITS = frozenset("0123456789*#ABCD")
+_DTMF_DIGITS = frozenset(DTMF_DIGITS)
 _TTS_MODES = ("auto", "espeak", "tone")
 
 

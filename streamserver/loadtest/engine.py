@@ -39,7 +39,7 @@ from typing import Any, cast
 from websockets.speedups import apply_mask
 
 from ..audio import AudioFormat
-from .ids import random_account_id
+from ..protocol.plivo import random_account_id
 from .stats import Sparse, sparse_of
 from .wire import (
     HandshakeError,

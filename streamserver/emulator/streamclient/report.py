@@ -41,7 +41,7 @@ class Percentiles:
         if a.size == 0:
             return None
         p50, p90, p99 = (float(v) for v in np.percentile(a, [50, 90, 99]))
-        return cls(int(a.size), float(a.mean()), p50, p90, p99, float(a.max()))
+        return cls(int(a.size), float(a.mean()), p50, p90, p99, float(np.max(a)))
 
     def __str__(self) -> str:
         return (
