@@ -150,7 +150,7 @@ class BusSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         try:
             return msgspec.convert(dict(table), cls, strict=False)
         except msgspec.ValidationError as exc:
-            raise ValueError(str(exc).replace("`$.", "`bus.")) from None
+            raise ValueError(f"[bus] {exc}".replace("`$.", "`bus.")) from None
 
     def __post_init__(self) -> None:
         if self.url and not re.match(r"(nats|tls|ws|wss)://", self.url):
@@ -347,6 +347,17 @@ async def ensure_stream(js: JetStreamContext, settings: BusSettings) -> None:
     try:
         info = await js.stream_info(settings.stream)
     except nats.js.errors.NotFoundError:
+        await _add_stream(js, settings, subject)
+        return
+    subjects = list(info.config.subjects or [])
+    if subject not in subjects:
+        info.config.subjects = [*subjects, subject]
+        await js.update_stream(info.config)
+        log.info("added %s to JetStream stream %s", subject, settings.stream)
+
+
+async def _add_stream(js: JetStreamContext, settings: BusSettings, subject: str) -> None:
+    try:
         await js.add_stream(
             StreamConfig(
                 name=settings.stream,
@@ -360,13 +371,12 @@ async def ensure_stream(js: JetStreamContext, settings: BusSettings) -> None:
                 duplicate_window=120.0,
             )
         )
-        log.info("created JetStream stream %s for %s", settings.stream, subject)
+    except nats.js.errors.BadRequestError:
+        # Another process created it a moment ago (with other settings): it exists, which
+        # is all we need; a stream that truly cannot be made fails again here.
+        await js.stream_info(settings.stream)
         return
-    subjects = list(info.config.subjects or [])
-    if subject not in subjects:
-        info.config.subjects = [*subjects, subject]
-        await js.update_stream(info.config)
-        log.info("added %s to JetStream stream %s", subject, settings.stream)
+    log.info("created JetStream stream %s for %s", settings.stream, subject)
 
 
 # -- events out -------------------------------------------------------------------------------
@@ -400,7 +410,7 @@ class EventPublisher:
         self.settings = s = conn.settings
         self._backlog: deque[_Pending] = deque()
         self._wakeup = asyncio.Event()
-        self._stream_ready = asyncio.Event()
+        self._stream_ready = False
         self._task: asyncio.Task[None] | None = None
         self._boot = secrets.token_hex(6)
         self._seq = itertools.count(1)
@@ -483,8 +493,9 @@ class EventPublisher:
             self._task = asyncio.create_task(self._run(), name="bus-events")
 
     async def _on_connect(self) -> None:
-        await ensure_stream(self.conn.js, self.settings)
-        self._stream_ready.set()
+        # A fresh server may have lost the stream: check it again after every reconnect.
+        self._stream_ready = False
+        self._wakeup.set()
 
     async def wait_sent(self, timeout_s: float | None = None) -> bool:
         """Wait until the backlog is empty; False after ``timeout_s``."""
@@ -505,22 +516,21 @@ class EventPublisher:
             if not self.conn.connected:
                 await self.conn.wait_connected(wait_s)
                 continue
-            if not self._stream_ready.is_set():
-                # Set by the on-connect hook once the stream exists.
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stream_ready.wait(), wait_s)
-                continue
+            if not self._stream_ready:
+                try:
+                    await ensure_stream(self.conn.js, self.settings)
+                except (nats.errors.Error, OSError, TimeoutError) as exc:
+                    log.warning("bus: JetStream stream %s: %s", self.settings.stream, exc)
+                    await asyncio.sleep(wait_s)
+                    continue
+                self._stream_ready = True
             try:
                 await self._send_window()
             except nats.js.errors.NoStreamResponseError:
-                # The stream vanished (deleted, or a server with a fresh store).
-                self._stream_ready.clear()
-                try:
-                    await ensure_stream(self.conn.js, self.settings)
-                    self._stream_ready.set()
-                except Exception as exc:
-                    log.warning("bus: cannot create stream %s: %s", self.settings.stream, exc)
-                    await asyncio.sleep(self.settings.reconnect_wait_s)
+                # The stream vanished (deleted, or a server with a fresh store), or
+                # JetStream is still starting: check it again shortly.
+                self._stream_ready = False
+                await asyncio.sleep(min(0.1, self.settings.reconnect_wait_s))
             except (nats.errors.Error, OSError, TimeoutError) as exc:
                 # Connection trouble: keep everything, retry once it is back.
                 log.debug("bus: publish interrupted (%s); retrying", exc)
@@ -633,7 +643,10 @@ class CommandServer:
                 await self._subscribe(call_id)
 
     async def remove(self, call_id: str, target: CommandTarget | None = None) -> None:
-        """Stop answering for ``call_id`` (only if ``target`` is still its target)."""
+        """Stop answering for ``call_id`` (only if ``target`` is still its target).
+
+        Does not wait for the server: a command racing the end of the call may time out
+        instead of getting no-responders."""
         if target is not None and self._targets.get(call_id) is not target:
             return
         self._targets.pop(call_id, None)
@@ -654,7 +667,8 @@ class CommandServer:
 
     async def _subscribe_all(self) -> None:
         for call_id in list(self._targets):
-            if call_id not in self._subs:
+            # Each await may see calls come and go: check again for every call.
+            if call_id in self._targets and call_id not in self._subs:
                 await self._subscribe(call_id)
 
     async def _handle(self, call_id: str, msg: Msg) -> None:

@@ -150,7 +150,7 @@ class StorageSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         try:
             return msgspec.convert(dict(table), cls, strict=False)
         except msgspec.ValidationError as exc:
-            raise ValueError(str(exc).replace("`$.", "`storage.")) from None
+            raise ValueError(f"[storage] {exc}".replace("`$.", "`storage.")) from None
 
     def __post_init__(self) -> None:
         if self.url:
