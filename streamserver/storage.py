@@ -387,6 +387,8 @@ class RecordingUploader:
             self._thread.join()
             self._thread = None
             raise
+        # Before returning: whatever the spool holds is queued (a quick directory walk).
+        await self.rescan()
 
     async def aclose(self, timeout_s: float = 10.0) -> None:
         """Let the uploads under way finish (up to ``timeout_s``), then stop. What is left
@@ -435,6 +437,11 @@ class RecordingUploader:
     async def rescan(self) -> int:
         """Queue every recording the spool holds that is due; how many were queued."""
         return await self._call(self._rescan())
+
+    async def verify(self, obj: StoredObject) -> None:
+        """Check that the bucket still holds ``obj`` as uploaded (size and ETag); raises
+        :class:`VerificationError` if not."""
+        await self._call(self._verify(obj.key, obj.size, obj.etag))
 
     async def _call(self, coro: Coroutine[Any, Any, T]) -> T:
         if self._loop is None:
@@ -516,13 +523,13 @@ class RecordingUploader:
 
     async def _rescan_loop(self) -> None:
         while True:
+            await asyncio.sleep(self.settings.rescan_interval_s)  # start() did the first
             try:
                 n = await self._rescan()
                 if n:
                     log.info("storage: %d recording(s) from the spool queued for upload", n)
             except Exception:  # a task boundary: the next round tries again
                 log.exception("storage: re-scan of %s failed", self.record_dir)
-            await asyncio.sleep(self.settings.rescan_interval_s)
 
     async def _rescan(self) -> int:
         found = find_recordings(self.record_dir, orphan_after_s=self.settings.orphan_after_s)
@@ -559,7 +566,9 @@ class RecordingUploader:
                     self._notify(self.on_failed, sidecar, err)
                     raise err from exc
                 self.retried += 1
-                log.warning(
+                # The first failure says why; the retries after it only at debug level.
+                log.log(
+                    logging.WARNING if attempt == 1 else logging.DEBUG,
                     "storage: upload of %s failed (attempt %d of %d): %s; retrying in %.1f s",
                     sidecar.name,
                     attempt,
@@ -638,12 +647,16 @@ class RecordingUploader:
             )
             etag = md5.hexdigest()
             self._check_etag(key, "ETag", etag, resp["ETag"])
-        head = await client.head_object(Bucket=self.bucket, Key=key)
+        await self._verify(key, size, etag)
+        self.bytes += size
+        return self._stored(path, key, size, etag)
+
+    async def _verify(self, key: str, size: int, etag: str) -> None:
+        assert self._client is not None
+        head = await self._client.head_object(Bucket=self.bucket, Key=key)
         if head["ContentLength"] != size:
             raise VerificationError(key, "size", size, head["ContentLength"])
         self._check_etag(key, "ETag", etag, head["ETag"])
-        self.bytes += size
-        return self._stored(path, key, size, etag)
 
     def _stored(self, path: Path, key: str, size: int, etag: str) -> StoredObject:
         return StoredObject(

@@ -227,7 +227,11 @@ class S3Server:
                 f"-filer.port={f}", f"-filer.port.grpc={fg}",
                 f"-s3.port={s3}", f"-s3.port.grpc={s3g}",
                 "-s3.port.iceberg=0", "-s3.port.lance=0",
-                "-volume.max=8", "-master.volumeSizeLimitMB=64",
+                # Each bucket is a collection that takes 7 volumes when first written; volumes
+                # grow on demand (no preallocation), so a high cap costs no disk.
+                "-volume.max=100", "-master.volumeSizeLimitMB=32", "-volume.preStopSeconds=0",
+                # A restarted single master elects itself at once, not after 10 s.
+                "-master.electionTimeout=500ms", "-master.resumeState=false",
             ]  # fmt: skip
         else:
             args = [
@@ -258,15 +262,17 @@ class S3Server:
     def _ready(self) -> bool:
         if self.proc is not None and self.proc.poll() is not None:
             raise RuntimeError(f"{self.kind} exited:\n{_tail(self.log)}")
-        # Ready when a signed request succeeds end to end (the gateway answers before its
-        # filer does): create and delete a probe bucket.
+        # Ready when signed requests succeed end to end (the gateway answers before its
+        # filer does): a probe bucket ...
         c = self.client()
         try:
             c.create_bucket(Bucket="readiness-probe")
         except c.exceptions.BucketAlreadyOwnedByYou:
             pass
-        c.delete_bucket(Bucket="readiness-probe")
-        return True
+        # ... and the data path: a restarted volume server must have re-registered.
+        c.put_object(Bucket="readiness-probe", Key="probe", Body=b"ok")
+        ok = bool(c.get_object(Bucket="readiness-probe", Key="probe")["Body"].read() == b"ok")
+        return ok
 
     def create_bucket(self, name: str) -> None:
         """Create bucket ``name`` (retried while the filer settles)."""
@@ -282,7 +288,8 @@ class S3Server:
         wait_until(create, START_TIMEOUT_S, f"bucket {name}")
 
     def stop(self) -> None:
-        _stop(self.proc)
+        """kill -9: a graceful weed stop takes 10 s; what it wrote survives either way."""
+        _stop(self.proc, kill=True)
         self.proc = None
 
 

@@ -11,10 +11,11 @@ from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 from typing import Any
 
+import bus_support
 import msgspec
 import numpy as np
 import pytest
-from bus_support import NatsServer, find_binary, nats_server  # noqa: F401
+from bus_support import NatsServer, find_binary
 
 from streamserver.bus import (
     Bus,
@@ -29,6 +30,9 @@ from streamserver.bus import (
     subject_token,
 )
 from streamserver.commands import bus as bus_cli
+
+# The real server for this module (a fixture of bus_support).
+nats_server = bus_support.nats_server
 
 T = 10.0  # base timeout unit (s)
 
@@ -148,7 +152,7 @@ class Target:
 
 
 @pytest.fixture
-async def bus_a(nats_server: NatsServer) -> AsyncIterator[Bus]:  # noqa: F811
+async def bus_a(nats_server: NatsServer) -> AsyncIterator[Bus]:
     bus = Bus(settings(nats_server))
     await bus.start()
     assert await bus.connection.wait_connected(T)
@@ -189,7 +193,7 @@ async def test_events_reach_a_late_consumer_in_order(bus_a: Bus) -> None:
 
 
 async def test_commands_reach_the_server_holding_the_call(
-    nats_server: NatsServer,  # noqa: F811
+    nats_server: NatsServer,
 ) -> None:
     s_a = settings(nats_server, host="host-a")
     s_b = msgspec.structs.replace(s_a, host="host-b")
