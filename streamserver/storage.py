@@ -49,7 +49,6 @@ from collections.abc import Callable, Coroutine, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Literal, TypeVar
-from urllib.parse import quote
 
 import msgspec
 
@@ -709,8 +708,3 @@ class RecordingUploader:
         etag = f"{_md5(b''.join(digests)).hexdigest()}-{len(parts)}"
         self._check_etag(key, "multipart ETag", etag, done.get("ETag", ""))
         return etag
-
-    def http_url(self, key: str) -> str:
-        """The object's HTTP URL at ``endpoint_url`` (path style), for links."""
-        base = self.settings.endpoint_url.rstrip("/") or "https://s3.amazonaws.com"
-        return f"{base}/{self.bucket}/{quote(key)}"

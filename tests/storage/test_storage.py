@@ -93,6 +93,7 @@ async def record(
     *,
     finish: bool = True,
     call_id: str | None = None,
+    **options: Any,
 ) -> Path:
     """Record ``samples`` per track with the real recorder; the sidecar's path. With
     ``finish=False`` the recorder never stops, as after a kill -9."""
@@ -100,7 +101,7 @@ async def record(
     stream_id = f"st-{uuid.uuid4().hex[:8]}"
     rec = Recorder(
         _ctx(call_id, stream_id, tuple(samples)),
-        RecorderOptions(record_dir=str(record_dir), flush_interval_s=0.02),
+        RecorderOptions(record_dir=str(record_dir), flush_interval_s=0.02, **options),
     )
     await rec.on_start()
     for track, pcm in samples.items():
@@ -237,6 +238,24 @@ async def test_small_recording_uploaded_verified_then_deleted(
     assert data["files"] == {t: o.url for t, o in result.files.items()}
     assert data["bytes"] == sum(len(b) for b in files.values())
     assert up.stats()["uploaded"] == 1 and up.stats()["pending"] == 0
+
+
+async def test_stereo_flac_is_one_object_for_both_tracks(
+    uploader: Callable[..., Any],
+    record_dir: Path,
+    s3_server: S3Server,
+    bucket: str,
+) -> None:
+    tracks = {"inbound": noise(8000), "outbound": noise(8000, 5)}
+    sidecar = await record(record_dir, tracks, format="flac", layout="stereo")
+    files = spool_files(sidecar)
+    assert set(files) == {f"{sidecar.stem}.flac", sidecar.name}
+    async with uploader() as (_, results):
+        result = await asyncio.wait_for(results.get(), T)
+    assert result.files["inbound"] == result.files["outbound"]
+    assert result.files["inbound"].key.endswith(".flac")
+    assert_in_bucket(s3_server, bucket, result, files)
+    assert not sidecar.parent.exists()
 
 
 async def test_large_recording_goes_up_in_parts(
