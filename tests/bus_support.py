@@ -201,6 +201,9 @@ class S3Server:
         data = self.workdir / "data"
         data.mkdir(exist_ok=True)
         env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        # weed puts its local sockets in the temp dir: keep them in ours, not in /tmp.
+        (self.workdir / "tmp").mkdir(exist_ok=True)
+        env["TMPDIR"] = str(self.workdir / "tmp")
         if self.weed:
             iam = self.workdir / "s3.json"
             iam.write_text(
@@ -291,6 +294,10 @@ class S3Server:
         """kill -9: a graceful weed stop takes 10 s; what it wrote survives either way."""
         _stop(self.proc, kill=True)
         self.proc = None
+        # Its gRPC sockets always go to /tmp, named by port: remove ours.
+        for port in self.ports:
+            for sock in Path("/tmp").glob(f"seaweedfs-*-{port}.sock"):
+                sock.unlink(missing_ok=True)
 
 
 def _skip_or_fail(reason: str) -> None:
