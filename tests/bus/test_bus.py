@@ -188,6 +188,15 @@ async def test_events_reach_a_late_consumer_in_order(bus_a: Bus) -> None:
     assert {e.call_id for e in only} == {"call.3"}
     assert [e.data["n"] for e in only] == list(range(40))
 
+    # Resuming after the last sequence seen: only what came after it.
+    async with client_for(bus_a.settings) as client:
+        tail = []
+        async for ev in client.events(from_seq=evs[-3].seq):
+            tail.append(ev)
+            if len(tail) == 3:
+                break
+    assert [e.id for e in tail] == [e.id for e in evs[-3:]]
+
 
 # -- commands --------------------------------------------------------------------------------
 
