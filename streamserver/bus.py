@@ -240,7 +240,7 @@ class BusConnection:
         self._connected = asyncio.Event()
         self._hooks: list[Callable[[], Awaitable[None]]] = []
         self._task: asyncio.Task[None] | None = None
-        self._hook_task: asyncio.Task[None] | None = None
+        self._hook_tasks: set[asyncio.Task[None]] = set()
         self._closed = False
         self._error_logged = False
         self.connects = 0
@@ -305,7 +305,9 @@ class BusConnection:
                     # the next reconnect; the others still run.
                     log.warning("bus: on-connect step failed; retried on reconnect", exc_info=True)
 
-        self._hook_task = asyncio.create_task(run(), name="bus-on-connect")
+        task = asyncio.create_task(run(), name="bus-on-connect")
+        self._hook_tasks.add(task)  # the loop keeps only a weak reference
+        task.add_done_callback(self._hook_tasks.discard)
 
     async def _on_error(self, exc: Exception) -> None:
         if not self._error_logged and not self._closed:
@@ -333,7 +335,7 @@ class BusConnection:
         """Close the connection (and stop connecting)."""
         self._closed = True
         self._connected.clear()
-        for task in (self._task, self._hook_task):
+        for task in (self._task, *self._hook_tasks):
             if task is not None and not task.done():
                 task.cancel()
                 with contextlib.suppress(BaseException):
