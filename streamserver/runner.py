@@ -273,8 +273,8 @@ class StreamHandlers:
     """The handlers of one stream, in route order: fan-out, audio sinks, failures, stop.
 
     :attr:`sinks` is where delivered audio goes (each live handler's ``on_audio_nowait``
-    or queue); the list object stays the same for the stream's life, so the session may
-    keep a reference to it on its per-frame path.
+    or queue). A change replaces the list rather than editing it, so a delivery that is
+    iterating over it when a handler fails still reaches every other handler.
     """
 
     __slots__ = ("_metrics", "runners", "sinks", "stop_reason")
@@ -368,7 +368,7 @@ class StreamHandlers:
         return sum(r.dropped_samples for r in self.runners)
 
     def _update_sinks(self) -> None:
-        self.sinks[:] = [r.sink for r in self.runners if not r.failed]
+        self.sinks = [r.sink for r in self.runners if not r.failed]
 
     # RunnerOwner
 

@@ -97,7 +97,6 @@ class Session:
         "_order",
         "_playback",
         "_rate",
-        "_sinks",
         "_tracks",
         "audio_bytes",
         "bytes_received",
@@ -182,7 +181,6 @@ class Session:
         #: duplicates, reordered, gaps (the ordering's own once started)
         self.order_stats = OrderStats()
         metrics.live.add(self)
-        self._sinks: list[Callable[[AudioChunk], None]] = self.handlers.sinks
         self._invalid_logged: set[str] = set()
         self._playback = pb = Playback(
             outlet,
@@ -400,7 +398,7 @@ class Session:
     def _deliver(self, track: str, position: int, num_samples: int, payload: bytes) -> None:
         # The ordering's deliver callback: once per media frame.
         chunk = AudioChunk(track, position, self._rate, num_samples, payload, self._encoding)
-        for sink in self._sinks:
+        for sink in self.handlers.sinks:
             try:
                 sink(chunk)
             except Exception:
