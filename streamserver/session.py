@@ -94,7 +94,6 @@ class Session:
         "_encoding",
         "_invalid_logged",
         "_odd_mask",
-        "_order",
         "_playback",
         "_rate",
         "_tracks",
@@ -165,7 +164,6 @@ class Session:
         self.last_rx = self.connected_at  # updated by tick()
         self.idle_mark_frames = 0
         self.fmt: AudioFormat | None = None
-        self._order: Ordering | None = None
         self._tracks: dict[str, TrackOrder] = {}  # the ordering's tracks (the hot path)
         # per-stream constants of the hot path, set at start
         self._odd_mask = 0  # 1 for L16: an odd byte count is invalid
@@ -313,7 +311,7 @@ class Session:
             if self.unknown_events == 1:
                 self.logger.info("ignoring unknown event %r", event.event)
             if self.started:
-                self._fanout(event)
+                self.handlers.push(event)
             return
         if not self.started:
             name = type(event).__name__
@@ -322,13 +320,13 @@ class Session:
         if type(event) is Dtmf:
             self.metrics.dtmf_received += 1
             self.logger.info("dtmf %s on %s", event.digit, event.track)
-            self._fanout(event)
+            self.handlers.push(event)
         elif type(event) is PlayedStream:
             self._playback.played(event.name)
-            self._fanout(event)
+            self.handlers.push(event)
         elif type(event) is ClearedAudio:
             self._playback.cleared()
-            self._fanout(event)
+            self.handlers.push(event)
         elif type(event) is Stop:
             self.end(StopReason.STOP_EVENT)
             self.close(CloseCode.NORMAL, "stream stopped")
@@ -350,7 +348,7 @@ class Session:
         self._odd_mask = 1 if start.encoding == audio.ENCODING_L16 else 0
         self._rate = rate = start.sample_rate
         self._encoding = start.encoding
-        self._order = Ordering(
+        order = Ordering(
             start.tracks,
             bytes_per_sample=fmt.bytes_per_sample,
             sample_rate=rate,
@@ -359,8 +357,8 @@ class Session:
             gap=self._on_gap,
             totals=self.metrics,
         )
-        self.order_stats = self._order.stats
-        self._tracks = self._order.tracks
+        self.order_stats = order.stats
+        self._tracks = order.tracks
         self.logger = logging.LoggerAdapter(log, {"stream_id": sid, "call_id": cid})
         self._playback.start(fmt, sid, self.logger)
         self.ctx = ctx = StreamContext(
@@ -410,9 +408,6 @@ class Session:
         self.logger.debug("gap of %d samples on %s at %d", num_samples, track, position)
         self.handlers.push(Gap(track, position, num_samples))
 
-    def _fanout(self, event: Any) -> None:
-        self.handlers.push(event)
-
     def publish(self, event: BusEvent) -> None:
         """Deliver a bus event to every handler of the stream except its source."""
         self.handlers.publish(event)
@@ -459,8 +454,8 @@ class Session:
         """Finish the stream: flush ordering buffers, stop every handler. Idempotent."""
         if self.ended:
             return
-        if self._order is not None:
-            self._order.flush()  # what is still missing is a gap; held audio is delivered
+        for tr in self._tracks.values():
+            tr.flush()  # what is still missing is a gap; held audio is delivered
         self._transition(Trigger.END)
         self.stop_reason = reason
         self.metrics.retire(self)
