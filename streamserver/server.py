@@ -30,7 +30,8 @@ from websockets.speedups import apply_mask
 
 from .handler import StopReason, load_handler
 from .metrics import Metrics
-from .session import CLOSE_GOING_AWAY, Route, Session, SessionLimits
+from .protocol.websocket import CloseCode
+from .session import Route, Session, SessionLimits
 from .settings import Settings
 from .signature import NonceCache, UpgradeVerifier
 
@@ -789,7 +790,7 @@ class StreamServer:
                 s = conn.session
                 if s is not None and not s.ended:
                     s.end(StopReason.DRAIN)
-                conn.close(CLOSE_GOING_AWAY, "server shutting down")
+                conn.close(CloseCode.GOING_AWAY, "server shutting down")
         # Wait for sockets to close (bounded by the close timeout) and on_stop hooks.
         deadline = time.monotonic() + CLOSE_TIMEOUT_S + sv.handler_stop_timeout_s + 1
         while (self.sessions or self._finishing) and time.monotonic() < deadline:
