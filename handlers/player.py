@@ -30,15 +30,15 @@ import httpx
 import msgspec
 import soundfile as sf
 
-from handlers.transcribe.transcriber import SpeechStarted
+from handlers.transcribe.events import SpeechStarted
 from handlers.transcribe.vad import Segmenter, SpeechStart, VadOptions
 from streamserver import audio
 from streamserver.handler import AudioChunk, BusEvent, Handler, StopReason, StreamContext
-from streamserver.protocol.events import ClearedAudio, Dtmf
+from streamserver.protocol.events import DTMF_DIGITS, ClearedAudio, Dtmf
 
 __all__ = ["Player", "PlayerEvent", "PlayerOptions", "PromptError", "load_prompt"]
 
-_DTMF_KEYS = frozenset("0123456789*#ABCD")
+_DTMF_KEYS = frozenset(DTMF_DIGITS)
 
 
 class PlayerOptions(msgspec.Struct, forbid_unknown_fields=True):

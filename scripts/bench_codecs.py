@@ -1,4 +1,5 @@
-"""Micro-benchmarks of the per-frame audio work: codecs, base64, Plivo frame decode, resampling.
+"""Micro-benchmarks of the per-frame audio work: codecs, base64, every dialect's frame decode,
+resampling.
 
 Each case runs a tight ``time.perf_counter`` loop with the garbage collector off, repeats it
 and keeps the best run (the least disturbed by the rest of the machine). Numbers include the
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from streamserver import audio
-from streamserver.protocol import events, plivo
+from streamserver.protocol import events, exotel, plivo, telnyx, twilio, vonage
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,11 @@ def main(argv: list[str] | None = None) -> int:
     l16_640 = audio.l16_encode(pcm_320)
     b64_160 = base64.b64encode(ulaw_160)
     frame = media_frame(ulaw_160, stream_id)
+    twilio_sid = "MZ" + stream_id.replace("-", "")[:32]
+    twilio_frame = twilio.provider_media(ulaw_160, twilio_sid, 4, 2, 40)
+    telnyx_frame = telnyx.provider_media(ulaw_160, stream_id, 4, 2, 40)
+    l16_1600 = audio.l16_encode(rng.integers(-20000, 20000, 800, dtype=np.int16))
+    exotel_frame = exotel.provider_media(l16_1600, twilio_sid, 4, 2, 200)
     event = plivo.decode(frame)
     assert isinstance(event, events.Media) and event.payload == ulaw_160
     resampler_hq = audio.Resampler(8000, 16000, "HQ")
@@ -113,6 +119,9 @@ def main(argv: list[str] | None = None) -> int:
         ("loop overhead (no-op call)", lambda: None),
         ("ulaw_decode 160 B", lambda: audio.ulaw_decode(ulaw_160)),
         ("ulaw_encode 160 samples", lambda: audio.ulaw_encode(pcm_160)),
+        ("alaw_decode 160 B", lambda: audio.alaw_decode(ulaw_160)),
+        ("alaw_encode 160 samples", lambda: audio.alaw_encode(pcm_160)),
+        ("l16be_decode 640 B", lambda: audio.l16be_decode(l16_640)),
         ("l16_decode 320 B", lambda: audio.l16_decode(l16_320)),
         ("l16_decode 640 B", lambda: audio.l16_decode(l16_640)),
         ("l16_encode 320 B", lambda: audio.l16_encode(pcm_160)),
@@ -124,6 +133,17 @@ def main(argv: list[str] | None = None) -> int:
         ("base64 decode 160 B payload", lambda: binascii.a2b_base64(b64_160)),
         (f"plivo.decode media frame ({len(frame)} B)", lambda: plivo.decode(frame)),
         ("plivo.decode + ulaw_decode", frame_and_ulaw),
+        (f"twilio.decode media frame ({len(twilio_frame)} B)", lambda: twilio.decode(twilio_frame)),
+        (f"telnyx.decode media frame ({len(telnyx_frame)} B)", lambda: telnyx.decode(telnyx_frame)),
+        (
+            f"exotel.decode media frame, 100 ms L16 ({len(exotel_frame)} B)",
+            lambda: exotel.decode(exotel_frame),
+        ),
+        ("vonage.decode_binary 640 B", lambda: vonage.decode_binary(l16_640)),
+        (
+            "twilio.provider_media 160 B (load tester)",
+            lambda: twilio.provider_media(ulaw_160, twilio_sid, 4, 2, 40),
+        ),
         (
             "encode_play_audio 160 B μ-law",
             lambda: plivo.encode_play_audio(ulaw_160, audio.ENCODING_MULAW, 8000, stream_id),

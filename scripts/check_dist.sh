@@ -18,8 +18,11 @@ rm -rf dist
 "$UV" build --quiet --out-dir dist
 ls dist/*.whl dist/*.tar.gz >/dev/null
 wheel=$(ls dist/*.whl)
-unzip -l "$wheel" | grep -q 'streamserver/emulator/samples/.*\.wav' \
-    || { echo "dist-check: the wheel lacks the emulator's speech samples" >&2; exit 1; }
+"$PYTHON" - "$wheel" <<'PY' || { echo "dist-check: the wheel lacks the emulator's speech samples" >&2; exit 1; }
+import sys, zipfile
+names = zipfile.ZipFile(sys.argv[1]).namelist()
+sys.exit(0 if any(n.startswith("streamserver/emulator/samples/") and n.endswith(".wav") for n in names) else 1)
+PY
 
 "$UV" export --frozen --quiet --no-hashes --no-emit-project --no-dev -o "$work/constraints.txt"
 "$UV" venv --quiet --python "$PYTHON" "$work/venv"

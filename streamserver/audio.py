@@ -9,7 +9,11 @@ Sample representation: mono ``int16`` numpy arrays in native byte order ("PCM" b
 Wire encodings:
 
 - ``audio/x-mulaw``: ITU-T G.711 μ-law, one byte per sample, 8000 Hz only.
-- ``audio/x-l16``: signed 16-bit linear PCM, **little-endian** on the wire, 8000 or 16000 Hz.
+- ``audio/x-alaw``: ITU-T G.711 A-law, one byte per sample, 8000 Hz only (Telnyx ``PCMA``).
+- ``audio/x-l16``: signed 16-bit linear PCM, **little-endian** on the wire, 8000, 16000 or
+  24000 Hz (24000: Exotel).
+- ``audio/x-l16-be``: the same in network byte order (big-endian), as RTP carries L16
+  (RFC 3551 §4.5.11): Telnyx ``L16``.
 """
 
 from __future__ import annotations
@@ -25,9 +29,13 @@ import numpy.typing as npt
 import soxr
 
 __all__ = [
+    "ALAW_TO_LINEAR",
     "ENCODINGS",
+    "ENCODING_ALAW",
     "ENCODING_L16",
+    "ENCODING_L16_BE",
     "ENCODING_MULAW",
+    "LINEAR_TO_ALAW",
     "LINEAR_TO_ULAW",
     "PCM",
     "SAMPLE_RATES",
@@ -35,12 +43,16 @@ __all__ = [
     "AudioFormat",
     "Framer",
     "Resampler",
+    "alaw_decode",
+    "alaw_encode",
     "bytes_per_sample",
     "decode",
     "encode",
     "frames",
     "l16_decode",
     "l16_encode",
+    "l16be_decode",
+    "l16be_encode",
     "resample",
     "samples_per_frame",
     "silence",
@@ -53,18 +65,22 @@ __all__ = [
 #: Mono signed 16-bit samples in native byte order.
 PCM: TypeAlias = npt.NDArray[np.int16]
 
-# Same strings as ``streamserver.protocol.events``; repeated (not imported) so this module
-# stays free of imports from the rest of the package.
+# Same strings as ``streamserver.protocol.events`` and ``.neutral``; repeated (not imported)
+# so this module stays free of imports from the rest of the package.
 ENCODING_MULAW = "audio/x-mulaw"
+ENCODING_ALAW = "audio/x-alaw"
 ENCODING_L16 = "audio/x-l16"
-ENCODINGS: tuple[str, ...] = (ENCODING_MULAW, ENCODING_L16)
-#: Sample rates the telephony side speaks (μ-law only at 8000).
-SAMPLE_RATES: tuple[int, ...] = (8000, 16000)
+ENCODING_L16_BE = "audio/x-l16-be"
+ENCODINGS: tuple[str, ...] = (ENCODING_MULAW, ENCODING_L16, ENCODING_ALAW, ENCODING_L16_BE)
+#: Sample rates the telephony side speaks (G.711 only at 8000).
+SAMPLE_RATES: tuple[int, ...] = (8000, 16000, 24000)
+_G711 = frozenset({ENCODING_MULAW, ENCODING_ALAW})
 
 _INT16 = np.dtype(np.int16)
 _UINT8 = np.dtype(np.uint8)
 _UINT16 = np.dtype(np.uint16)
 _L16_WIRE = np.dtype("<i2")
+_L16_BE_WIRE = np.dtype(">i2")
 _LITTLE_ENDIAN = sys.byteorder == "little"
 
 
@@ -107,8 +123,58 @@ ULAW_TO_LINEAR: PCM = _build_ulaw_to_linear()
 #: uint8[65536]: linear sample (as ``pcm.view(np.uint16)``) -> μ-law code.
 LINEAR_TO_ULAW: npt.NDArray[np.uint8] = _build_linear_to_ulaw()
 
+
+# --- G.711 A-law tables ----------------------------------------------------------------------
+
+# G.711 A-law works on 13-bit magnitudes (the 16-bit sample >> 3) in 8 segments; segment 0
+# and 1 share one step size, each later segment doubles it. Transmitted codes have their
+# even bits inverted (XOR 0x55); the sign bit is 1 for positive values.
+_ALAW_XOR = 0x55
+
+
+def _build_alaw_to_linear() -> PCM:
+    """Decode table for all 256 codes (G.711 alaw2linear, scaled to 16 bits)."""
+    a = np.arange(256, dtype=np.int32) ^ _ALAW_XOR
+    segment = (a >> 4) & 0x07
+    mantissa = a & 0x0F
+    # The decoder outputs the middle of each quantisation interval: (2m + 1) steps in
+    # segment 0, then (2m + 33) steps shifted by the segment, in units of 8 (16-bit scale).
+    magnitude = np.where(
+        segment == 0,
+        (mantissa << 4) + 8,
+        ((mantissa << 4) + 0x108) << np.maximum(segment - 1, 0),
+    )
+    table = np.where(a & 0x80, magnitude, -magnitude).astype(np.int16)
+    table.flags.writeable = False
+    return table
+
+
+def _build_linear_to_alaw() -> npt.NDArray[np.uint8]:
+    """Encode table indexed by the sample's 16 bits read as unsigned (G.711 linear2alaw)."""
+    pcm = np.arange(65536, dtype=np.uint32).astype(np.uint16).view(np.int16).astype(np.int32)
+    value = pcm >> 3  # 13-bit
+    positive = value >= 0
+    mask = np.where(positive, 0xD5, 0x55)  # sign bit set for positive, then even-bit inversion
+    magnitude = np.where(positive, value, -value - 1)  # one's complement for negatives
+    # Segment = index of the first segment end >= magnitude (0x1F, 0x3F, ... 0xFFF).
+    seg_end = np.array([(0x20 << s) - 1 for s in range(8)], dtype=np.int32)
+    segment = np.searchsorted(seg_end, magnitude, side="left").astype(np.int32)
+    shift = np.where(segment < 2, 1, segment)
+    code = (segment << 4) | ((magnitude >> shift) & 0x0F)
+    table = (code ^ mask).astype(np.uint8)
+    table.flags.writeable = False
+    return table
+
+
+#: int16[256]: A-law code -> linear sample (exact G.711; ±8 is the smallest magnitude).
+ALAW_TO_LINEAR: PCM = _build_alaw_to_linear()
+#: uint8[65536]: linear sample (as ``pcm.view(np.uint16)``) -> A-law code.
+LINEAR_TO_ALAW: npt.NDArray[np.uint8] = _build_linear_to_alaw()
+
 _ulaw_take = ULAW_TO_LINEAR.take
 _linear_take = LINEAR_TO_ULAW.take
+_alaw_take = ALAW_TO_LINEAR.take
+_linear_alaw_take = LINEAR_TO_ALAW.take
 _frombuffer = np.frombuffer
 
 BytesLike: TypeAlias = bytes | bytearray | memoryview
@@ -141,6 +207,21 @@ def ulaw_encode(pcm: PCM) -> bytes:
     return _linear_take(pcm.view(_UINT16)).tobytes()
 
 
+def alaw_decode(data: BytesLike, *, out: PCM | None = None) -> PCM:
+    """Decode A-law bytes to int16 samples (one sample per byte); ``out`` as in ulaw_decode."""
+    codes = _frombuffer(data, _UINT8)
+    if out is None:
+        return _alaw_take(codes)
+    return _alaw_take(codes, out=out)
+
+
+def alaw_encode(pcm: PCM) -> bytes:
+    """Encode int16 samples to A-law bytes (G.711, same codes as the reference encoder)."""
+    if pcm.dtype is not _INT16:
+        _require_int16(pcm, "alaw_encode")
+    return _linear_alaw_take(pcm.view(_UINT16)).tobytes()
+
+
 def l16_decode(data: BytesLike, *, out: PCM | None = None) -> PCM:
     """Decode little-endian signed 16-bit bytes to int16 samples.
 
@@ -169,9 +250,45 @@ def l16_encode(pcm: PCM) -> bytes:
     return pcm.astype(_L16_WIRE).tobytes()
 
 
-_DECODERS = {ENCODING_MULAW: ulaw_decode, ENCODING_L16: l16_decode}
-_ENCODERS = {ENCODING_MULAW: ulaw_encode, ENCODING_L16: l16_encode}
-_BYTES_PER_SAMPLE = {ENCODING_MULAW: 1, ENCODING_L16: 2}
+def l16be_decode(data: BytesLike, *, out: PCM | None = None) -> PCM:
+    """Decode big-endian (network order) signed 16-bit bytes to native int16 samples.
+
+    Like :func:`l16_decode`: a fresh array (or ``out``); ValueError for an odd length.
+    """
+    try:
+        wire = _frombuffer(data, _L16_BE_WIRE)
+    except ValueError:
+        raise ValueError(
+            f"L16 audio must have an even number of bytes (2 per sample), got {len(data)}"
+        ) from None
+    if out is not None:
+        np.copyto(out, wire)
+        return out
+    return wire.astype(_INT16) if _LITTLE_ENDIAN else wire.copy()
+
+
+def l16be_encode(pcm: PCM) -> bytes:
+    """Encode int16 samples as big-endian (network order) signed 16-bit bytes."""
+    if pcm.dtype is not _INT16:
+        _require_int16(pcm, "l16be_encode")
+    if _LITTLE_ENDIAN:
+        return pcm.astype(_L16_BE_WIRE).tobytes()
+    return pcm.tobytes()
+
+
+_DECODERS = {
+    ENCODING_MULAW: ulaw_decode,
+    ENCODING_L16: l16_decode,
+    ENCODING_ALAW: alaw_decode,
+    ENCODING_L16_BE: l16be_decode,
+}
+_ENCODERS = {
+    ENCODING_MULAW: ulaw_encode,
+    ENCODING_L16: l16_encode,
+    ENCODING_ALAW: alaw_encode,
+    ENCODING_L16_BE: l16be_encode,
+}
+_BYTES_PER_SAMPLE = {ENCODING_MULAW: 1, ENCODING_L16: 2, ENCODING_ALAW: 1, ENCODING_L16_BE: 2}
 
 
 def _unknown_encoding(encoding: str) -> ValueError:
@@ -179,7 +296,7 @@ def _unknown_encoding(encoding: str) -> ValueError:
 
 
 def decode(data: BytesLike, encoding: str) -> PCM:
-    """Decode wire audio in ``encoding`` (``ENCODING_MULAW`` or ``ENCODING_L16``) to int16."""
+    """Decode wire audio in ``encoding`` (one of :data:`ENCODINGS`) to int16."""
     try:
         decoder = _DECODERS[encoding]
     except KeyError:
@@ -197,7 +314,7 @@ def encode(pcm: PCM, encoding: str) -> bytes:
 
 
 def bytes_per_sample(encoding: str) -> int:
-    """Bytes one sample takes on the wire: 1 for μ-law, 2 for L16."""
+    """Bytes one sample takes on the wire: 1 for μ-law and A-law, 2 for L16."""
     try:
         return _BYTES_PER_SAMPLE[encoding]
     except KeyError:
@@ -224,16 +341,20 @@ def silence(n_samples: int) -> PCM:
 
 @lru_cache(maxsize=64)
 def silence_bytes(encoding: str, n_samples: int) -> bytes:
-    """Wire bytes for ``n_samples`` of silence (μ-law 0xFF, L16 zeros); cached, it is immutable.
+    """Wire bytes for ``n_samples`` of silence (μ-law 0xFF, A-law 0xD5, L16 zeros); cached,
+    it is immutable.
 
     μ-law has two zero codes (0xFF and 0x7F); 0xFF is what the reference encoder produces
-    for 0, so silence we send matches silence we would encode.
+    for 0, so silence we send matches silence we would encode. A-law has no zero: 0xD5 is
+    the code for 0 (it decodes to +8, the smallest step).
     """
     if n_samples < 0:
         raise ValueError(f"n_samples must be >= 0, got {n_samples}")
     if encoding == ENCODING_MULAW:
         return b"\xff" * n_samples
-    if encoding == ENCODING_L16:
+    if encoding == ENCODING_ALAW:
+        return b"\xd5" * n_samples
+    if encoding in (ENCODING_L16, ENCODING_L16_BE):
         return bytes(2 * n_samples)
     raise _unknown_encoding(encoding)
 
@@ -480,15 +601,15 @@ class AudioFormat:
             raise ValueError(
                 f"unsupported sample rate {self.sample_rate!r}; expected one of {SAMPLE_RATES}"
             )
-        if self.encoding == ENCODING_MULAW and self.sample_rate != 8000:
-            raise ValueError(f"{ENCODING_MULAW} is only defined at 8000 Hz")
+        if self.encoding in _G711 and self.sample_rate != 8000:
+            raise ValueError(f"{self.encoding} is only defined at 8000 Hz")
 
     @classmethod
     def from_content_type(cls, content_type: str) -> AudioFormat:
-        """Parse ``audio/x-mulaw;rate=8000`` or ``audio/x-l16;rate=16000``.
+        """Parse ``audio/x-mulaw;rate=8000`` or ``audio/x-l16;rate=16000`` (or A-law, L16 BE).
 
         Case and spaces around ``;`` and ``=`` are ignored. The rate may be left out only
-        for μ-law, which has a single rate. Raises ValueError for anything else.
+        for G.711, which has a single rate. Raises ValueError for anything else.
         """
         if not isinstance(content_type, str):
             raise ValueError(f"content type must be a string, got {type(content_type).__name__}")
@@ -509,14 +630,14 @@ class AudioFormat:
                 f"expected one of {ENCODINGS}"
             )
         if rate is None:
-            if encoding != ENCODING_MULAW:
+            if encoding not in _G711:
                 raise ValueError(f"content type {content_type!r} needs a rate (;rate=8000)")
             rate = 8000
         return cls(encoding, rate)
 
     @property
     def bytes_per_sample(self) -> int:
-        """1 for μ-law, 2 for L16."""
+        """1 for μ-law and A-law, 2 for L16."""
         return _BYTES_PER_SAMPLE[self.encoding]
 
     @property
@@ -531,7 +652,7 @@ class AudioFormat:
 
     @property
     def frame_bytes(self) -> int:
-        """Wire bytes in one 20 ms frame (160 μ-law/8k, 320 L16/8k, 640 L16/16k)."""
+        """Wire bytes in one 20 ms frame (160 G.711/8k, 320 L16/8k, 640 L16/16k, 960 L16/24k)."""
         return self.frame_samples * _BYTES_PER_SAMPLE[self.encoding]
 
     def decode(self, data: BytesLike) -> PCM:

@@ -83,16 +83,13 @@ def _serve_settings(args: argparse.Namespace) -> Settings:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from .control import ControlApp, load_control_settings
     from .logs import setup_logging
-    from .net import StreamServer
+    from .service import ListenError, StreamService
 
     try:
         settings = _serve_settings(args)
-        control_settings = load_control_settings(settings)
         setup_logging(settings.server.log_level, settings.server.log_format)
-        server = StreamServer(settings)
-        control = ControlApp(server, control_settings) if control_settings.enabled else None
+        service = StreamService(settings)
     except (ConfigError, HandlerLoadError) as exc:
         print(f"streamserver: configuration error: {exc}", file=sys.stderr)
         return 2
@@ -104,36 +101,21 @@ def _serve(args: argparse.Namespace) -> int:
             with contextlib.suppress(NotImplementedError):
                 loop.add_signal_handler(sig, stop.set)
         try:
-            await server.start()
-        except OSError as exc:
-            log.error(
-                "cannot listen on %s:%s: %s (is another server using the port? try --port)",
-                settings.server.host,
-                settings.server.port,
-                exc.strerror or exc,
+            await service.start()
+        except ListenError as exc:
+            what, hint = (
+                ("cannot listen", "is another server using the port? try --port")
+                if exc.part == "server"
+                else ("control app cannot listen", "try [control] port")
             )
+            log.error("%s on %s:%s: %s (%s)", what, exc.host, exc.port, exc.strerror, hint)
             return 1
-        if control is not None:
-            try:
-                await control.start()
-            except OSError as exc:
-                log.error(
-                    "control app cannot listen on %s:%s: %s (try [control] port)",
-                    control.settings.host,
-                    control.settings.port,
-                    exc.strerror or exc,
-                )
-                await server.shutdown()
-                return 1
-        print(f"streamserver {__version__} listening on {server.url}", file=sys.stderr, flush=True)
-        if control is not None:
-            print(f"control app on {control.base_url}", file=sys.stderr, flush=True)
+        print(f"streamserver {__version__} listening on {service.url}", file=sys.stderr, flush=True)
+        if service.control is not None:
+            print(f"control app on {service.control.base_url}", file=sys.stderr, flush=True)
         await stop.wait()
         log.info("signal received: draining")
-        await server.shutdown()
-        if control is not None:
-            # Stopped last: Plivo's stop and hangup callbacks for draining streams still land.
-            await control.aclose()
+        await service.aclose()
         return 0
 
     code: int = run_async(run)

@@ -14,6 +14,10 @@ clearedAudio, unknown events...), ``on_stop`` (always called, once, with a
 :class:`StopReason`). Handlers are loaded by entry-point name (group
 ``streamserver.handlers``) or as ``module:Class``; per-handler options come from config
 and are validated against the handler's ``Options`` struct at start-up.
+
+A :class:`StreamContext` reaches its stream only through the small :class:`StreamControl`
+protocol (the session implements it), so this module knows nothing of sessions, runners or
+sockets.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import msgspec
 import numpy as np
@@ -33,9 +37,6 @@ import numpy as np
 from .audio import ENCODING_L16, AudioFormat
 from .audio import decode as audio_decode
 from .protocol.events import Dtmf, Event
-
-if TYPE_CHECKING:
-    from .session import Session
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -48,6 +49,7 @@ __all__ = [
     "NotBidirectionalError",
     "StopReason",
     "StreamContext",
+    "StreamControl",
     "load_handler",
 ]
 
@@ -139,6 +141,43 @@ class NotBidirectionalError(RuntimeError):
     """Playback was requested on a stream whose route is not bidirectional."""
 
 
+class StreamControl(Protocol):
+    """What a :class:`StreamContext` needs of its stream; the session implements it.
+
+    Playback methods are only called for bidirectional streams (the context checks).
+    """
+
+    async def play(self, pcm: np.ndarray, rate: int) -> None:
+        """Resample ``pcm`` from ``rate`` to the stream's format and send it."""
+
+    async def play_encoded(self, payload: bytes) -> None:
+        """Send encoded audio; wait while the socket's write buffer is full."""
+
+    def play_encoded_nowait(self, payload: bytes) -> None:
+        """Send encoded audio without waiting."""
+
+    def checkpoint(self, name: str) -> asyncio.Future[bool]:
+        """Send a checkpoint; the future tells whether the audio before it was played."""
+
+    def clear(self) -> None:
+        """Drop the provider's queued playback."""
+
+    def send_dtmf(self, digits: str) -> None:
+        """Play DTMF tones into the call."""
+
+    def publish(self, event: BusEvent) -> None:
+        """Deliver ``event`` to every handler of the stream except its source."""
+
+    def count(self, handler: str, event: str, n: int) -> None:
+        """Add ``n`` to the handler-defined counter ``(handler, event)``."""
+
+    def wakeup(self, handler: Handler) -> None:
+        """Run ``handler.on_wakeup`` soon on the handler's task."""
+
+    def summary(self) -> dict[str, Any]:
+        """Live counters of the stream."""
+
+
 class StreamContext:
     """What a handler may see and do for its stream.
 
@@ -148,9 +187,16 @@ class StreamContext:
     :meth:`clear` and :meth:`send_dtmf`.
     """
 
+    #: Like :meth:`play_encoded`, without waiting for a full write buffer (for
+    #: ``on_audio_nowait``); a socket that stays unwritable for ``send_timeout_s`` is closed.
+    #: On a bidirectional stream this is the stream's own method (the per-frame path of an
+    #: echo or a bot, with no check in between); otherwise it raises
+    #: :class:`NotBidirectionalError`.
+    play_encoded_nowait: Callable[[bytes], None]
+
     def __init__(
         self,
-        session: Session,
+        control: StreamControl,
         *,
         call_id: str,
         stream_id: str,
@@ -164,7 +210,7 @@ class StreamContext:
         bidirectional: bool,
         logger: logging.LoggerAdapter[logging.Logger],
     ) -> None:
-        self._session = session
+        self._control = control
         self.call_id = call_id
         self.stream_id = stream_id
         self.account_id = account_id
@@ -176,9 +222,9 @@ class StreamContext:
         self.route = route
         self.bidirectional = bidirectional
         self.logger = logger
-        if bidirectional:
-            # Per-frame path (echo, bots): call the session directly, no checks in between.
-            self.play_encoded_nowait = session.send_encoded  # type: ignore[method-assign]
+        self.play_encoded_nowait = (
+            control.play_encoded_nowait if bidirectional else self._play_encoded_refused
+        )
 
     @property
     def sample_rate(self) -> int:
@@ -186,7 +232,7 @@ class StreamContext:
 
     def stats(self) -> dict[str, Any]:
         """Live counters of the stream: frames, gaps, duplicates, handler drops..."""
-        return self._session.summary()
+        return self._control.summary()
 
     def _require_bidirectional(self) -> None:
         if not self.bidirectional:
@@ -202,18 +248,15 @@ class StreamContext:
         ``playAudio`` frames of 20 ms. Waits only if the socket's write buffer is full.
         """
         self._require_bidirectional()
-        await self._session.play(pcm, rate or self.format.sample_rate)
+        await self._control.play(pcm, rate or self.format.sample_rate)
 
     async def play_encoded(self, payload: bytes) -> None:
         """Send audio already encoded in the stream's format (e.g. forwarded bytes)."""
         self._require_bidirectional()
-        await self._session.play_encoded(payload)
+        await self._control.play_encoded(payload)
 
-    def play_encoded_nowait(self, payload: bytes) -> None:
-        """Like :meth:`play_encoded`, without waiting for a full write buffer (for
-        ``on_audio_nowait``). A socket that stays unwritable for ``send_timeout_s`` is closed."""
+    def _play_encoded_refused(self, payload: bytes) -> None:
         self._require_bidirectional()
-        self._session.send_encoded(payload)
 
     def checkpoint(self, name: str) -> asyncio.Future[bool]:
         """Send a checkpoint after the audio queued so far.
@@ -222,27 +265,31 @@ class StreamContext:
         and to False when the audio before it was cleared or the stream ended first.
         """
         self._require_bidirectional()
-        return self._session.checkpoint(name)
+        return self._control.checkpoint(name)
 
     def clear(self) -> None:
         """Drop all queued, unplayed audio on the provider side (barge-in)."""
         self._require_bidirectional()
-        self._session.clear_audio()
+        self._control.clear()
 
     def send_dtmf(self, digits: str) -> None:
         """Play DTMF tones into the call."""
         self._require_bidirectional()
-        self._session.send_dtmf(digits)
+        self._control.send_dtmf(digits)
 
     def count(self, handler: str, event: str, n: int = 1) -> None:
         """Add ``n`` to the server-wide counter ``streamserver_handler_events_total{handler,
         event}`` (e.g. webhooks delivered, utterances dropped). Use few distinct names."""
-        self._session.metrics.handler_events[(handler, event)] += n
+        self._control.count(handler, event, n)
 
     def publish(self, topic: str, data: Any = None, *, source: str = "user") -> None:
         """Publish on the stream's event bus: every handler of this stream except the
         source receives a :class:`BusEvent` in ``on_event``, in order with its audio."""
-        self._session.publish(BusEvent(topic, data, source))
+        self._control.publish(BusEvent(topic, data, source))
+
+    def wakeup(self, handler: Handler) -> None:
+        """Ask for ``handler.on_wakeup()`` to run soon on its task (see :meth:`Handler.wakeup`)."""
+        self._control.wakeup(handler)
 
     def __repr__(self) -> str:
         return f"<StreamContext call={self.call_id} stream={self.stream_id} route={self.route}>"
@@ -267,7 +314,6 @@ class Handler:
 
     #: Set by the session: this handler's name in the route (entry point or module:Class).
     name: str = ""
-    _runner: Any = None
 
     def count(self, event: str, n: int = 1) -> None:
         """Count ``event`` in ``streamserver_handler_events_total`` under this handler."""
@@ -297,9 +343,7 @@ class Handler:
     def wakeup(self) -> None:
         """Ask for :meth:`on_wakeup` to run soon on this handler's task (idempotent until it
         runs). Meant for ``on_audio_nowait`` handing slow work (disk, network) to the task."""
-        runner = self._runner
-        if runner is not None:
-            runner.request_wakeup()
+        self.ctx.wakeup(self)
 
     async def on_wakeup(self) -> None:
         """Runs on the handler's task after :meth:`wakeup`."""

@@ -7,7 +7,9 @@ and what is wrong (the CLI exits with code 2).
 Environment overrides use ``STREAMSERVER_<SECTION>__<KEY>`` (double underscore between
 table and key), e.g. ``STREAMSERVER_SERVER__PORT=9000`` or
 ``STREAMSERVER_HANDLER__RECORDER__RECORD_DIR=/data``. Values are parsed as TOML scalars
-when possible (``true``, ``8``, ``[\"a\"]``), else taken as strings. Credentials come from
+when possible (``true``, ``8``, ``[\"a\"]``), else taken as strings; a text field keeps the
+text, a list of strings also reads ``a,b``. Values are cast strictly by
+:mod:`streamserver.config` (booleans are ``true``/``false``). Credentials come from
 ``PLIVO_AUTH_ID`` / ``PLIVO_AUTH_TOKEN`` unless set in ``[plivo]``.
 """
 
@@ -16,9 +18,11 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
+
+from .config import ConfigError, env_value, read_table
 
 __all__ = [
     "ConfigError",
@@ -31,10 +35,6 @@ __all__ = [
 ]
 
 ENV_PREFIX = "STREAMSERVER_"
-
-
-class ConfigError(Exception):
-    """A configuration problem; the message names the key."""
 
 
 @dataclass
@@ -119,63 +119,9 @@ DEFAULT_ROUTES = {"/stream": RouteSettings(handlers=["recorder"], bidirectional=
 _LOG_LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
 
 
-def _cast(value: Any, typ: Any, key: str) -> Any:
-    if typ is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in (
-            "true",
-            "1",
-            "yes",
-            "on",
-            "false",
-            "0",
-            "no",
-            "off",
-        ):
-            return value.lower() in ("true", "1", "yes", "on")
-        raise ConfigError(f"{key}: expected true or false, got {value!r}")
-    if typ is int:
-        if isinstance(value, bool) or not isinstance(value, int | str):
-            raise ConfigError(f"{key}: expected an integer, got {value!r}")
-        try:
-            return int(value)
-        except ValueError:
-            raise ConfigError(f"{key}: expected an integer, got {value!r}") from None
-    if typ is float:
-        if isinstance(value, bool) or not isinstance(value, int | float | str):
-            raise ConfigError(f"{key}: expected a number, got {value!r}")
-        try:
-            return float(value)
-        except ValueError:
-            raise ConfigError(f"{key}: expected a number, got {value!r}") from None
-    if typ is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{key}: expected a string, got {value!r}")
-        return value
-    if typ == list[str]:
-        if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise ConfigError(f"{key}: expected a list of strings, got {value!r}")
-        return list(value)
-    raise ConfigError(f"{key}: unsupported type")  # pragma: no cover
-
-
 def _fill(obj: Any, table: Mapping[str, Any], prefix: str) -> None:
-    hints = get_type_hints(type(obj))
-    names = {f.name for f in fields(obj)}
-    for key, value in table.items():
-        if key not in names:
-            raise ConfigError(f"{prefix}.{key}: unknown key (known: {', '.join(sorted(names))})")
-        setattr(obj, key, _cast(value, hints[key], f"{prefix}.{key}"))
-
-
-def _env_value(raw: str) -> Any:
-    try:
-        return tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
-        return raw
+    for key, value in read_table(type(obj), table, prefix).items():
+        setattr(obj, key, value)
 
 
 def _apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> None:
@@ -191,13 +137,9 @@ def _apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> None:
             if not isinstance(child, dict):
                 raise ConfigError(f"environment variable {name}: {p!r} is not a table")
             node = child
-        value = _env_value(raw)
         table = _TYPED_TABLES.get(parts[0]) if len(parts) == 2 else None
         hint = get_type_hints(table).get(parts[1]) if table is not None else None
-        if hint in (str, bool) and not isinstance(value, hint):
-            # TOML reads `12345` or `1` as numbers; a text or on/off field wants the text.
-            value = raw
-        node[parts[-1]] = value
+        node[parts[-1]] = env_value(raw, hint)
 
 
 def load_settings(

@@ -1,4 +1,5 @@
-"""Plivo request signatures: V3 (and legacy V2) compute and verify, plus upgrade checks.
+"""Provider request signatures: Plivo V3 (and legacy V2) and Twilio's ``X-Twilio-Signature``,
+compute and verify, plus WebSocket upgrade checks.
 
 Pure functions over strings (no I/O, no asyncio) shared by the stream server (WebSocket
 upgrades), the control app (webhooks) and the emulator (which signs what it sends).
@@ -19,6 +20,22 @@ Signature V3 (``X-Plivo-Signature-V3``, keyed with the auth token):
 Where the official SDKs disagree (query percent-decoding, a key present both in the URL and
 in the parameters) this follows the Python and Node SDKs: query values are percent-decoded
 and all values of a key are kept.
+
+Twilio (``X-Twilio-Signature``, keyed with the auth token;
+https://www.twilio.com/docs/usage/security#validating-requests):
+
+1. The string is the full URL Twilio called, query included, exactly as configured.
+2. For a form POST, each parameter's name and value are appended, names sorted (values of a
+   repeated name sorted too), with no separators. A JSON body is not signed as parameters:
+   its hex SHA-256 is in the URL's ``bodySHA256`` query parameter, which is checked.
+3. HMAC-SHA1, base64.
+
+URL rules users trip over: a WebSocket upgrade (Media Streams) is signed over the ``wss://``
+URL of the TwiML ``<Stream url>``, while the server behind a TLS proxy sees ``https``/
+``http``; and Twilio may or may not have included the default port (``:443``). The
+verifiers below try the URL with and without the default port, and the upgrade verifier the
+``wss://`` form first, then ``https://``. There is no nonce: a captured request can be
+replayed, so keep TLS on.
 """
 
 from __future__ import annotations
@@ -37,15 +54,21 @@ __all__ = [
     "HEADER_MA_V3",
     "HEADER_NONCE_V2",
     "HEADER_NONCE_V3",
+    "HEADER_TWILIO",
     "HEADER_V2",
     "HEADER_V3",
     "NonceCache",
     "Params",
+    "TwilioUpgradeVerifier",
     "UpgradeVerifier",
     "VerifyResult",
+    "compute_twilio",
     "compute_v2",
     "compute_v3",
     "sign_headers",
+    "twilio_url_candidates",
+    "twilio_url_variants",
+    "verify_twilio",
     "verify_v2",
     "verify_v3",
     "websocket_url_candidates",
@@ -56,6 +79,7 @@ HEADER_MA_V3 = "X-Plivo-Signature-Ma-V3"
 HEADER_NONCE_V3 = "X-Plivo-Signature-V3-Nonce"
 HEADER_V2 = "X-Plivo-Signature-V2"
 HEADER_NONCE_V2 = "X-Plivo-Signature-V2-Nonce"
+HEADER_TWILIO = "X-Twilio-Signature"
 
 Params = Mapping[str, str | Sequence[str]]
 """Request parameters: one value or several values per key."""
@@ -382,4 +406,120 @@ class UpgradeVerifier:
                     if self._nonces is not None and self._nonces.seen(nonce):
                         return VerifyResult(False, "replayed nonce", url, name)
                     return VerifyResult(True, "valid", url, name)
+        return VerifyResult(False, "signature mismatch")
+
+
+# ---------------------------------------------------------------------------------------------
+# Twilio: HMAC-SHA1 over the URL (+ sorted form parameters), base64.
+
+
+def compute_twilio(url: str, auth_token: str, params: Params | None = None) -> str:
+    """Return the base64 signature Twilio puts in ``X-Twilio-Signature``.
+
+    ``url`` is the full URL (query included) exactly as Twilio called it; ``params`` the
+    form body of a POST (none for a GET, a JSON POST or a WebSocket upgrade).
+    """
+    grouped = _group(_param_pairs(params))
+    message = url + "".join(
+        f"{key}{value}" for key in sorted(grouped) for value in sorted(grouped[key])
+    )
+    digest = hmac.new(auth_token.encode("utf-8"), message.encode("utf-8"), hashlib.sha1).digest()
+    return base64.b64encode(digest).decode("ascii")
+
+
+_DEFAULT_PORTS = {"https": 443, "wss": 443, "http": 80, "ws": 80}
+
+
+def twilio_url_variants(url: str) -> list[str]:
+    """``url`` as given, then with the scheme's default port added and removed (Twilio's SDKs
+    accept both: whether ``:443`` is signed depends on how the URL was written), or, for
+    another port, without it (what older SDKs signed)."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        return [url]
+    bare = parts.netloc[: -len(f":{port}")] if port is not None else parts.netloc
+    default = _DEFAULT_PORTS.get(parts.scheme.lower())
+    forms = [url]
+    if port is None or port == default:
+        if default is not None:
+            forms.append(parts._replace(netloc=f"{bare}:{default}").geturl())
+    forms.append(parts._replace(netloc=bare).geturl())
+    return list(dict.fromkeys(forms))
+
+
+def _body_hash_ok(url: str, body: bytes | str | None) -> bool:
+    query = dict(parse_qsl(urlsplit(url).query, keep_blank_values=True))
+    if "bodySHA256" not in query:
+        return body is None or not body
+    if body is None:
+        return False
+    raw = body.encode("utf-8") if isinstance(body, str) else body
+    return hmac.compare_digest(hashlib.sha256(raw).hexdigest(), query["bodySHA256"].lower())
+
+
+def verify_twilio(
+    url: str,
+    signature_header: str,
+    auth_tokens: Sequence[str] | str,
+    params: Params | None = None,
+    body: bytes | str | None = None,
+) -> bool:
+    """True if ``signature_header`` is Twilio's signature of this request with any token.
+
+    ``params`` is a form POST's body; a JSON POST passes its raw ``body`` instead, which
+    must match the URL's ``bodySHA256``. The URL is tried with and without its default
+    port. Comparison is constant-time.
+    """
+    offered = _split_header(signature_header)
+    if not offered or not _body_hash_ok(url, body):
+        return False
+    tokens = _tokens(auth_tokens)
+    found = False
+    for candidate in twilio_url_variants(url):
+        for token in tokens:
+            found |= _matches(compute_twilio(candidate, token, params), offered)
+    return found
+
+
+def twilio_url_candidates(public_url: str, path_and_query: str) -> list[str]:
+    """URLs a Media Streams upgrade to ``path_and_query`` may have been signed over.
+
+    Twilio signs the ``wss://`` URL of ``<Stream url>``; this server, behind a proxy, may be
+    configured with an ``https://`` (or ``ws://``/``http://``) public URL. The ``wss://``
+    form comes first (``ws://`` for a plain ``http``/``ws`` public URL), then the
+    ``https://`` (``http://``) one, query kept.
+    """
+    netloc, prefix = _public_parts(public_url)
+    secure = urlsplit(public_url).scheme.lower() in ("wss", "https")
+    target = path_and_query if path_and_query.startswith("/") else "/" + path_and_query
+    schemes = ("wss", "https") if secure else ("ws", "http")
+    return [f"{scheme}://{netloc}{prefix}{target}" for scheme in schemes]
+
+
+class TwilioUpgradeVerifier:
+    """Verifies a Media Streams WebSocket upgrade's ``X-Twilio-Signature``.
+
+    Same shape as :class:`UpgradeVerifier`: ``verify(path_and_query, headers)`` returns a
+    :class:`VerifyResult` naming the URL form that matched. An upgrade has no body.
+    """
+
+    def __init__(self, auth_tokens: Sequence[str], public_url: str) -> None:
+        self._tokens = _tokens(auth_tokens)
+        if not self._tokens:
+            raise ValueError("at least one auth token is needed to verify signatures")
+        _public_parts(public_url)  # validate now, not on the first call
+        self._public_url = public_url
+
+    def verify(self, path_and_query: str, headers: Mapping[str, str]) -> VerifyResult:
+        """Check the ``X-Twilio-Signature`` of an upgrade to ``path_and_query``."""
+        offered = _split_header(_get_header(headers, HEADER_TWILIO) or "")
+        if not offered:
+            return VerifyResult(False, f"missing {HEADER_TWILIO} header")
+        for url in twilio_url_candidates(self._public_url, path_and_query):
+            for variant in twilio_url_variants(url):
+                expected = [compute_twilio(variant, token) for token in self._tokens]
+                if any(_matches(sig, offered) for sig in expected):
+                    return VerifyResult(True, "valid", variant, HEADER_TWILIO)
         return VerifyResult(False, "signature mismatch")

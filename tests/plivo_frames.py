@@ -1,10 +1,26 @@
-"""Builders for Plivo -> server frames, exactly as the reference shows them (for tests)."""
+"""Builders for Plivo -> server frames, exactly as the reference shows them, and JSON value
+strategies (for tests)."""
 
 from __future__ import annotations
 
 import base64
 import json
 from typing import Any
+
+from hypothesis import strategies as st
+
+#: Any JSON value (for property tests of the decoders).
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
 
 
 def start(

@@ -529,3 +529,154 @@ def test_audio_format_codec_shortcuts() -> None:
         assert data == audio.encode(pcm, fmt.encoding)
         assert len(data) == len(pcm) * fmt.bytes_per_sample
         np.testing.assert_array_equal(fmt.decode(data), audio.decode(data, fmt.encoding))
+
+
+# --- G.711 A-law -----------------------------------------------------------------------------
+
+_ALAW_SEGMENT_ENDS = (0x1F, 0x3F, 0x7F, 0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF)
+
+
+def ref_alaw_encode(sample: int) -> int:
+    """Scalar G.711 A-law encoder, step by step as the standard describes it (13-bit input)."""
+    value = sample >> 3
+    if value >= 0:
+        mask = 0xD5  # sign bit 1 for positive values, then the even bits inverted
+    else:
+        mask = 0x55
+        value = -value - 1
+    segment = next((i for i, end in enumerate(_ALAW_SEGMENT_ENDS) if value <= end), 8)
+    if segment == 8:
+        return 0x7F ^ mask
+    step = value >> 1 if segment < 2 else value >> segment
+    return ((segment << 4) | (step & 0x0F)) ^ mask
+
+
+def ref_alaw_decode(code: int) -> int:
+    """Scalar G.711 A-law decoder: the middle of the code's quantisation interval."""
+    a = code ^ 0x55
+    segment = (a >> 4) & 0x07
+    value = ((a & 0x0F) << 4) + (8 if segment == 0 else 0x108)
+    if segment > 1:
+        value <<= segment - 1
+    return value if a & 0x80 else -value
+
+
+@pytest.mark.parametrize(
+    ("code", "linear"),
+    [
+        # G.711 Table 1 (scaled to 16 bits): the smallest positive/negative levels, the
+        # first level of each segment 1..7 (code = segment << 4, even bits inverted) and
+        # full scale.
+        (0xD5, 8),
+        (0x55, -8),
+        (0xD4, 24),
+        (0xC5, 264),
+        (0xF5, 528),
+        (0xE5, 1056),
+        (0x95, 2112),
+        (0x85, 4224),
+        (0xB5, 8448),
+        (0xA5, 16896),
+        (0x25, -16896),
+        (0xAA, 32256),
+        (0x2A, -32256),
+    ],
+)
+def test_alaw_decode_known_values(code: int, linear: int) -> None:
+    assert audio.ALAW_TO_LINEAR[code] == linear
+    assert audio.alaw_decode(bytes([code]))[0] == linear
+
+
+@pytest.mark.parametrize(
+    ("linear", "code"),
+    [(0, 0xD5), (-1, 0x55), (7, 0xD5), (-8, 0x55), (32767, 0xAA), (-32768, 0x2A), (4224, 0x85)],
+)
+def test_alaw_encode_known_values(linear: int, code: int) -> None:
+    assert audio.alaw_encode(np.array([linear], dtype=np.int16)) == bytes([code])
+
+
+def test_alaw_tables_match_the_scalar_reference_everywhere() -> None:
+    assert audio.ALAW_TO_LINEAR.shape == (256,) and audio.ALAW_TO_LINEAR.dtype == np.int16
+    assert audio.LINEAR_TO_ALAW.shape == (65536,) and audio.LINEAR_TO_ALAW.dtype == np.uint8
+    assert not audio.ALAW_TO_LINEAR.flags.writeable
+    assert audio.ALAW_TO_LINEAR.tolist() == [ref_alaw_decode(c) for c in range(256)]
+    expected = bytes(ref_alaw_encode(int(v)) for v in ALL_INT16)
+    assert audio.alaw_encode(ALL_INT16) == expected
+
+
+def test_alaw_all_256_codes_round_trip() -> None:
+    # A-law has no duplicate code (no "negative zero"), so every code survives decode+encode.
+    assert audio.alaw_encode(audio.alaw_decode(ALL_CODES)) == ALL_CODES
+    assert len(set(audio.ALAW_TO_LINEAR.tolist())) == 256
+
+
+def test_alaw_encode_is_monotonic_and_error_bounded() -> None:
+    decoded = audio.alaw_decode(audio.alaw_encode(ALL_INT16)).astype(np.int32)
+    assert (np.diff(decoded) >= 0).all()
+    # The error is at most half a step of the segment the sample falls in (4096 at the top).
+    assert np.abs(decoded - ALL_INT16.astype(np.int32)).max() <= 512
+
+
+def test_alaw_matches_stdlib_audioop_where_available() -> None:
+    audioop = pytest.importorskip("audioop")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        assert audio.alaw_encode(ALL_INT16) == audioop.lin2alaw(ALL_INT16.tobytes(), 2)
+        ours = audio.alaw_decode(ALL_CODES).tobytes()
+        assert ours == audioop.alaw2lin(ALL_CODES, 2)
+
+
+def test_alaw_out_dispatch_silence_and_format() -> None:
+    out = np.empty(4, dtype=np.int16)
+    assert audio.alaw_decode(memoryview(b"\xd5\x55\xaa\x2a"), out=out) is out
+    assert out.tolist() == [8, -8, 32256, -32256]
+    pcm = np.array([0, 1000, -1000, 32767], dtype=np.int16)
+    assert audio.encode(pcm, audio.ENCODING_ALAW) == audio.alaw_encode(pcm)
+    np.testing.assert_array_equal(
+        audio.decode(b"\xd5\x55", audio.ENCODING_ALAW), audio.alaw_decode(b"\xd5\x55")
+    )
+    assert audio.bytes_per_sample(audio.ENCODING_ALAW) == 1
+    assert audio.silence_bytes(audio.ENCODING_ALAW, 3) == b"\xd5\xd5\xd5"
+    assert audio.alaw_encode(audio.silence(3)) == b"\xd5\xd5\xd5"
+    fmt = AudioFormat.from_content_type("audio/x-alaw")
+    assert fmt == AudioFormat(audio.ENCODING_ALAW, 8000)
+    assert fmt.frame_bytes == 160
+    assert fmt.decode(fmt.encode(pcm)).tolist() == audio.alaw_decode(fmt.encode(pcm)).tolist()
+    with pytest.raises(ValueError, match="only defined at 8000"):
+        AudioFormat(audio.ENCODING_ALAW, 16000)
+    with pytest.raises(TypeError, match="int16"):
+        audio.alaw_encode(np.zeros(3, dtype=np.float32))  # type: ignore[arg-type]
+
+
+# --- L16 big-endian and 24 kHz -------------------------------------------------------------
+
+
+def test_l16be_byte_order_and_round_trip() -> None:
+    pcm = np.array([1, -2, 0x0102, -32768, 32767], dtype=np.int16)
+    wire = audio.l16be_encode(pcm)
+    assert wire == bytes.fromhex("0001fffe010280007fff")
+    assert wire == audio.l16_encode(pcm.byteswap())
+    np.testing.assert_array_equal(audio.l16be_decode(wire), pcm)
+    assert audio.l16be_decode(audio.l16be_encode(ALL_INT16)).tolist() == ALL_INT16.tolist()
+    decoded = audio.l16be_decode(wire)
+    assert decoded.dtype == np.int16 and decoded.flags.writeable
+    out = np.empty(5, dtype=np.int16)
+    assert audio.l16be_decode(wire, out=out) is out and out.tolist() == pcm.tolist()
+    with pytest.raises(ValueError, match="even number"):
+        audio.l16be_decode(b"\x00")
+    assert audio.decode(wire, audio.ENCODING_L16_BE).tolist() == pcm.tolist()
+    assert audio.silence_bytes(audio.ENCODING_L16_BE, 2) == bytes(4)
+    fmt = AudioFormat.from_content_type("audio/x-l16-be;rate=16000")
+    assert fmt.encode(pcm) == wire and fmt.frame_bytes == 640
+
+
+def test_l16_at_24000_hz() -> None:
+    fmt = AudioFormat.from_content_type("audio/x-l16;rate=24000")
+    assert fmt.frame_samples == 480 and fmt.frame_bytes == 960
+
+
+def test_new_encoding_strings_match_protocol() -> None:
+    from streamserver.protocol import neutral
+
+    assert neutral.ENCODING_ALAW == audio.ENCODING_ALAW
+    assert neutral.ENCODING_L16_BE == audio.ENCODING_L16_BE

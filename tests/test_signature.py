@@ -12,14 +12,20 @@ from websockets.datastructures import Headers
 from streamserver.signature import (
     HEADER_MA_V3,
     HEADER_NONCE_V3,
+    HEADER_TWILIO,
     HEADER_V3,
     NonceCache,
     Params,
+    TwilioUpgradeVerifier,
     UpgradeVerifier,
     VerifyResult,
+    compute_twilio,
     compute_v2,
     compute_v3,
     sign_headers,
+    twilio_url_candidates,
+    twilio_url_variants,
+    verify_twilio,
     verify_v2,
     verify_v3,
     websocket_url_candidates,
@@ -363,3 +369,138 @@ def test_nonce_cache_rejects_bad_settings() -> None:
         NonceCache(ttl_s=0)
     with pytest.raises(ValueError, match="max_items"):
         NonceCache(max_items=0)
+
+
+# --- Twilio ----------------------------------------------------------------------------------
+
+
+TW_TOKEN = "12345"
+TW_URL = "https://mycompany.com/myapp.php?foo=1&bar=2"
+# The worked example of https://www.twilio.com/docs/usage/security#validating-requests
+TW_DOC_PARAMS = {
+    "CallSid": "CA1234567890ABCDE",
+    "Caller": "+12349013030",
+    "Digits": "1234",
+    "From": "+12349013030",
+    "To": "+18005551212",
+}
+# The vectors of twilio-python's tests/unit/test_request_validator.py (same URL and token).
+TW_SDK_PARAMS = {
+    "CallSid": "CA1234567890ABCDE",
+    "Digits": "1234",
+    "From": "+14158675309",
+    "To": "+18005551212",
+    "Caller": "+14158675309",
+}
+
+
+def test_twilio_documented_example() -> None:
+    assert compute_twilio(TW_URL, TW_TOKEN, TW_DOC_PARAMS) == "0/KCTR6DLpKmkAf8muzZqo1nDgQ="
+    assert verify_twilio(TW_URL, "0/KCTR6DLpKmkAf8muzZqo1nDgQ=", [TW_TOKEN], TW_DOC_PARAMS)
+
+
+def test_twilio_sdk_vectors() -> None:
+    assert compute_twilio(TW_URL, TW_TOKEN, TW_SDK_PARAMS) == "RSOYDt4T1cUTdK1PDd93/VVr8B8="
+    # A repeated parameter: values sorted too (Digits 1234 before 5678).
+    dup: Params = {"Sid": "CA123", "SidAccount": "AC123", "Digits": ["5678", "1234"]}
+    assert compute_twilio(TW_URL, TW_TOKEN, dup) == "IK+Dwps556ElfBT0I3Rgjkr1wJU="
+
+
+@pytest.mark.parametrize(
+    ("url", "signature"),
+    [
+        # Signed without the port, called with one (a proxy or a non-default listener).
+        (TW_URL.replace(".com", ".com:1234"), "RSOYDt4T1cUTdK1PDd93/VVr8B8="),
+        # Signed with the default port, the request URL without it.
+        (TW_URL, "kvajT1Ptam85bY51eRf/AJRuM3w="),
+        (TW_URL.replace("https", "http"), "0ZXoZLH/DfblKGATFgpif+LLRf4="),
+        # Signed with a non-default port on http: kept.
+        (
+            TW_URL.replace(".com", ".com:1234").replace("https", "http"),
+            "Zmvh+3yNM1Phv2jhDCwEM3q5ebU=",
+        ),
+    ],
+)
+def test_twilio_port_rules(url: str, signature: str) -> None:
+    assert verify_twilio(url, signature, TW_TOKEN, TW_SDK_PARAMS)
+
+
+def test_twilio_json_body_is_checked_through_body_sha256() -> None:
+    body = '{"property": "value", "boolean": true}'
+    digest = "0a1ff7634d9ab3b95db5c9a2dfe9416e41502b283a80c7cf19632632f96e6620"
+    url = f"{TW_URL}&bodySHA256={digest}"
+    assert hashlib.sha256(body.encode()).hexdigest() == digest
+    assert verify_twilio(url, "a9nBmqA0ju/hNViExpshrM61xv4=", [TW_TOKEN], body=body)
+    assert verify_twilio(url, "a9nBmqA0ju/hNViExpshrM61xv4=", [TW_TOKEN], body=body.encode())
+    assert not verify_twilio(url, "a9nBmqA0ju/hNViExpshrM61xv4=", [TW_TOKEN], body=body + " ")
+    assert not verify_twilio(url, "a9nBmqA0ju/hNViExpshrM61xv4=", [TW_TOKEN])
+
+
+def test_twilio_rejects_tampering_and_wrong_tokens() -> None:
+    good = "0/KCTR6DLpKmkAf8muzZqo1nDgQ="
+    assert not verify_twilio(TW_URL, good, ["other"], TW_DOC_PARAMS)
+    assert verify_twilio(TW_URL, good, ["old", TW_TOKEN], TW_DOC_PARAMS)  # rotation
+    assert not verify_twilio(TW_URL, good, [TW_TOKEN], {**TW_DOC_PARAMS, "Digits": "9"})
+    assert not verify_twilio(TW_URL + "&x=1", good, [TW_TOKEN], TW_DOC_PARAMS)
+    assert not verify_twilio(TW_URL.replace("https", "http"), good, [TW_TOKEN], TW_DOC_PARAMS)
+    assert not verify_twilio(TW_URL, "", [TW_TOKEN], TW_DOC_PARAMS)
+    assert not verify_twilio(TW_URL, good[:-1], [TW_TOKEN], TW_DOC_PARAMS)
+
+
+def test_twilio_url_variants() -> None:
+    assert twilio_url_variants("wss://h.example/s?a=1") == [
+        "wss://h.example/s?a=1",
+        "wss://h.example:443/s?a=1",
+    ]
+    assert twilio_url_variants("ws://h.example:80/s") == ["ws://h.example:80/s", "ws://h.example/s"]
+    assert twilio_url_variants("https://[::1]:8443/s") == [
+        "https://[::1]:8443/s",
+        "https://[::1]/s",
+    ]
+    assert twilio_url_variants("https://h:bad/s") == ["https://h:bad/s"]
+
+
+def _tw_upgrade(url: str, token: str = TW_TOKEN) -> dict[str, str]:
+    return {"x-twilio-signature": compute_twilio(url, token)}
+
+
+def test_twilio_upgrade_signed_over_wss_behind_an_https_public_url() -> None:
+    # <Connect><Stream url="wss://media.example.com/twilio?route=a"/>: Twilio signs the
+    # wss:// URL, while the server (behind TLS termination) is configured with https://.
+    signed = "wss://media.example.com/twilio?route=a"
+    verifier = TwilioUpgradeVerifier([TW_TOKEN], "https://media.example.com")
+    result = verifier.verify("/twilio?route=a", _tw_upgrade(signed))
+    assert result == VerifyResult(True, "valid", signed, HEADER_TWILIO)
+    # Signed with :443 in the TwiML URL.
+    assert verifier.verify("/twilio?route=a", _tw_upgrade(signed.replace(".com", ".com:443"))).ok
+    # A validator that rewrites the scheme to https (some SDK middlewares) still matches.
+    https = "https://media.example.com/twilio?route=a"
+    assert verifier.verify("/twilio?route=a", _tw_upgrade(https)).matched_url == https
+
+
+def test_twilio_upgrade_rejections() -> None:
+    verifier = TwilioUpgradeVerifier([TW_TOKEN], "wss://media.example.com/base/")
+    signed = "wss://media.example.com/base/twilio"
+    assert verifier.verify("/twilio", _tw_upgrade(signed)).ok
+    assert verifier.verify("/twilio", {}) == VerifyResult(False, f"missing {HEADER_TWILIO} header")
+    assert verifier.verify("/twilio", _tw_upgrade(signed, "other")).reason == "signature mismatch"
+    assert not verifier.verify("/twilio?x=1", _tw_upgrade(signed)).ok
+    assert not verifier.verify("/other", _tw_upgrade(signed)).ok
+    headers = Headers()
+    headers["X-Twilio-Signature"] = compute_twilio(signed, TW_TOKEN)
+    assert verifier.verify("/twilio", headers).ok
+    with pytest.raises(ValueError, match="auth token"):
+        TwilioUpgradeVerifier([], "wss://media.example.com")
+    with pytest.raises(ValueError, match="public URL"):
+        TwilioUpgradeVerifier([TW_TOKEN], "ftp://media.example.com")
+
+
+def test_twilio_url_candidates() -> None:
+    assert twilio_url_candidates("https://m.example:8443/p", "s?a=1") == [
+        "wss://m.example:8443/p/s?a=1",
+        "https://m.example:8443/p/s?a=1",
+    ]
+    assert twilio_url_candidates("http://127.0.0.1:8080", "/s") == [
+        "ws://127.0.0.1:8080/s",
+        "http://127.0.0.1:8080/s",
+    ]

@@ -13,13 +13,12 @@ from .engines import (
     EngineStream,
     OpenAIEngine,
     OpenAIOptions,
-    PocketsphinxEngine,
-    PocketsphinxOptions,
     Recognition,
     StreamingEngine,
     UtteranceInfo,
     wav_bytes,
 )
+from .sphinx import PocketsphinxEngine, PocketsphinxOptions
 from .transcriber import (
     SpeechEnded,
     SpeechStarted,

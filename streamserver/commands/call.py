@@ -79,7 +79,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def control_url_from(config: str | None) -> str | None:
     """The control app's public URL from a config file's ``[control]`` table, if enabled."""
-    from ..control import load_control_settings
+    from ..control.settings import load_control_settings
     from ..settings import ConfigError, load_settings
 
     try:

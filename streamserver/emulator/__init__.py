@@ -3,8 +3,8 @@ Plivo-side stream client.
 
 - :class:`Emulator` runs the REST API (:func:`create_app`) and the call simulator
   (:class:`Simulator`) on a local port; ``streamserver emulate`` is its command line.
-- :class:`PlivoStreamClient` plays Plivo's part of one Audio Stream (also used by
-  ``streamserver replay`` and the load tester).
+- :class:`PlivoStreamClient` plays Plivo's part of one Audio Stream (also behind
+  ``streamserver replay``).
 
 The emulated account's credentials default to :data:`DEFAULT_AUTH_ID` /
 :data:`DEFAULT_AUTH_TOKEN`: local-only values, good for nothing but this emulator.
@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .api import create_app
+    from .api.common import ApiError
     from .server import AsgiServer, Emulator
     from .settings import (
         DEFAULT_AUTH_ID,
@@ -28,16 +29,16 @@ if TYPE_CHECKING:
         load_emulator_settings,
     )
     from .simulator import HangupCause, Simulator
-    from .store import ApiError, Store
+    from .store import Store
     from .streamclient import PlivoStreamClient, StreamClientOptions, StreamReport
 
-# Exports load on first use, so importing the stream client alone (replay, load tests)
-# does not pull in the HTTP server stack.
+# Exports load on first use, so importing the stream client alone (replay, tests) does not
+# pull in the HTTP server stack.
 _EXPORTS = {
     "DEFAULT_AUTH_ID": ".settings",
     "DEFAULT_AUTH_TOKEN": ".settings",
     "SAMPLES_DIR": ".settings",
-    "ApiError": ".store",
+    "ApiError": ".api.common",
     "AsgiServer": ".server",
     "Emulator": ".server",
     "EmulatorConfigError": ".settings",

@@ -22,10 +22,12 @@ import soundfile as sf
 from ..audio import PCM, resample, to_int16
 
 __all__ = [
+    "FRAME",
     "RATE",
     "MediaError",
     "Tts",
     "decode_audio",
+    "end_of_silence_run",
     "fetch_audio",
     "load_audio_file",
     "silent_frames",
@@ -37,7 +39,8 @@ log = logging.getLogger("streamserver.emulator.media")
 
 #: Sample rate of every simulated call's audio.
 RATE = 8000
-_FRAME = RATE // 50  # 20 ms
+#: Samples in one 20 ms frame at :data:`RATE`.
+FRAME = RATE // 50
 #: int16 RMS below which a 20 ms frame counts as silence (about -50 dBFS).
 SILENCE_RMS = 100.0
 
@@ -153,12 +156,24 @@ class Tts:
 
 def silent_frames(pcm: PCM, threshold: float = SILENCE_RMS) -> np.ndarray[Any, np.dtype[np.bool_]]:
     """One bool per 20 ms frame (the last one partial): True where the frame is silent."""
-    n = -(-pcm.shape[0] // _FRAME)
-    padded = np.zeros(n * _FRAME, dtype=np.float32)
+    n = -(-pcm.shape[0] // FRAME)
+    padded = np.zeros(n * FRAME, dtype=np.float32)
     padded[: pcm.shape[0]] = pcm
-    rms = np.sqrt(np.mean(padded.reshape(n, _FRAME) ** 2, axis=1))
+    rms = np.sqrt(np.mean(padded.reshape(n, FRAME) ** 2, axis=1))
     result: np.ndarray[Any, np.dtype[np.bool_]] = rms < threshold
     return result
+
+
+def end_of_silence_run(quiet: np.ndarray[Any, np.dtype[np.bool_]], need: int) -> int | None:
+    """Index just past the first run of ``need`` consecutive True frames, or None."""
+    if need <= 0:
+        return 0
+    run = 0
+    for i, q in enumerate(quiet.tolist()):
+        run = run + 1 if q else 0
+        if run >= need:
+            return i + 1
+    return None
 
 
 def write_recording(path: Path, pcm: PCM | np.ndarray[Any, np.dtype[np.int16]], fmt: str) -> str:

@@ -19,6 +19,7 @@ from typing import Any, TextIO
 from urllib.parse import urlsplit
 
 from ..audio import PCM, AudioFormat, resample, to_int16
+from .settings import EmulatorConfigError, parse_dtmf_script
 from .streamclient import PlivoStreamClient, StreamClientOptions, StreamReport
 
 __all__ = ["add_parser", "replay_main"]
@@ -81,24 +82,10 @@ def _content_type(value: str) -> str:
 
 
 def _dtmf(value: str) -> list[tuple[float, str]]:
-    out: list[tuple[float, str]] = []
-    for item in value.split(","):
-        item = item.strip()
-        if not item:
-            continue
-        digit, sep, at = item.partition("@")
-        digit = digit.strip().upper()
-        try:
-            seconds = float(at)
-        except ValueError:
-            seconds = -1.0
-        if not sep or len(digit) != 1 or digit not in "0123456789*#ABCD" or not seconds >= 0:
-            raise argparse.ArgumentTypeError(
-                f"bad DTMF item {item!r}; write DIGIT@SECONDS, e.g. '5@2.0,#@4.5' "
-                "(digits 0-9 * # A-D)"
-            )
-        out.append((seconds, digit))
-    return out
+    try:
+        return parse_dtmf_script(value, "--dtmf")
+    except EmulatorConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _speed(value: str) -> float | None:

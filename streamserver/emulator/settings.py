@@ -1,10 +1,12 @@
 """Settings of the local Plivo emulator: the ``[emulator]`` table of a TOML file.
 
 Every key is optional and can be overridden by ``STREAMSERVER_EMULATOR__<KEY>`` variables
-(values parsed as TOML scalars). Credentials resolve as: the table, then ``PLIVO_AUTH_ID`` /
-``PLIVO_AUTH_TOKEN`` (the variables the REST client reads), then the documented local-only
-defaults :data:`DEFAULT_AUTH_ID` / :data:`DEFAULT_AUTH_TOKEN`. Problems raise
-:class:`EmulatorConfigError` naming the key, e.g. ``emulator.ring_s: expected a number``.
+(values parsed as TOML scalars; a text field keeps the text). Values are cast strictly by
+:mod:`streamserver.config` (booleans are ``true``/``false``). Credentials resolve as: the
+table, then ``PLIVO_AUTH_ID`` / ``PLIVO_AUTH_TOKEN`` (the variables the REST client reads),
+then the documented local-only defaults :data:`DEFAULT_AUTH_ID` / :data:`DEFAULT_AUTH_TOKEN`.
+Problems raise :class:`EmulatorConfigError` naming the key, e.g.
+``emulator.ring_s: expected a number``.
 
 Example::
 
@@ -21,13 +23,17 @@ Example::
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, get_type_hints
+
+from ..config import ConfigError, FieldReader, env_value, read_table
+from ..protocol.events import DTMF_DIGITS
 
 __all__ = [
     "DEFAULT_AUTH_ID",
@@ -50,11 +56,11 @@ SAMPLES_DIR = Path(__file__).resolve().parent / "samples"
 
 ENV_PREFIX = "STREAMSERVER_EMULATOR__"
 _AUTH_ID_RE = re.compile(r"^(MA|SA)[A-Z0-9]{18}$")
-_DTMF_DIGITS = frozenset("0123456789*#ABCD")
+_DTMF_DIGITS = frozenset(DTMF_DIGITS)
 _TTS_MODES = ("auto", "espeak", "tone")
 
 
-class EmulatorConfigError(ValueError):
+class EmulatorConfigError(ConfigError, ValueError):
     """An emulator setting is missing, mistyped or out of range; the message names the key."""
 
 
@@ -173,6 +179,10 @@ class EmulatorSettings:
         return SAMPLES_DIR / "hello-8k.wav"
 
 
+#: Field types, for reading environment variables as the field's type.
+_HINTS = get_type_hints(EmulatorSettings)
+
+
 def parse_dtmf_script(text: str, key: str = "emulator.caller_dtmf") -> list[tuple[float, str]]:
     """Parse ``"5@2.0,#@4.5"`` (digit@seconds) into sorted ``[(2.0, "5"), (4.5, "#")]``."""
     script: list[tuple[float, str]] = []
@@ -185,7 +195,7 @@ def parse_dtmf_script(text: str, key: str = "emulator.caller_dtmf") -> list[tupl
             seconds = float(at)
         except ValueError:
             seconds = -1.0
-        if not sep or digit not in _DTMF_DIGITS or seconds < 0:
+        if not sep or digit not in _DTMF_DIGITS or not 0 <= seconds < math.inf:
             raise EmulatorConfigError(
                 f"{key}: {item!r} is not digit@seconds (e.g. 5@2.0; digits 0-9 * # A-D)"
             )
@@ -193,56 +203,37 @@ def parse_dtmf_script(text: str, key: str = "emulator.caller_dtmf") -> list[tupl
     return sorted(script)
 
 
-def _cast(name: str, value: Any, default: Any) -> Any:
-    key = f"emulator.{name}"
-    if isinstance(default, bool):
-        if not isinstance(value, bool):
-            raise EmulatorConfigError(f"{key}: expected true or false, got {value!r}")
-        return value
-    if isinstance(default, int):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise EmulatorConfigError(f"{key}: expected an integer, got {value!r}")
-        return value
-    if isinstance(default, float):
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise EmulatorConfigError(f"{key}: expected a number, got {value!r}")
-        return float(value)
-    if isinstance(default, str):
-        if not isinstance(value, str):
-            raise EmulatorConfigError(f"{key}: expected a string, got {value!r}")
-        return value
-    raise EmulatorConfigError(f"{key}: unsupported value {value!r}")  # pragma: no cover
+def _dtmf_field(value: Any, key: str) -> list[tuple[float, str]]:
+    if not isinstance(value, str):
+        raise EmulatorConfigError(f"{key}: expected a string like '5@2.0,#@4.5', got {value!r}")
+    return parse_dtmf_script(value, key)
+
+
+def _numbers_field(value: Any, key: str) -> dict[str, str]:
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise EmulatorConfigError(f'{key}: expected a table of number = "file"')
+    return {k.lstrip("+"): v for k, v in value.items()}
+
+
+_READERS: dict[str, FieldReader] = {
+    "caller_dtmf": _dtmf_field,
+    "caller_audio_by_number": _numbers_field,
+}
 
 
 def _from_table(table: Mapping[str, Any], base_dir: Path | None) -> EmulatorSettings:
-    defaults = EmulatorSettings()
-    known = {f.name for f in fields(EmulatorSettings)}
-    values: dict[str, Any] = {}
-    for name, value in table.items():
-        if name not in known:
-            raise EmulatorConfigError(
-                f"emulator.{name}: unknown key (known: {', '.join(sorted(known))})"
-            )
-        if name == "caller_dtmf":
-            if isinstance(value, str):
-                values[name] = parse_dtmf_script(value)
-            else:
-                raise EmulatorConfigError(
-                    f"emulator.caller_dtmf: expected a string like '5@2.0,#@4.5', got {value!r}"
-                )
-        elif name == "caller_audio_by_number":
-            if not isinstance(value, dict) or not all(
-                isinstance(k, str) and isinstance(v, str) for k, v in value.items()
-            ):
-                raise EmulatorConfigError(
-                    'emulator.caller_audio_by_number: expected a table of number = "file"'
-                )
-            values[name] = {k.lstrip("+"): _resolve(v, base_dir) for k, v in value.items()}
-        else:
-            cast = _cast(name, value, getattr(defaults, name))
-            if name in ("caller_audio", "recordings_dir") and cast:
-                cast = _resolve(cast, base_dir)
-            values[name] = cast
+    values = read_table(
+        EmulatorSettings, table, "emulator", error=EmulatorConfigError, readers=_READERS
+    )
+    for name in ("caller_audio", "recordings_dir"):
+        if values.get(name):
+            values[name] = _resolve(values[name], base_dir)
+    if "caller_audio_by_number" in values:
+        values["caller_audio_by_number"] = {
+            k: _resolve(v, base_dir) for k, v in values["caller_audio_by_number"].items()
+        }
     return EmulatorSettings(**values)
 
 
@@ -286,15 +277,9 @@ def load_emulator_settings(
     for var, raw in env.items():
         # STREAMSERVER_EMULATOR__PORT=9000, as for the server's own settings.
         if var.startswith(ENV_PREFIX) and len(var) > len(ENV_PREFIX):
-            data[var[len(ENV_PREFIX) :].lower()] = _env_value(raw)
+            name = var[len(ENV_PREFIX) :].lower()
+            data[name] = env_value(raw, _HINTS.get(name))
     for name, value in (overrides or {}).items():
         if value is not None:
             data[name] = value
     return _from_table(data, base_dir).with_credentials(env)
-
-
-def _env_value(raw: str) -> Any:
-    try:
-        return tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
-        return raw

@@ -5,31 +5,30 @@ Plivo API returns (field names, string-typed numbers, time formats). The REST ap
 writes them; the call simulator owns the live parts (tasks, audio) through ``runtime``
 fields that never reach JSON.
 
-Time formats, as Plivo writes them:
-
-- CDR and most objects: ``2017-05-22 17:49:40+05:30`` (Plivo reports in IST);
-- recording ``add_time``: the same with microseconds;
-- live call ``session_start``: UTC, microseconds, no offset.
-
-Filters (``end_time__gt`` ...) take UTC ``YYYY-MM-DD HH:MM[:ss[.uuuuuu]]``.
+Values (ids, times, money) are written by :mod:`.values`; pagination and list filters are
+the REST API's (:mod:`.api.common`).
 """
 
 from __future__ import annotations
 
 import math
-import re
-import secrets
 import time
-import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, timezone
-from typing import Any, TypeVar
-from urllib.parse import quote
+from typing import Any
+
+from .values import (
+    CALL_RATE,
+    STREAM_RATE,
+    add_time,
+    amount,
+    billed_seconds,
+    cdr_time,
+    digits,
+    resource_uri,
+    session_time,
+)
 
 __all__ = [
-    "IST",
-    "ApiError",
     "Call",
     "Conference",
     "ConferenceMember",
@@ -41,193 +40,10 @@ __all__ = [
     "Stream",
     "Verification",
     "VerifiedCallerId",
-    "add_time",
-    "cdr_time",
-    "new_api_id",
-    "paginate",
-    "parse_filter_time",
+    "country_of",
 ]
 
-T = TypeVar("T")
-
-#: Plivo writes CDR times in India Standard Time.
-IST = timezone(timedelta(hours=5, minutes=30))
-
-#: Per-minute rates the emulator bills (strings, 5 decimals, as Plivo sends them).
-CALL_RATE = "0.00850"
-STREAM_RATE = "0.00300"
-
-
-class ApiError(Exception):
-    """An API error reply: HTTP ``status_code`` and Plivo's ``error`` text."""
-
-    def __init__(self, status_code: int, message: str) -> None:
-        super().__init__(message)
-        self.status_code = status_code
-        self.message = message
-
-
-# --- ids and times ------------------------------------------------------------------------
-
-
-def new_uuid() -> str:
-    """A random UUID string (call, request, stream and recording ids)."""
-    return str(uuid.uuid4())
-
-
-def new_api_id() -> str:
-    """A time-based UUID like Plivo's ``api_id`` values, with a random node (no MAC leak)."""
-    return str(uuid.uuid1(node=secrets.randbits(48) | 0x010000000000))
-
-
-def cdr_time(ts: float | None) -> str | None:
-    """``2017-05-22 17:49:40+05:30``, or None for a missing time."""
-    if ts is None:
-        return None
-    return datetime.fromtimestamp(ts, IST).isoformat(sep=" ", timespec="seconds")
-
-
-def add_time(ts: float) -> str:
-    """``2014-08-05 16:15:15.852059+05:30`` (recording ``add_time``)."""
-    return datetime.fromtimestamp(ts, IST).isoformat(sep=" ", timespec="microseconds")
-
-
-def session_time(ts: float) -> str:
-    """``2017-05-22 13:17:49.050872`` (UTC, as live calls' ``session_start``)."""
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
-
-
-_FILTER_TIME = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?$")
-
-
-def parse_filter_time(key: str, value: str) -> float:
-    """Parse a filter time (UTC ``YYYY-MM-DD HH:MM[:ss[.uuuuuu]]``) into a timestamp."""
-    if not _FILTER_TIME.match(value):
-        raise ApiError(400, f"{key} should be in the format YYYY-MM-DD HH:MM[:ss[.uuuuuu]] (UTC)")
-    fmt = "%Y-%m-%d %H:%M"
-    if value.count(":") == 2:
-        fmt += ":%S.%f" if "." in value else ":%S"
-    try:
-        return datetime.strptime(value, fmt).replace(tzinfo=UTC).timestamp()
-    except ValueError:
-        raise ApiError(400, f"{key} is not a valid date and time") from None
-
-
-def amount(seconds: int, rate: str) -> str:
-    """Cost of ``seconds`` billed per started minute at ``rate`` per minute, 5 decimals."""
-    return f"{math.ceil(seconds / 60) * float(rate):.5f}"
-
-
-def billed_seconds(seconds: int) -> int:
-    """Seconds rounded up to whole minutes, as Plivo bills them."""
-    return math.ceil(seconds / 60) * 60
-
-
-def digits(number: str) -> str:
-    """A phone number without its leading ``+``, for comparisons."""
-    return number.lstrip("+")
-
-
-# --- pagination and filters ---------------------------------------------------------------
-
-
-def _int_param(params: Mapping[str, Any], key: str, default: int) -> int:
-    raw = params.get(key)
-    if raw is None or raw == "":
-        return default
-    if isinstance(raw, bool):
-        raise ApiError(400, f"{key} must be an integer")
-    try:
-        return int(raw)
-    except (TypeError, ValueError):
-        raise ApiError(400, f"{key} must be an integer") from None
-
-
-def paginate(
-    items: Sequence[T],
-    params: Mapping[str, Any],
-    path: str,
-    *,
-    count_key: str = "total_count",
-    keep: Iterable[str] = (),
-) -> tuple[list[T], dict[str, Any]]:
-    """Slice ``items`` by ``limit`` (1-20, default 20) and ``offset`` (>= 0).
-
-    Returns the page and Plivo's ``meta`` with relative ``next``/``previous`` URLs on
-    ``path``; query keys named in ``keep`` (the filters in use) ride along in those URLs.
-    """
-    limit = _int_param(params, "limit", 20)
-    offset = _int_param(params, "offset", 0)
-    if not 1 <= limit <= 20:
-        raise ApiError(400, "limit should be between 1 and 20")
-    if offset < 0:
-        raise ApiError(400, "offset should be 0 or more")
-    extra = "".join(
-        f"&{k}={quote(str(params[k]), safe='')}" for k in keep if params.get(k) not in (None, "")
-    )
-    total = len(items)
-    nxt = f"{path}?limit={limit}&offset={offset + limit}{extra}" if offset + limit < total else None
-    prev = f"{path}?limit={limit}&offset={max(0, offset - limit)}{extra}" if offset > 0 else None
-    meta = {
-        count_key: total,
-        "limit": limit,
-        "next": nxt,
-        "offset": offset,
-        "previous": prev,
-    }
-    return list(items[offset : offset + limit]), meta
-
-
-_OPS: dict[str, Callable[[Any, Any], bool]] = {
-    "": lambda a, b: bool(a == b),
-    "__gt": lambda a, b: bool(a > b),
-    "__gte": lambda a, b: bool(a >= b),
-    "__lt": lambda a, b: bool(a < b),
-    "__lte": lambda a, b: bool(a <= b),
-}
-
-
-def range_filters(
-    params: Mapping[str, Any],
-    name: str,
-    value_of: Callable[[Any], float | None],
-    parse: Callable[[str, str], float],
-) -> list[Callable[[Any], bool]]:
-    """Predicates for ``name``, ``name__gt``, ``__gte``, ``__lt``, ``__lte`` found in params."""
-    preds: list[Callable[[Any], bool]] = []
-    for suffix, op in _OPS.items():
-        key = name + suffix
-        raw = params.get(key)
-        if raw is None or raw == "":
-            continue
-        wanted = parse(key, str(raw))
-
-        def pred(item: Any, op: Callable[[Any, Any], bool] = op, wanted: float = wanted) -> bool:
-            value = value_of(item)
-            return value is not None and op(value, wanted)
-
-        preds.append(pred)
-    return preds
-
-
-def parse_number_filter(key: str, raw: str) -> float:
-    """A numeric filter value, or a 400 naming the key."""
-    try:
-        return float(raw)
-    except ValueError:
-        raise ApiError(400, f"{key} must be a number") from None
-
-
-def range_keys(name: str) -> list[str]:
-    """``name`` and its four comparison variants (for ``paginate(keep=...)``)."""
-    return [name + suffix for suffix in _OPS]
-
-
 # --- records ------------------------------------------------------------------------------
-
-
-def _uri(auth_id: str, *parts: str) -> str:
-    return "/v1/Account/" + "/".join([auth_id, *parts]) + "/"
 
 
 @dataclass
@@ -303,7 +119,7 @@ class Call:
             "hangup_source": self.hangup_source,
             "initiation_time": cdr_time(self.initiation_time),
             "parent_call_uuid": self.parent_call_uuid,
-            "resource_uri": _uri(self.auth_id, "Call", self.call_uuid),
+            "resource_uri": resource_uri(self.auth_id, "Call", self.call_uuid),
             "to_number": self.to_number,
             "total_amount": amount(duration, CALL_RATE),
             "total_rate": CALL_RATE,
@@ -365,7 +181,9 @@ class Stream:
             "created_at": cdr_time(self.created_at),
             "end_time": cdr_time(self.end_time),
             "plivo_auth_id": self.auth_id,
-            "resource_uri": _uri(self.auth_id, "Call", self.call_uuid, "Stream", self.stream_id),
+            "resource_uri": resource_uri(
+                self.auth_id, "Call", self.call_uuid, "Stream", self.stream_id
+            ),
             "rounded_bill_duration": billed_seconds(seconds),
             "service_url": self.service_url,
             "start_time": cdr_time(self.start_time),
@@ -421,7 +239,7 @@ class Recording:
             "recording_storage_rate": 0.0004,
             "recording_type": self.recording_type,
             "recording_url": self.recording_url,
-            "resource_uri": _uri(self.auth_id, "Recording", self.recording_id),
+            "resource_uri": resource_uri(self.auth_id, "Recording", self.recording_id),
             "rounded_recording_duration": billed_seconds(seconds),
             "to_number": self.to_number,
         }
@@ -508,7 +326,7 @@ class Participant:
             "member_id": self.member_id,
             "mpc_uuid": self.mpc_uuid,
             "mute": self.mute,
-            "resource_uri": _uri(
+            "resource_uri": resource_uri(
                 self.auth_id,
                 "MultiPartyCall",
                 f"uuid_{self.mpc_uuid}",
@@ -554,7 +372,7 @@ class MultiPartyCall:
             duration = max(0, math.ceil(self.end_time - self.start_time - 1e-6))
             billed = billed_seconds(duration)
             billed_amount = float(amount(duration, CALL_RATE))
-        base = _uri(self.auth_id, "MultiPartyCall", f"uuid_{self.mpc_uuid}")
+        base = resource_uri(self.auth_id, "MultiPartyCall", f"uuid_{self.mpc_uuid}")
         return {
             "billed_amount": billed_amount,
             "billed_duration": billed,
@@ -590,10 +408,10 @@ class Endpoint:
         return {
             "alias": self.alias,
             "application": (
-                _uri(self.auth_id, "Application", self.app_id) if self.app_id else None
+                resource_uri(self.auth_id, "Application", self.app_id) if self.app_id else None
             ),
             "endpoint_id": self.endpoint_id,
-            "resource_uri": _uri(self.auth_id, "Endpoint", self.endpoint_id),
+            "resource_uri": resource_uri(self.auth_id, "Endpoint", self.endpoint_id),
             "sip_registered": "false",
             "sip_uri": f"sip:{self.username}@phone.plivo.com",
             "sub_account": None,
@@ -681,7 +499,7 @@ class Store:
 
     def uri(self, *parts: str) -> str:
         """``/v1/Account/{auth_id}/part/.../``."""
-        return _uri(self.auth_id, *parts)
+        return resource_uri(self.auth_id, *parts)
 
     def find_mpc(self, mpc_id: str) -> MultiPartyCall | None:
         """Resolve ``uuid_<id>`` or ``name_<friendly_name>`` (the newest not-ended first)."""

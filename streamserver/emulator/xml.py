@@ -17,7 +17,10 @@ from dataclasses import dataclass
 from typing import TypeAlias
 from xml.etree import ElementTree
 
+from ..protocol import DTMF_DIGITS
+
 __all__ = [
+    "DIGITS_RE",
     "ConferenceVerb",
     "DtmfVerb",
     "HangupVerb",
@@ -42,6 +45,8 @@ STREAM_CONTENT_TYPES = (
     "audio/x-mulaw;rate=8000",
 )
 AUDIO_TRACKS = ("inbound", "outbound", "both")
+#: DTMF digits as ``<DTMF>`` and the DTMF API take them: either case, ``w``/``W`` pauses.
+DIGITS_RE = re.compile(f"[{re.escape(DTMF_DIGITS + DTMF_DIGITS[12:].lower())}wW]+")
 _METHODS = ("GET", "POST")
 _EXTRA_HEADER_RE = re.compile(r"^[A-Za-z0-9]+$")
 #: Verbs Plivo knows but the emulator does not simulate: skipped, with a warning.
@@ -334,7 +339,7 @@ def _redirect(elem: ElementTree.Element, a: _Attrs, where: str) -> RedirectVerb:
 
 def _dtmf(elem: ElementTree.Element, a: _Attrs, where: str) -> DtmfVerb:
     value = _text(elem)
-    if not re.fullmatch(r"[0-9*#A-Da-dwW]+", value):
+    if not DIGITS_RE.fullmatch(value):
         raise XmlError(f"{where}: <DTMF> needs digits (0-9 * # A-D, w/W for pauses)")
     return DtmfVerb(digits=value)
 

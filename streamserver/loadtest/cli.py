@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from ..audio import AudioFormat
-from .runner import LoadTestConfig, RunResult, Subject, Thresholds, run_loadtest
+from .config import LoadTestConfig, Subject, Thresholds
+from .results import RunResult
+from .runner import run_loadtest
 from .target import default_server_cmd
 from .wire import SAMPLES_DIR, Target
 

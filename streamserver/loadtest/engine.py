@@ -40,7 +40,7 @@ from typing import Any, cast
 from websockets.speedups import apply_mask
 
 from ..audio import AudioFormat
-from ..emulator.streamclient import random_account_id
+from ..protocol.plivo import random_account_id
 from ..protocol.websocket import (
     OK_CLOSE_CODES,
     CloseCode,

@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +17,9 @@ matplotlib.use("Agg")  # files only, never a window
 
 import matplotlib.pyplot as plt
 
-from .runner import LevelResult, RunResult
+from .results import LevelResult, RunResult, file_slug
 
 __all__ = ["write_plots"]
-
-
-def _slug(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "server"
 
 
 def _timeline(lv: LevelResult, path: Path) -> None:
@@ -138,7 +133,7 @@ def write_plots(result: RunResult, out_dir: Path) -> list[Path]:
     paths = []
     for sub in result.subjects:
         for lv in sub.levels:
-            p = plot_dir / f"timeline-{_slug(sub.name)}-{lv.streams}.png"
+            p = plot_dir / f"timeline-{file_slug(sub.name)}-{lv.streams}.png"
             _timeline(lv, p)
             paths.append(p)
     if sum(len(s.levels) for s in result.subjects) > 1:

@@ -7,10 +7,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from .runner import LevelResult, RunResult
-from .stats import Summary
+from .results import LevelResult, RunResult
+from .stats import LatencySummary
 
-__all__ = ["markdown", "write_outputs"]
+__all__ = ["markdown", "one_line", "to_json", "write_outputs"]
 
 
 def _json_default(obj: Any) -> Any:
@@ -20,6 +20,7 @@ def _json_default(obj: Any) -> Any:
 
 
 def to_json(result: RunResult) -> str:
+    """``result.json``: the whole result and its exit code."""
     doc = asdict(result)
     doc["exit_code"] = result.exit_code
     return json.dumps(doc, indent=2, default=_json_default) + "\n"
@@ -46,7 +47,29 @@ def write_outputs(result: RunResult, out_dir: Path, *, plots: bool = True) -> li
     return written + images
 
 
-def _ms(s: Summary | None, attr: str) -> str:
+def one_line(lv: LevelResult) -> str:
+    """A level's verdict and headline numbers, for the progress output."""
+    verdict = "HELD" if lv.held else ("INVALID" if not lv.valid else "FAILED")
+    parts = [f"   {verdict}: {lv.connected}/{lv.streams} connected"]
+    if lv.lateness_ms is not None:
+        parts.append(f"late p99 {lv.lateness_ms.p99:.1f} ms")
+    if lv.rtt_ms is not None:
+        parts.append(f"rtt p50/p99 {lv.rtt_ms.p50:.1f}/{lv.rtt_ms.p99:.1f} ms")
+    if lv.cpu_mean_pct is not None:
+        parts.append(f"server cpu {lv.cpu_mean_pct:.0f}%")
+    if lv.rss_per_stream_kib is not None:
+        parts.append(f"{lv.rss_per_stream_kib:.0f} KiB/stream")
+    if lv.server_frames_lost is not None:
+        parts.append(f"lost {lv.server_frames_lost}")
+    if lv.recordings is not None:
+        parts.append(f"recordings {lv.recordings.exact}/{lv.recordings.checked} exact")
+    line = ", ".join(parts)
+    if lv.failures:
+        line += "\n   " + "\n   ".join(lv.failures)
+    return line
+
+
+def _ms(s: LatencySummary | None, attr: str) -> str:
     return "-" if s is None else f"{getattr(s, attr):.1f}"
 
 

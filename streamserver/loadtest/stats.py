@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["BIN_MS", "Histogram", "Sparse", "Summary", "sparse_of"]
+__all__ = ["BIN_MS", "Histogram", "LatencySummary", "Sparse", "sparse_of"]
 
 #: Width of one histogram bin in milliseconds (the resolution of every percentile).
 BIN_MS = 0.1
@@ -51,12 +51,12 @@ def sparse_of(values: array[float]) -> Sparse:
         tuple(dense[bins].tolist()),
         int(a.size),
         float(a.sum()),
-        float(a.max()),
+        float(np.max(a)),
     )
 
 
 @dataclass(frozen=True, slots=True)
-class Summary:
+class LatencySummary:
     """Distribution of milliseconds: count, mean, p50/p90/p99/p99.9, max."""
 
     count: int
@@ -114,9 +114,11 @@ class Histogram:
         i = int(np.searchsorted(cum, rank))
         return min((i + 1) * BIN_MS, self.max)
 
-    def summary(self) -> Summary | None:
+    def summary(self) -> LatencySummary | None:
         """None when empty."""
         if not self.count:
             return None
         p = self.percentile
-        return Summary(self.count, self.total / self.count, p(50), p(90), p(99), p(99.9), self.max)
+        return LatencySummary(
+            self.count, self.total / self.count, p(50), p(90), p(99), p(99.9), self.max
+        )

@@ -2,8 +2,8 @@
 
 Every simulated call replays the same audio, so every frame body is shared by all streams
 except for the 36-character ``streamId``. :class:`MediaTemplates` holds, per frame index,
-the JSON before and after the stream id (built with the emulator's own message shapes, so
-the bytes are exactly what :class:`~streamserver.emulator.streamclient.PlivoStreamClient`
+the JSON before and after the stream id (built with the Plivo-side encoders of
+:mod:`streamserver.protocol.plivo`, so the bytes are exactly what the emulator's stream client
 and Plivo send) and the WebSocket header for that length. Sending frame ``k`` of a stream
 is then two concatenations, one C masking call and one ``transport.write``.
 
@@ -32,15 +32,7 @@ import soundfile as sf
 
 from .. import __version__
 from ..audio import PCM, AudioFormat, resample, to_int16
-from ..emulator.streamclient import (
-    _Media,
-    _MediaBody,
-    _MediaFormat,
-    _Start,
-    _StartBody,
-    _Stop,
-    _StopBody,
-)
+from ..protocol import plivo
 from ..signature import sign_headers
 
 __all__ = [
@@ -181,23 +173,14 @@ def start_frame(
     extra_headers: str,
 ) -> bytes:
     """The ``start`` message (sequenceNumber 1), as the emulator's client sends it."""
-    import msgspec
-
-    body = _StartBody(
-        call_id,
-        stream_id,
-        account_id,
-        list(tracks),
-        _MediaFormat(fmt.encoding, fmt.sample_rate),
+    return plivo.encode_start(
+        1, call_id, stream_id, account_id, tracks, fmt.encoding, fmt.sample_rate, extra_headers
     )
-    return msgspec.json.encode(_Start(1, body, extra_headers))
 
 
 def stop_frame(seq: int, call_id: str, stream_id: str, tracks: tuple[str, ...]) -> bytes:
     """The ``stop`` message Plivo sends when the call ends."""
-    import msgspec
-
-    return msgspec.json.encode(_Stop(seq, stream_id, _StopBody(call_id, stream_id, list(tracks))))
+    return plivo.encode_stop(seq, call_id, stream_id, tracks)
 
 
 def load_audio(path: Path, fmt: AudioFormat) -> bytes:
@@ -269,9 +252,7 @@ class MediaTemplates:
         extra_headers: str,
         frame_ms: int = 20,
     ) -> None:
-        import msgspec
-
-        encode = msgspec.json.encode
+        encode_media = plivo.encode_media
         placeholder = _PLACEHOLDER.encode()
         n_tracks = len(tracks)
         self.tracks = tracks
@@ -283,8 +264,9 @@ class MediaTemplates:
             pre, post, head = [], [], []
             for k, payload in enumerate(payloads):
                 seq = 2 + k * n_tracks + t
-                body = _MediaBody(track, str(k * frame_ms), k + 1, payload)
-                text = encode(_Media(seq, _PLACEHOLDER, body, extra_headers))
+                text = encode_media(
+                    seq, _PLACEHOLDER, track, k * frame_ms, k + 1, payload, extra_headers
+                )
                 a, sep, b = text.partition(placeholder)
                 assert sep, "stream id placeholder not found"
                 pre.append(a)

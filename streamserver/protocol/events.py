@@ -1,8 +1,10 @@
 """Provider-neutral stream events.
 
-Inbound events (provider -> server) are what a dialect's ``decode`` returns; outbound
-commands (server -> provider) are what its ``encode`` functions accept. They are
-``msgspec.Struct`` classes: cheap to allocate on the per-frame path, immutable, typed.
+Inbound events (provider -> server) are what a dialect's ``decode`` returns (and what its
+provider-side encoders write); outbound commands (server -> provider) are what its
+``decode_command`` returns on the provider side (the server writes them with the dialect's
+``encode_*`` functions). They are ``msgspec.Struct`` classes: cheap to allocate on the
+per-frame path, immutable, typed.
 
 Tracks are ``"inbound"`` (the caller) and ``"outbound"`` (what the caller hears).
 Encodings are ``"audio/x-mulaw"`` and ``"audio/x-l16"`` (16-bit little-endian).
@@ -15,14 +17,21 @@ from typing import Any
 import msgspec
 
 __all__ = [
+    "DTMF_DIGITS",
     "ENCODING_L16",
     "ENCODING_MULAW",
+    "KEYPAD_DIGITS",
     "TRACKS",
+    "Checkpoint",
+    "ClearAudio",
     "ClearedAudio",
+    "Command",
     "Dtmf",
     "Event",
     "Media",
+    "PlayAudio",
     "PlayedStream",
+    "SendDtmf",
     "Start",
     "Stop",
     "Unknown",
@@ -31,6 +40,11 @@ __all__ = [
 ENCODING_MULAW = "audio/x-mulaw"
 ENCODING_L16 = "audio/x-l16"
 TRACKS = ("inbound", "outbound")
+#: The sixteen DTMF symbols (ITU-T Q.23), upper case. Checks that accept ``a-d`` upper-case
+#: the digits first.
+DTMF_DIGITS = "0123456789*#ABCD"
+#: The twelve keys of a phone keypad (``DTMF_DIGITS`` without ``A-D``).
+KEYPAD_DIGITS = DTMF_DIGITS[:12]
 
 
 class Start(msgspec.Struct, frozen=True):
@@ -93,7 +107,8 @@ class Stop(msgspec.Struct, frozen=True):
 
 
 class Unknown(msgspec.Struct, frozen=True):
-    """An event this server does not know: logged and counted, never fatal."""
+    """A message of a kind this side does not know (an event on the server, a command on the
+    provider side): logged and counted, never fatal."""
 
     event: str
     raw: dict[str, Any]
@@ -102,3 +117,41 @@ class Unknown(msgspec.Struct, frozen=True):
 
 
 Event = Start | Media | Dtmf | PlayedStream | ClearedAudio | Stop | Unknown
+
+
+# --- commands (server -> provider) --------------------------------------------------------
+
+
+class PlayAudio(msgspec.Struct, frozen=True, gc=False):
+    """Audio for the provider to queue and play into the call, already encoded.
+
+    ``encoding`` is :data:`ENCODING_MULAW` or :data:`ENCODING_L16` (no parameters),
+    ``payload`` the raw encoded bytes at ``sample_rate``.
+    """
+
+    payload: bytes
+    encoding: str
+    sample_rate: int
+    stream_id: str | None = None
+
+
+class Checkpoint(msgspec.Struct, frozen=True):
+    """A mark in the playback queue: answered by :class:`PlayedStream` once reached."""
+
+    name: str
+    stream_id: str | None = None
+
+
+class ClearAudio(msgspec.Struct, frozen=True):
+    """Drop all queued, unplayed audio (barge-in); answered by :class:`ClearedAudio`."""
+
+    stream_id: str | None = None
+
+
+class SendDtmf(msgspec.Struct, frozen=True):
+    """Play DTMF tones (``digits`` from :data:`DTMF_DIGITS`) into the call."""
+
+    digits: str
+
+
+Command = PlayAudio | Checkpoint | ClearAudio | SendDtmf | Unknown

@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from typing import ClassVar, Literal, Self
 from xml.etree import ElementTree
 
+from ..protocol.events import KEYPAD_DIGITS
 from . import _validate as v
 
 __all__ = [
@@ -38,7 +39,6 @@ __all__ = [
 ]
 
 XML_DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>\n'
-_DIGITS = "0123456789*#"
 
 Method = Literal["GET", "POST"]
 ContentType = Literal["audio/x-l16;rate=8000", "audio/x-l16;rate=16000", "audio/x-mulaw;rate=8000"]
@@ -84,7 +84,7 @@ class _Attrs:
 
     def keys(self, attr: str, value: str | None, *, single: bool = False) -> None:
         if value is not None:
-            self.out[attr] = v.keys(self.name(attr), value, _DIGITS, single=single)
+            self.out[attr] = v.keys(self.name(attr), value, KEYPAD_DIGITS, single=single)
 
 
 class Verb:

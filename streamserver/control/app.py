@@ -1,0 +1,380 @@
+"""The control app: a Starlette app serving answer XML, Plivo's signed callbacks and ``/streams``
+(the endpoints and the signature rules are in the package docstring)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+from urllib.parse import parse_qsl, urlsplit
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from ..asgi import AsgiServer, url_host
+from ..handler import BusEvent
+from ..rest import xml
+from ..signature import HEADER_MA_V3, HEADER_NONCE_V3, HEADER_V3, NonceCache, verify_v3
+from .settings import ControlSettings
+
+if TYPE_CHECKING:
+    from ..net import StreamServer
+
+__all__ = ["CALLBACK_TOPIC", "Callback", "CallbackKind", "ControlApp"]
+
+log = logging.getLogger("streamserver.control")
+
+#: Bus topic of the events a callback publishes to its call's live streams.
+CALLBACK_TOPIC = "plivo.callback"
+
+CallbackKind = Literal["stream", "hangup", "recording"]
+_MAX_BODY_BYTES = 65536  # Plivo's callbacks are a few hundred bytes of form fields
+_FORM = "application/x-www-form-urlencoded"
+
+
+@dataclass(frozen=True)
+class Callback:
+    """One verified callback from Plivo, as listeners and handlers see it.
+
+    ``kind`` is the endpoint (``stream``, ``hangup``, ``recording``); ``event`` Plivo's
+    ``Event`` field (``StartStream``, ``Hangup``...) when it sends one; ``params`` every
+    form field (treat as read-only); ``delivered`` how many live streams were notified.
+    """
+
+    kind: CallbackKind
+    event: str
+    call_uuid: str
+    stream_id: str
+    params: Mapping[str, str]
+    delivered: int = 0
+    received_at: float = 0.0
+
+
+class _BadRequest(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _first(params: Mapping[str, str], *names: str) -> str:
+    for n in names:
+        value = params.get(n)
+        if value:
+            return value
+    return ""
+
+
+class ControlApp:
+    """The control app of one :class:`~streamserver.server.StreamServer`.
+
+    ``await start()`` binds ``settings.host:port`` (0: any free port) and serves in the
+    running loop; ``await aclose()`` stops it. Credentials and metrics are the server's.
+    ``add_listener(fn)`` calls ``fn(callback)`` for every verified callback (the demo and
+    tests use it to know when Plivo has reported something).
+    """
+
+    def __init__(self, server: StreamServer, settings: ControlSettings) -> None:
+        self.server = server
+        self.settings = settings
+        self.metrics = server.metrics
+        plivo = server.settings.plivo
+        tokens = [t for t in [plivo.auth_token, *plivo.extra_auth_tokens] if t]
+        self._tokens = tokens if settings.verify_signatures else []
+        self._nonces = NonceCache()
+        self._listeners: list[Callable[[Callback], None]] = []
+        self._http: AsgiServer | None = None
+        self.port = 0
+        routes = [
+            Route("/answer", self._answer, methods=["GET", "POST"]),
+            Route("/callbacks/stream", self._stream_cb, methods=["GET", "POST"]),
+            Route("/callbacks/hangup", self._hangup_cb, methods=["GET", "POST"]),
+            Route("/callbacks/recording", self._recording_cb, methods=["GET", "POST"]),
+            Route("/healthz", self._healthz, methods=["GET"]),
+        ]
+        if settings.streams_endpoint:
+            routes.append(Route("/streams", self._streams, methods=["GET"]))
+        self.app = Starlette(routes=routes)
+
+    # -- URLs ------------------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        """``http://host:port`` as bound (after :meth:`start`)."""
+        return f"http://{url_host(self.settings.host)}:{self.port}"
+
+    @property
+    def public_url(self) -> str:
+        """How Plivo reaches this app: ``[control] public_url``, else :attr:`base_url`."""
+        return (self.settings.public_url or self.base_url).rstrip("/")
+
+    @property
+    def answer_url(self) -> str:
+        """The answer URL to give Plivo when making a call."""
+        return f"{self.public_url}/answer"
+
+    def callback_url(self, kind: CallbackKind) -> str:
+        """Where Plivo should send ``kind`` callbacks (e.g. a call's ``hangup_url``)."""
+        return f"{self.public_url}/callbacks/{kind}"
+
+    @property
+    def stream_url(self) -> str:
+        """The WebSocket URL the answer XML streams to (server public URL + route)."""
+        public = self.server.settings.server.public_url
+        route = self.settings.route
+        if not public:
+            host = url_host(self.server.settings.server.host)
+            return f"ws://{host}:{self.server.port}{route}"
+        parts = urlsplit(public)
+        scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
+        return f"{scheme}://{parts.netloc}{parts.path.rstrip('/')}{route}"
+
+    def answer_xml(self, stream_url: str | None = None) -> str:
+        """The answer document: one ``<Stream>`` to ``stream_url`` (default
+        :attr:`stream_url`). Raises ValueError for a URL Plivo would not accept."""
+        status = self.callback_url("stream") if self.settings.status_callback else None
+        verb = self.settings.stream_verb(stream_url or self.stream_url, status)
+        return xml.Response(verb).to_xml(declaration=True)
+
+    def add_listener(self, fn: Callable[[Callback], None]) -> None:
+        """Call ``fn`` for every verified callback, after the streams were notified."""
+        self._listeners.append(fn)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Bind and serve (raises OSError when the port cannot be bound)."""
+        s = self.settings
+        http = AsgiServer(self.app, s.host, s.port)
+        await http.start()  # raises OSError when the port cannot be bound
+        self._http = http
+        self.port = http.port
+        if self._tokens:
+            check = "signatures verified"
+        elif s.verify_signatures:
+            check = "signatures NOT verified: no plivo.auth_token / PLIVO_AUTH_TOKEN"
+        else:
+            check = "signatures NOT verified: verify_signatures = false"
+        log.info(
+            "control app on %s (answer URL %s -> %s; %s)",
+            self.base_url,
+            self.answer_url,
+            self.stream_url,
+            check,
+        )
+        if not self._tokens:
+            log.warning("control app: callbacks are accepted without checking who sent them")
+        if not self.server.settings.server.public_url and self.settings.host != "127.0.0.1":
+            log.warning(
+                "control app: server.public_url is not set; the answer XML streams to %s, "
+                "which only works on this machine",
+                self.stream_url,
+            )
+
+    async def aclose(self) -> None:
+        """Finish in-flight requests (2 s at most) and stop serving."""
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
+    async def __aenter__(self) -> ControlApp:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # -- requests --------------------------------------------------------------------------
+
+    async def _params(self, request: Request) -> dict[str, list[str]]:
+        """The request's parameters: the query for GET, the form body for POST."""
+        if request.method == "GET":
+            return {}
+        body = await request.body()
+        if len(body) > _MAX_BODY_BYTES:
+            raise _BadRequest(413, f"request body over {_MAX_BODY_BYTES} bytes")
+        if not body.strip():
+            return {}
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype != _FORM:
+            raise _BadRequest(415, f"expected a {_FORM} body, got {ctype or 'no content type'}")
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise _BadRequest(400, "the form body is not UTF-8") from None
+        grouped: dict[str, list[str]] = {}
+        for key, value in parse_qsl(text, keep_blank_values=True):
+            grouped.setdefault(key, []).append(value)
+        return grouped
+
+    def _verify(self, request: Request, body: Mapping[str, list[str]]) -> str | None:
+        """Why the request's signature is not acceptable, or None when it is (or unchecked)."""
+        if not self._tokens:
+            return None
+        headers = request.headers
+        offered = [v for v in (headers.get(HEADER_V3), headers.get(HEADER_MA_V3)) if v]
+        if not offered:
+            return f"missing {HEADER_V3} header"
+        nonce = (headers.get(HEADER_NONCE_V3) or "").strip()
+        if not nonce:
+            return f"missing {HEADER_NONCE_V3} header"
+        # Plivo signs the URL it called: ours as configured, plus the query it carried.
+        url = self.public_url + request.url.path
+        if request.url.query:
+            url += "?" + request.url.query
+        method = request.method
+        if not any(verify_v3(url, nonce, sig, self._tokens, body, method) for sig in offered):
+            log.debug("signature checked over %s %s", method, url)
+            return "signature mismatch"
+        if self._nonces.seen(nonce):
+            return "replayed nonce"
+        return None
+
+    async def _read(self, request: Request) -> dict[str, str]:
+        """Parameters of a verified request (last value of a repeated key); raises
+        :class:`_BadRequest` for a bad body or signature."""
+        body = await self._params(request)
+        problem = self._verify(request, body)
+        if problem is not None:
+            self.metrics.callbacks["rejected"] += 1
+            log.warning(
+                "rejected %s %s from %s: %s%s",
+                request.method,
+                request.url.path,
+                request.client.host if request.client else "?",
+                problem,
+                f" (checked over {self.public_url}{request.url.path}: is control.public_url "
+                "the URL Plivo calls?)"
+                if problem == "signature mismatch"
+                else "",
+            )
+            raise _BadRequest(403, f"signature check failed: {problem}")
+        params = dict(request.query_params)
+        params.update({k: v[-1] for k, v in body.items()})
+        return params
+
+    async def _answer(self, request: Request) -> Response:
+        try:
+            params = await self._read(request)
+        except _BadRequest as exc:
+            return PlainTextResponse(exc.message + "\n", exc.status)
+        if params.get("Event") == "Hangup":
+            # Without a hangup_url, Plivo sends the hangup callback to the answer URL.
+            return self._deliver("hangup", params)
+        override = request.query_params.get("stream_url")
+        try:
+            document = self.answer_xml(override or None)
+        except ValueError as exc:
+            return PlainTextResponse(f"stream_url: {exc}\n", 400)
+        self.metrics.callbacks["answer"] += 1
+        log.info(
+            "answer for call %s (%s -> %s): stream to %s",
+            params.get("CallUUID", "-"),
+            params.get("From", "-"),
+            params.get("To", "-"),
+            override or self.stream_url,
+        )
+        return Response(document, media_type="application/xml")
+
+    async def _stream_cb(self, request: Request) -> Response:
+        return await self._callback(request, "stream")
+
+    async def _hangup_cb(self, request: Request) -> Response:
+        return await self._callback(request, "hangup")
+
+    async def _recording_cb(self, request: Request) -> Response:
+        return await self._callback(request, "recording")
+
+    async def _callback(self, request: Request, kind: CallbackKind) -> Response:
+        try:
+            params = await self._read(request)
+        except _BadRequest as exc:
+            return PlainTextResponse(exc.message + "\n", exc.status)
+        return self._deliver(kind, params)
+
+    def _deliver(self, kind: CallbackKind, params: dict[str, str]) -> Response:
+        call_uuid = _first(params, "CallUUID", "call_uuid", "ALegUUID")
+        stream_id = _first(params, "StreamID", "stream_id", "StreamId")
+        event = params.get("Event", "")
+        if kind == "stream" and not (call_uuid or stream_id):
+            return PlainTextResponse("missing CallUUID or StreamID\n", 400)
+        if kind == "hangup" and not call_uuid:
+            return PlainTextResponse("missing CallUUID\n", 400)
+        if kind == "recording" and not _first(params, "recording_id", "RecordingID"):
+            return PlainTextResponse("missing recording_id\n", 400)
+        self.metrics.callbacks[kind] += 1
+        self._log(kind, event, call_uuid, stream_id, params)
+        # A callback naming a stream goes to that stream; one naming only the call goes to
+        # every stream of the call.
+        targets = [
+            s
+            for s in self.server.active_sessions()
+            if s.started
+            and not s.ended
+            and (s.stream_id == stream_id if stream_id else s.call_id == call_uuid)
+        ]
+        cb = Callback(kind, event, call_uuid, stream_id, params, len(targets), time.time())
+        bus = BusEvent(CALLBACK_TOPIC, cb, "control")
+        for session in targets:
+            session.publish(bus)
+        for fn in list(self._listeners):
+            try:
+                fn(cb)
+            except Exception:
+                log.exception("callback listener failed")
+        return JSONResponse({"ok": True, "delivered": len(targets)})
+
+    def _log(
+        self,
+        kind: CallbackKind,
+        event: str,
+        call_uuid: str,
+        stream_id: str,
+        params: Mapping[str, str],
+    ) -> None:
+        if kind == "stream":
+            error = params.get("Error")
+            log.info(
+                "stream %s of call %s: %s%s",
+                stream_id or "-",
+                call_uuid or "-",
+                event or "status",
+                f" ({error})" if error else "",
+            )
+        elif kind == "hangup":
+            log.info(
+                "call %s ended: %s (%s, %s) after %s s",
+                call_uuid,
+                params.get("HangupCauseName") or params.get("HangupCause") or "-",
+                params.get("HangupCauseCode", "-"),
+                params.get("HangupSource", "-"),
+                params.get("Duration", "-"),
+            )
+        else:
+            log.info(
+                "recording %s of call %s ready: %s (%s ms)",
+                _first(params, "recording_id", "RecordingID"),
+                call_uuid or "-",
+                _first(params, "record_url", "RecordUrl") or "-",
+                _first(params, "recording_duration_ms", "RecordingDurationMs") or "-",
+            )
+
+    async def _streams(self, request: Request) -> Response:
+        rows = []
+        for session in self.server.active_sessions():
+            if not session.started or session.ended:
+                continue  # not yet started, or ended with its handlers finishing
+            row = session.summary()
+            row["started_at"] = session.started_at_wall
+            rows.append(row)
+        rows.sort(key=lambda r: r.get("started_at") or 0.0)
+        body = json.dumps({"count": len(rows), "streams": rows}, indent=2)
+        return Response(body + "\n", media_type="application/json")
+
+    async def _healthz(self, request: Request) -> Response:
+        return PlainTextResponse("ok\n")

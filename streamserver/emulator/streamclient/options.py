@@ -1,0 +1,121 @@
+"""What a Plivo-side stream sends and how: :class:`StreamClientOptions`, checked by
+:func:`prepare`."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import numpy as np
+
+from ...audio import PCM, AudioFormat, resample, to_int16
+from ...protocol import DTMF_DIGITS, plivo
+
+__all__ = ["STREAMED_TRACKS", "Prepared", "StreamClientOptions", "prepare"]
+
+#: Plivo's ``audioTrack`` values and the tracks each one streams.
+STREAMED_TRACKS = {
+    "inbound": ("inbound",),
+    "outbound": ("outbound",),
+    "both": ("inbound", "outbound"),
+}
+
+
+def _uuid() -> str:
+    return str(uuid.uuid4())
+
+
+@dataclass
+class StreamClientOptions:
+    """What to stream and how. Only ``url`` and ``inbound`` are required.
+
+    ``inbound`` is the caller's audio (mono; int16, or float -1..1, or 2-D frames x channels
+    which is mixed down) at ``source_rate``; it is resampled to the stream's rate when they
+    differ. ``tracks`` is Plivo's ``audioTrack``; ``outbound`` feeds the outbound track when
+    it is streamed (silence otherwise). ``dtmf`` holds ``(seconds from start, digit)`` pairs.
+    ``speed`` is 1.0 for real time, 2.0 for twice as fast, None for as fast as possible.
+    """
+
+    url: str
+    inbound: Any
+    source_rate: int = 8000
+    content_type: str = "audio/x-mulaw;rate=8000"
+    tracks: str = "inbound"
+    outbound: Any | None = None
+    bidirectional: bool = False
+    extra_headers: dict[str, str] = field(default_factory=dict)
+    dtmf: list[tuple[float, str]] = field(default_factory=list)
+    speed: float | None = 1.0
+    send_stop: bool = True
+    call_id: str = field(default_factory=_uuid)
+    stream_id: str = field(default_factory=_uuid)
+    account_id: str = field(default_factory=plivo.random_account_id)
+    # Signing: X-Plivo-Signature-V3 (+ nonce, + Ma-V3 with main_account_token, or auth_token
+    # itself for a main account) over the URL with an http(s) scheme, as Plivo's Node SDK.
+    auth_token: str | None = None
+    main_account_token: str | None = None
+    frame_ms: int = 20
+    #: Keep the played audio in ``StreamReport.heard``; a load tester may turn it off.
+    record_heard: bool = True
+    on_progress: Callable[[int, int], None] | None = None
+    # Timeouts (seconds)
+    connect_timeout_s: float = 10.0
+    tail_s: float = 0.5
+    drain_timeout_s: float = 30.0
+    close_timeout_s: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """Checked options: the stream's format and tracks, the audio at the stream's rate and
+    the ``extra_headers`` text."""
+
+    fmt: AudioFormat
+    tracks: tuple[str, ...]
+    inbound: PCM
+    outbound: PCM | None
+    extra_headers: str
+
+
+def prepare(o: StreamClientOptions) -> Prepared:
+    """Check the options (``ValueError`` names the bad one); return what the client sends."""
+    parts = urlsplit(o.url)
+    if parts.scheme not in ("ws", "wss") or not parts.hostname:
+        raise ValueError(f"url must be ws:// or wss:// with a host, got {o.url!r}")
+    fmt = AudioFormat.from_content_type(o.content_type)
+    if o.tracks not in STREAMED_TRACKS:
+        raise ValueError(f"tracks must be inbound, outbound or both, got {o.tracks!r}")
+    if o.bidirectional and o.tracks != "inbound":
+        raise ValueError("a bidirectional stream must use tracks='inbound' (a Plivo rule)")
+    if o.speed is not None and not (math.isfinite(o.speed) and o.speed > 0):
+        raise ValueError(f"speed must be a positive number or None, got {o.speed!r}")
+    if o.source_rate <= 0:
+        raise ValueError(f"source_rate must be positive, got {o.source_rate}")
+    if o.frame_ms <= 0 or (fmt.sample_rate * o.frame_ms) % 1000:
+        raise ValueError(f"frame_ms={o.frame_ms} is not a whole number of samples")
+    for name in ("connect_timeout_s", "tail_s", "drain_timeout_s", "close_timeout_s"):
+        value = getattr(o, name)
+        if not (math.isfinite(value) and value >= 0):
+            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    extra_headers = plivo.format_extra_headers(o.extra_headers)
+    for at, digit in o.dtmf:
+        if len(digit) != 1 or digit not in DTMF_DIGITS:
+            raise ValueError(f"DTMF digit must be one of 0-9 * # A-D, got {digit!r}")
+        if not (math.isfinite(at) and at >= 0):
+            raise ValueError(f"DTMF time must be >= 0 seconds, got {at!r}")
+
+    def prepare(samples: Any, what: str) -> PCM:
+        try:
+            pcm = to_int16(samples)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{what} audio: {exc}") from exc
+        pcm = resample(pcm, o.source_rate, fmt.sample_rate)
+        return np.ascontiguousarray(pcm)
+
+    inbound = prepare(o.inbound, "inbound")
+    outbound = None if o.outbound is None else prepare(o.outbound, "outbound")
+    return Prepared(fmt, STREAMED_TRACKS[o.tracks], inbound, outbound, extra_headers)

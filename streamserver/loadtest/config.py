@@ -1,0 +1,81 @@
+"""What a load test runs: the servers under test, the load, the audio and the service levels."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+from .wire import SAMPLES_DIR
+
+__all__ = ["LoadTestConfig", "Subject", "Thresholds"]
+
+
+@dataclass
+class Thresholds:
+    """Service levels a level must meet to *hold*."""
+
+    #: The generator's own send lateness p99; above it the level is invalid.
+    max_lateness_p99_ms: float = 5.0
+    max_rtt_p99_ms: float = 50.0
+    #: Mean CPU of the server (% of one core) while all streams run.
+    max_cpu_pct: float = 95.0
+    #: Largest event-loop lag the server reports in /metrics.
+    max_loop_lag_ms: float = 100.0
+    #: Server memory per stream (RSS growth / streams); None: report only.
+    max_rss_kib_per_stream: float | None = None
+
+
+@dataclass
+class Subject:
+    """A server under test: a command to start (``{host}``, ``{port}``, ``{record_dir}`` are
+    filled in) or the URL of one already running."""
+
+    name: str
+    cmd: str | None = None
+    url: str | None = None
+    pid: int | None = None
+
+
+@dataclass
+class LoadTestConfig:
+    """Everything a load test run needs; the CLI builds one from its flags."""
+
+    # Target
+    subjects: list[Subject] = field(default_factory=list)
+    path: str = "/stream"
+    #: http://.../metrics of an external server; "" disables scraping; None: same port.
+    metrics_url: str | None = None
+    server_cpus: list[int] | None = None
+    generator_cpus: list[int] | None = None
+    #: Real-time scheduling for the generator (see EnginePlan.realtime).
+    generator_rt: bool = False
+    record_dir: Path | None = None
+    keep_recordings: bool = False
+    # Load
+    streams: int = 100
+    duration_s: float = 30.0
+    #: Seconds over which a level opens its streams; None: ``streams / ramp_rate``.
+    ramp_s: float | None = None
+    #: New streams per second when ``ramp_s`` is None (a call-arrival rate, not a storm).
+    ramp_rate: float = 100.0
+    ladder: list[int] | None = None
+    burst: bool = False
+    processes: int = 1
+    slot_ms: float = 1.0
+    seed: int | None = None
+    # Audio
+    audio: Path = SAMPLES_DIR / "hello-8k.wav"
+    content_type: str = "audio/x-mulaw;rate=8000"
+    tracks: str = "inbound"
+    echo: bool = False
+    verify: bool = False
+    extra_headers: str = ""
+    auth_token: str | None = None
+    tail_s: float = 0.5
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    # Output
+    out_dir: Path = Path("loadtest-results")
+    plots: bool = True
+    progress: TextIO | None = None
+    command_line: str = ""

@@ -1,0 +1,111 @@
+"""Filling a level's result from what was measured.
+
+The generators' results and windows, the CPU/RSS samples of the server and of the
+generator, and the server's ``/metrics`` before and after the level (counter deltas) and
+during it (event-loop lag, read batching).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .collector import WindowCollector
+from .engine import EngineResult
+from .results import LevelResult
+from .target import ProcSample
+
+__all__ = ["METRIC_PREFIX", "fill_level", "metric_sum", "steady_mean", "steady_window"]
+
+#: streamserver's metric names start with this.
+METRIC_PREFIX = "streamserver_"
+
+
+def metric_sum(m: dict[str, float], name: str) -> float:
+    """Sum of a metric over all its label sets."""
+    full = METRIC_PREFIX + name
+    return sum(v for k, v in m.items() if k == full or k.startswith(full + "{"))
+
+
+def steady_window(lv: LevelResult) -> tuple[float, float]:
+    """While every stream ran: from all open (+0.5 s) to the first stream's end."""
+    lo = (lv.t_all_open or 0.0) + 0.5
+    hi = lv.t_first_done if lv.t_first_done is not None else float("inf")
+    return lo, hi
+
+
+def steady_mean(samples: list[ProcSample], lv: LevelResult) -> float:
+    """Mean CPU while every stream ran; all samples if that window is empty."""
+    lo, hi = steady_window(lv)
+    steady = [s.cpu_pct for s in samples if lo <= s.t <= hi]
+    if not steady:
+        steady = [s.cpu_pct for s in samples]
+    return float(np.mean(steady))
+
+
+def fill_level(
+    lv: LevelResult,
+    results: list[EngineResult],
+    col: WindowCollector,
+    gen_samples: list[ProcSample],
+    server_samples: list[ProcSample],
+    before: dict[str, float] | None,
+    after: dict[str, float] | None,
+    lag_series: list[tuple[float, float, float]],
+) -> None:
+    """Fill ``lv`` from the generators' ``results`` and windows, the generator's and the
+    server's CPU/RSS samples, the server's /metrics ``before`` and ``after`` the level and
+    its event-loop lag series."""
+    errors: dict[str, int] = {}
+    for r in results:
+        lv.connected += r.connected
+        lv.failed += r.failed
+        lv.abnormal += r.abnormal
+        lv.frames_sent += r.frames_sent
+        lv.bytes_sent += r.bytes_sent
+        lv.play_received += r.play_received
+        lv.other_received += r.other_received
+        lv.echo_matched += r.echo_matched
+        lv.echo_unmatched += r.echo_unmatched
+        lv.write_paused += r.write_paused
+        for msg, count in r.errors.items():
+            errors[msg] = errors.get(msg, 0) + count
+    lv.errors = dict(sorted(errors.items(), key=lambda kv: -kv[1]))
+    lv.lateness_ms = col.lateness.summary()
+    lv.rtt_ms = col.rtt.summary()
+    lv.return_gap_ms = col.gap.summary()
+    opens = [r.t_all_open for r in results]
+    lv.t_all_open = None if None in opens else max(o for o in opens if o is not None)
+    firsts = [r.t_first_done for r in results if r.t_first_done is not None]
+    lv.t_first_done = min(firsts) if firsts else None
+    lv.t_end = max((r.t_end for r in results), default=0.0)
+    lv.timeline = col.timeline()
+    if gen_samples:
+        lv.generator_cpu_pct = steady_mean(gen_samples, lv)
+    if server_samples:
+        lv.cpu_samples = [(s.t, s.cpu_pct, s.rss_bytes / 2**20) for s in server_samples]
+        lv.cpu_mean_pct = steady_mean(server_samples, lv)
+        lv.cpu_max_pct = max(s.cpu_pct for s in server_samples)
+        peak = max(s.rss_bytes for s in server_samples) / 2**20
+        lv.rss_peak_mib = peak
+        if lv.rss_base_mib is not None and lv.streams:
+            lv.rss_per_stream_kib = (peak - lv.rss_base_mib) * 1024 / lv.streams
+    if before is not None and after is not None:
+        lv.server_metrics = True
+
+        def delta(name: str) -> int:
+            return round(metric_sum(after, name) - metric_sum(before, name))
+
+        lv.server_frames_received = delta("media_frames_total")
+        lv.server_frames_lost = lv.frames_sent - lv.server_frames_received
+        lv.server_gaps = delta("gaps_total")
+        lv.server_handler_dropped_samples = delta("handler_dropped_samples_total")
+        lv.server_frames_invalid = delta("frames_invalid_total")
+        lv.server_frames_sent = delta("frames_sent_total")
+        if METRIC_PREFIX + "read_batch_stalls_total" in after:
+            lv.server_read_batch_stalls = delta("read_batch_stalls_total")
+        lv.server_lag_samples = [(round(t, 3), lag, n) for t, lag, n in lag_series]
+        lags = [lag for _, lag, _ in lag_series]
+        lv.server_loop_lag_max_all_ms = max(lags) if lags else None
+        lo, hi = steady_window(lv)
+        steady = [lag for t, lag, _ in lag_series if lo <= t <= hi]
+        lv.server_loop_lag_max_ms = max(steady) if steady else lv.server_loop_lag_max_all_ms

@@ -1,0 +1,120 @@
+"""What a load test measured: one level, a server's ladder, the whole run.
+
+The runner fills these in; the report, the plots and the JSON output read them.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from .stats import LatencySummary
+from .verify import VerifyResult
+
+__all__ = ["LevelResult", "RunResult", "SubjectResult", "file_slug"]
+
+
+def file_slug(name: str) -> str:
+    """``name`` (a server's) as a safe part of a file name."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "server"
+
+
+@dataclass
+class LevelResult:
+    """One level: N streams against one server, measured and judged."""
+
+    subject: str
+    streams: int
+    duration_s: float
+    burst: bool
+    processes: int
+    held: bool = False
+    valid: bool = True
+    failures: list[str] = field(default_factory=list)
+    # Generator
+    connected: int = 0
+    failed: int = 0
+    abnormal: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+    frames_sent: int = 0
+    bytes_sent: int = 0
+    play_received: int = 0
+    other_received: int = 0
+    echo_matched: int = 0
+    echo_unmatched: int = 0
+    write_paused: int = 0
+    lateness_ms: LatencySummary | None = None
+    rtt_ms: LatencySummary | None = None
+    return_gap_ms: LatencySummary | None = None
+    generator_cpu_pct: float | None = None
+    # Server
+    server_metrics: bool = False
+    server_frames_received: int | None = None
+    server_frames_lost: int | None = None
+    server_gaps: int | None = None
+    server_handler_dropped_samples: int | None = None
+    server_frames_invalid: int | None = None
+    server_frames_sent: int | None = None
+    #: streamserver's read batching: most streams batched at once, stall releases.
+    server_read_batched_max: int | None = None
+    server_read_batch_stalls: int | None = None
+    #: Largest event-loop lag while all streams ran (opening and closing storms excluded).
+    server_loop_lag_max_ms: float | None = None
+    server_loop_lag_max_all_ms: float | None = None
+    cpu_mean_pct: float | None = None
+    cpu_max_pct: float | None = None
+    rss_base_mib: float | None = None
+    rss_peak_mib: float | None = None
+    rss_per_stream_kib: float | None = None
+    recordings: VerifyResult | None = None
+    # Timing (seconds since the level's start)
+    t_all_open: float | None = None
+    t_first_done: float | None = None
+    t_end: float = 0.0
+    timeline: list[dict[str, float]] = field(default_factory=list)
+    #: (t, CPU % of one core, RSS MiB) of the server every 0.5 s
+    cpu_samples: list[tuple[float, float, float]] = field(default_factory=list)
+    #: (t, event-loop lag ms, streams active) from the server's /metrics every second
+    server_lag_samples: list[tuple[float, float, float]] = field(default_factory=list)
+    server_log: str | None = None
+    server_cmd: str | None = None
+
+
+@dataclass
+class SubjectResult:
+    """One server under test: its levels (a ladder: in order) and the largest that held."""
+
+    name: str
+    cmd: str | None
+    url: str | None
+    levels: list[LevelResult] = field(default_factory=list)
+    #: Largest N that held (ladder: before the first failure).
+    held_max: int | None = None
+    #: Why the ladder stopped ("" when every step held).
+    stopped_by: str = ""
+
+
+@dataclass
+class RunResult:
+    """A whole run: every server under test, with what it ran on and how."""
+
+    started_at: str
+    command_line: str
+    machine: dict[str, Any]
+    settings: dict[str, Any]
+    subjects: list[SubjectResult]
+    out_dir: str
+    interrupted: bool = False
+
+    @property
+    def exit_code(self) -> int:
+        """0 every run held (a ladder: at least one step), 3 the generator lagged, else 1."""
+        for s in self.subjects:
+            if not s.levels:
+                return 1
+            if all(not lv.valid for lv in s.levels):
+                return 3
+            if s.held_max is None:
+                return 1
+        return 0

@@ -1,0 +1,243 @@
+"""Per-track ordering of media: the reorder window, gaps and duplicates (pure, no I/O).
+
+A stream's media arrives as ``(track, chunk, timestamp, payload)``. :class:`Ordering` turns
+that into audio placed at exact sample positions per track, telling its owner through two
+callbacks what to deliver and which gaps to declare::
+
+    deliver(track, position, num_samples, payload)   # in order, contiguous unless a gap
+    gap(track, position, num_samples)                # audio that never arrived
+
+Rules, per track:
+
+- Plivo's ``chunk`` counts media from 1. The expected chunk is delivered at once. A chunk
+  ahead of it waits in a small reorder window (``window`` frames) for the missing ones;
+  when the window overflows, the missing chunks are declared a gap of exact length
+  (missing chunks × the samples of the first held chunk) and delivery goes on.
+- Chunks older than the expected one, or already held, are duplicates: dropped, counted.
+- Without ``chunk``, the media ``timestamp`` (ms) places audio: a jump of at least half a
+  frame is a gap, a frame that lies wholly in the past is a duplicate. Without both, audio
+  is contiguous.
+- :meth:`Ordering.flush` (end of stream) declares whatever is still missing and delivers
+  everything held.
+
+Nothing here knows about handlers, asyncio or sockets, so it is tested with plain calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Protocol
+
+__all__ = ["DeliverFn", "GapFn", "OrderCounters", "OrderStats", "Ordering", "TrackOrder"]
+
+#: ``deliver(track, position, num_samples, payload)``
+DeliverFn = Callable[[str, int, int, bytes], None]
+#: ``gap(track, position, num_samples)``
+GapFn = Callable[[str, int, int], None]
+
+
+class OrderCounters(Protocol):
+    """Counters that ordering adds to (a stream's :class:`OrderStats`, process totals)."""
+
+    duplicates: int
+    reordered: int
+    gaps: int
+    gap_samples: int
+
+
+class OrderStats:
+    """What ordering did on one stream."""
+
+    __slots__ = ("duplicates", "gap_samples", "gaps", "reordered")
+
+    def __init__(self) -> None:
+        self.duplicates = 0  # media frames dropped as duplicates
+        self.reordered = 0  # frames released from the reorder window
+        self.gaps = 0
+        self.gap_samples = 0
+
+
+class TrackOrder:
+    """The ordering state of one track (see the module docstring for the rules)."""
+
+    __slots__ = (
+        "_deliver",
+        "_gap",
+        "_rate",
+        "_totals",
+        "_window",
+        "frames",
+        "name",
+        "next_chunk",
+        "next_pos",
+        "pending",
+        "shift",
+        "stats",
+        "ts0",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        shift: int,
+        sample_rate: int,
+        window: int,
+        deliver: DeliverFn,
+        gap: GapFn,
+        stats: OrderStats,
+        totals: OrderCounters,
+    ) -> None:
+        self.name = name
+        self.shift = shift  # log2(bytes per sample)
+        self._rate = sample_rate
+        self._window = window
+        self._deliver = deliver
+        self._gap = gap
+        self.stats = stats
+        self._totals = totals
+        self.next_chunk = 1  # the chunk number expected next
+        self.next_pos = 0  # the sample position of the next audio
+        self.pending: dict[int, bytes] = {}  # held chunks ahead of next_chunk
+        self.frames = 0  # frames delivered
+        self.ts0: int | None = None  # first timestamp (ms), when placing by time
+
+    def push(self, chunk: int | None, timestamp_ms: int | None, payload: bytes) -> None:
+        """Place one frame of this track: deliver it (and any it released), hold it, or
+        drop it as a duplicate."""
+        if chunk == self.next_chunk and not self.pending:  # in order: the common case
+            pos = self.next_pos
+            n = len(payload) >> self.shift
+            self.next_pos = pos + n
+            self.next_chunk = chunk + 1
+            self.frames += 1
+            self._deliver(self.name, pos, n, payload)
+            return
+        if chunk is None:
+            self._place_by_time(timestamp_ms, payload)
+        elif chunk == self.next_chunk:
+            self._emit(payload)
+            self._release()
+        elif chunk < self.next_chunk or chunk in self.pending:
+            self._duplicate()
+        else:
+            self.pending[chunk] = payload
+            if len(self.pending) > self._window:
+                self._skip_missing()
+
+    def flush(self) -> None:
+        """End of stream: declare every missing chunk a gap and deliver all held audio."""
+        while self.pending:
+            self._skip_missing()
+
+    def _emit(self, payload: bytes) -> None:
+        pos = self.next_pos
+        n = len(payload) >> self.shift
+        self.next_pos = pos + n
+        self.next_chunk += 1
+        self.frames += 1
+        self._deliver(self.name, pos, n, payload)
+
+    def _release(self) -> None:
+        pending = self.pending
+        while self.next_chunk in pending:
+            payload = pending.pop(self.next_chunk)
+            self.stats.reordered += 1
+            self._totals.reordered += 1
+            self._emit(payload)
+
+    def _skip_missing(self) -> None:
+        # The window overflowed: the chunks before the first held one are lost.
+        first = min(self.pending)
+        samples_per_chunk = len(self.pending[first]) >> self.shift
+        self._declare_gap((first - self.next_chunk) * samples_per_chunk)
+        self.next_chunk = first
+        self._release()
+
+    def _place_by_time(self, ts: int | None, payload: bytes) -> None:
+        if ts is not None:
+            if self.ts0 is None:
+                self.ts0 = ts
+            pos = (ts - self.ts0) * self._rate // 1000
+            n = len(payload) >> self.shift
+            half = n // 2
+            if self.frames:
+                if pos <= self.next_pos - half - n + 1:
+                    self._duplicate()
+                    return
+                if pos >= self.next_pos + half:
+                    self._declare_gap(pos - self.next_pos)
+        self._emit(payload)
+
+    def _declare_gap(self, n: int) -> None:
+        if n <= 0:
+            return
+        pos = self.next_pos
+        self.next_pos = pos + n
+        for c in (self.stats, self._totals):
+            c.gaps += 1
+            c.gap_samples += n
+        self._gap(self.name, pos, n)
+
+    def _duplicate(self) -> None:
+        self.stats.duplicates += 1
+        self._totals.duplicates += 1
+
+
+class Ordering:
+    """The ordering of one stream: a :class:`TrackOrder` per announced track.
+
+    ``bytes_per_sample`` is 1 (μ-law) or 2 (L16); ``window`` is how many frames a track
+    holds while waiting for a missing chunk (0: a missing chunk is a gap at once).
+    Counts go to :attr:`stats` and, when given, also to ``totals`` (process-wide counters).
+    """
+
+    __slots__ = ("stats", "tracks")
+
+    def __init__(
+        self,
+        tracks: Iterable[str],
+        *,
+        bytes_per_sample: int,
+        sample_rate: int,
+        window: int,
+        deliver: DeliverFn,
+        gap: GapFn,
+        totals: OrderCounters | None = None,
+    ) -> None:
+        if bytes_per_sample not in (1, 2):
+            raise ValueError(f"bytes_per_sample must be 1 or 2, not {bytes_per_sample}")
+        self.stats = OrderStats()
+        shift = bytes_per_sample - 1
+        if totals is None:
+            totals = OrderStats()
+        self.tracks: dict[str, TrackOrder] = {
+            name: TrackOrder(
+                name,
+                shift=shift,
+                sample_rate=sample_rate,
+                window=window,
+                deliver=deliver,
+                gap=gap,
+                stats=self.stats,
+                totals=totals,
+            )
+            for name in tracks
+        }
+
+    def push(self, track: str, chunk: int | None, timestamp_ms: int | None, payload: bytes) -> bool:
+        """Place one frame; False if ``track`` was not announced (nothing happens).
+
+        The per-frame path of a session looks the track up once in :attr:`tracks` and calls
+        :meth:`TrackOrder.push` itself.
+        """
+        tr = self.tracks.get(track)
+        if tr is None:
+            return False
+        tr.push(chunk, timestamp_ms, payload)
+        return True
+
+    def flush(self) -> None:
+        """End of stream on every track (see :meth:`TrackOrder.flush`)."""
+        for tr in self.tracks.values():
+            tr.flush()

@@ -1,0 +1,383 @@
+"""Handlers at work: each one's input and task (:class:`HandlerRunner`), and the set of
+them that serves one stream (:class:`StreamHandlers`).
+
+The session pushes audio and events without waiting; the runner's task hands them to the
+handler's hooks one at a time, in order. When the handler lags, contiguous audio of one
+track is joined into bigger chunks (natural batching); past ``max_samples`` queued, the
+oldest audio is dropped and counted, control events are kept. An exception in a hook is
+logged with the stream's ids, counted, and switches the handler off for the stream; its
+``on_stop`` still runs.
+
+A runner talks to its owner only through :class:`RunnerOwner`; :class:`StreamHandlers`
+is that owner for a session: it fans events out, keeps the list of audio sinks, reports a
+failed handler to the others and stops the handlers one after the other at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
+
+import numpy as np
+
+from .handler import AudioChunk, BusEvent, Handler, HandlerSpec, StopReason, StreamContext
+from .metrics import Metrics
+from .protocol.events import Dtmf
+
+__all__ = ["HandlerRunner", "RunnerOwner", "StreamHandlers"]
+
+
+class RunnerOwner(Protocol):
+    """What a :class:`HandlerRunner` needs of the stream it serves."""
+
+    @property
+    def stop_reason(self) -> StopReason | None:
+        """Why the stream ended (read when ``on_stop`` runs; None: not ended)."""
+
+    def handler_failed(self, runner: HandlerRunner, hook: str, error: str) -> None:
+        """``runner``'s handler raised in ``hook`` and is now switched off."""
+
+    def handler_stopped(self, runner: HandlerRunner) -> None:
+        """``runner``'s ``on_stop`` has finished (its task is about to end)."""
+
+
+_STOP = object()
+_WAKEUP = object()
+
+
+def _exc_text() -> str:
+    exc = sys.exc_info()[1]
+    return f"{type(exc).__name__}: {exc}" if exc is not None else "unknown error"
+
+
+class HandlerRunner:
+    """One handler's bounded, ordered, coalescing input and the task that drains it.
+
+    ``sink`` is where the session sends delivered audio: the handler's synchronous
+    ``on_audio_nowait`` when it overrides it (inline, no queue), else :meth:`push_audio`.
+    """
+
+    __slots__ = (
+        "_metrics",
+        "_owner",
+        "_task_name",
+        "_waiter",
+        "_wakeup_pending",
+        "dropped_samples",
+        "failed",
+        "handler",
+        "max_samples",
+        "nowait",
+        "queue",
+        "queued_samples",
+        "sink",
+        "spec",
+        "task",
+    )
+
+    def __init__(
+        self,
+        owner: RunnerOwner,
+        spec: HandlerSpec,
+        handler: Handler,
+        max_samples: int,
+        *,
+        metrics: Metrics,
+        task_name: str = "",
+    ) -> None:
+        self._owner = owner
+        self._metrics = metrics
+        self._task_name = task_name or f"handler:{spec.name}"
+        self.spec = spec
+        self.handler = handler
+        self.max_samples = max_samples
+        self.queue: deque[Any] = deque()
+        self.queued_samples = 0
+        self.dropped_samples = 0
+        self.failed = False
+        self._waiter: asyncio.Future[None] | None = None
+        self.task: asyncio.Task[None] | None = None
+        self._wakeup_pending = False
+        #: the handler's synchronous audio hook, when it overrides ``on_audio_nowait``
+        self.nowait = (
+            handler.on_audio_nowait
+            if type(handler).on_audio_nowait is not Handler.on_audio_nowait
+            else None
+        )
+        self.sink = self.nowait or self.push_audio
+
+    # -- the session's side ----------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the task (``on_start``, then the input, then ``on_stop``)."""
+        self.task = asyncio.get_running_loop().create_task(self._run(), name=self._task_name)
+
+    def push_audio(self, chunk: AudioChunk) -> None:
+        """Queue audio for ``on_audio``; past the bound the oldest audio is dropped."""
+        if self.failed:
+            return
+        self.queue.append(chunk)
+        self.queued_samples += chunk.num_samples
+        if self.queued_samples > self.max_samples:
+            self._drop_oldest_audio()
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def push(self, item: Any) -> None:
+        """Queue an event (gap, DTMF, bus event...) for the handler, in order with audio."""
+        if self.failed:
+            return
+        self._append(item)
+
+    def stop(self) -> None:
+        """Queue the end: ``on_stop`` runs after everything queued before it."""
+        self._append(_STOP)
+
+    def request_wakeup(self) -> None:
+        """Queue one ``on_wakeup`` (idempotent until it runs)."""
+        if not self._wakeup_pending and not self.failed:
+            self._wakeup_pending = True
+            self._append(_WAKEUP)
+
+    def fail(self, hook: str) -> None:
+        """Switch the handler off after it raised in ``hook``; call from the ``except``
+        block (the traceback is logged)."""
+        spec = self.spec
+        self.handler.ctx.logger.exception(
+            "handler %s failed in %s; disabled for this stream", spec.name, hook
+        )
+        self._metrics.handler_errors[spec.name] += 1
+        self.failed = True
+        # Keep only the stop marker: the handler gets nothing else.
+        stop_pending = any(item is _STOP for item in self.queue)
+        self.queue.clear()
+        self.queued_samples = 0
+        if stop_pending:
+            self.queue.append(_STOP)
+        self._owner.handler_failed(self, hook, _exc_text())
+
+    # -- the task's side -------------------------------------------------------------------
+
+    def _append(self, item: Any) -> None:
+        self.queue.append(item)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _drop_oldest_audio(self) -> None:
+        # Drop from the oldest end until under the bound; control events stay.
+        kept: deque[Any] = deque()
+        q = self.queue
+        while self.queued_samples > self.max_samples and q:
+            item = q.popleft()
+            if type(item) is AudioChunk:
+                n = item.num_samples
+                self.queued_samples -= n
+                self.dropped_samples += n
+                self._metrics.handler_dropped_samples[self.spec.name] += n
+            else:
+                kept.append(item)
+        if kept:
+            kept.extend(q)
+            self.queue = kept
+
+    async def _wait(self) -> None:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiter = fut
+        try:
+            await fut
+        finally:
+            self._waiter = None
+
+    def _take(self) -> Any:
+        item = self.queue.popleft()
+        if type(item) is not AudioChunk:
+            return item
+        self.queued_samples -= item.num_samples
+        q = self.queue
+        if not q or type(q[0]) is not AudioChunk:
+            return item
+        # Coalesce contiguous audio of the same track: a lagging handler catches up in
+        # fewer, bigger calls (natural batching).
+        parts = [item]
+        end = item.end
+        while q and type(q[0]) is AudioChunk and q[0].track == item.track and q[0].position == end:
+            nxt = q.popleft()
+            self.queued_samples -= nxt.num_samples
+            parts.append(nxt)
+            end = nxt.end
+        if len(parts) == 1:
+            return item
+        total = sum(p.num_samples for p in parts)
+        enc = item.encoding
+        payloads = [p.payload for p in parts if p.payload is not None and p.encoding == enc]
+        if len(payloads) == len(parts):
+            return AudioChunk(
+                item.track, item.position, item.sample_rate, total, b"".join(payloads), enc
+            )
+        return AudioChunk.from_pcm(
+            item.track,
+            np.concatenate([p.samples for p in parts]),
+            item.position,
+            item.sample_rate,
+        )
+
+    async def _run(self) -> None:
+        handler = self.handler
+        try:
+            await self._call(handler.on_start())
+            while True:
+                if not self.queue:
+                    await self._wait()
+                    continue
+                item = self._take()
+                if item is _STOP:
+                    break
+                if self.failed:
+                    continue
+                if item is _WAKEUP:
+                    self._wakeup_pending = False
+                    await self._call(handler.on_wakeup())
+                    continue
+                kind = type(item)
+                if kind is AudioChunk:
+                    await self._call(handler.on_audio(item))
+                elif kind is Dtmf:
+                    await self._call(handler.on_dtmf(item))
+                else:
+                    await self._call(handler.on_event(item))
+        finally:
+            try:
+                await handler.on_stop(self._owner.stop_reason or StopReason.CLOSED)
+            except Exception:
+                self.fail("on_stop")
+            finally:
+                self._owner.handler_stopped(self)
+
+    async def _call(self, coro: Any) -> None:
+        if self.failed:
+            coro.close()
+            return
+        try:
+            await coro
+        except Exception:
+            self.fail(coro.__qualname__.rsplit(".", 1)[-1])
+
+
+class StreamHandlers:
+    """The handlers of one stream, in route order: fan-out, audio sinks, failures, stop.
+
+    :attr:`sinks` is where delivered audio goes (each live handler's ``on_audio_nowait``
+    or queue). A change replaces the list rather than editing it, so a delivery that is
+    iterating over it when a handler fails still reaches every other handler.
+    """
+
+    __slots__ = ("_metrics", "runners", "sinks", "stop_reason")
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+        self.runners: list[HandlerRunner] = []
+        self.sinks: list[Callable[[AudioChunk], None]] = []
+        self.stop_reason: StopReason | None = None
+
+    def create(self, specs: Iterable[HandlerSpec], ctx: StreamContext, *, queue_s: float) -> None:
+        """Create and start the handlers of the stream of ``ctx``, in order; one whose
+        constructor raises is logged, counted and left out. ``queue_s`` bounds each input
+        (or the handler's own ``max_queue_s``, when smaller)."""
+        rate = ctx.sample_rate
+        for spec in specs:
+            try:
+                handler = spec.create(ctx)
+            except Exception:
+                ctx.logger.exception("handler %s could not be created; skipped", spec.name)
+                self._metrics.handler_errors[spec.name] += 1
+                continue
+            max_s = min(handler.max_queue_s, queue_s)
+            max_samples = max(int(max_s * rate), rate // 50)
+            self.add(spec, handler, max_samples, f"handler:{spec.name}:{ctx.stream_id}")
+
+    def add(
+        self, spec: HandlerSpec, handler: Handler, max_samples: int, task_name: str
+    ) -> HandlerRunner:
+        """Give ``handler`` a runner and start its task."""
+        runner = HandlerRunner(
+            self, spec, handler, max_samples, metrics=self._metrics, task_name=task_name
+        )
+        self.runners.append(runner)
+        runner.start()
+        self._update_sinks()
+        return runner
+
+    def push(self, item: Any) -> None:
+        """Queue an event (gap, DTMF, playedStream...) for every handler."""
+        for r in self.runners:
+            r.push(item)
+
+    def publish(self, event: BusEvent) -> None:
+        """Deliver a bus event to every handler except its source."""
+        for r in self.runners:
+            if r.spec.name != event.source:
+                r.push(event)
+
+    def wakeup(self, handler: Handler) -> None:
+        """Queue ``handler.on_wakeup`` on its runner."""
+        for r in self.runners:
+            if r.handler is handler:
+                r.request_wakeup()
+                return
+
+    def sink_failed(self, sink: Callable[[AudioChunk], None]) -> bool:
+        """``sink`` raised (call from the ``except`` block): if it is a handler's
+        ``on_audio_nowait``, switch that handler off and return True."""
+        for r in self.runners:
+            if r.nowait is not None and sink == r.nowait:
+                r.fail("on_audio_nowait")
+                return True
+        return False
+
+    def stop(self, reason: StopReason) -> None:
+        """The stream ended: stop the handlers in route order, each after the one before
+        it finished ``on_stop`` (so what it publishes there still reaches the next)."""
+        self.stop_reason = reason
+        if self.runners:
+            self.runners[0].stop()
+
+    async def wait(self, timeout_s: float, logger: logging.LoggerAdapter[logging.Logger]) -> None:
+        """Wait for every handler's task to end; cancel those still running after
+        ``timeout_s``."""
+        tasks = [r.task for r in self.runners if r.task is not None]
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=timeout_s)
+        for t in pending:
+            logger.warning(
+                "handler task %s did not stop in %.1fs; cancelled", t.get_name(), timeout_s
+            )
+            t.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=1.0)
+
+    @property
+    def dropped_samples(self) -> int:
+        """Audio dropped by all handler inputs of the stream (samples)."""
+        return sum(r.dropped_samples for r in self.runners)
+
+    def _update_sinks(self) -> None:
+        self.sinks = [r.sink for r in self.runners if not r.failed]
+
+    # RunnerOwner
+
+    def handler_failed(self, runner: HandlerRunner, hook: str, error: str) -> None:
+        data = {"handler": runner.spec.name, "hook": hook, "error": error}
+        self.publish(BusEvent("handler.error", data, "session"))
+        self._update_sinks()
+
+    def handler_stopped(self, runner: HandlerRunner) -> None:
+        i = self.runners.index(runner) + 1
+        if i < len(self.runners):
+            self.runners[i].stop()

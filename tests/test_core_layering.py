@@ -1,0 +1,93 @@
+"""The stream core's rules, read from the source with ``ast``: what each module may import."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PKG = Path(__file__).parent.parent / "streamserver"
+CORE = ("handler", "ordering", "playback", "runner", "session", "session_state")
+#: What each core module may import of ours (besides itself).
+ALLOWED = {
+    "ordering": set(),
+    "session_state": set(),
+    "handler": {"audio", "protocol.events"},
+    "playback": {"audio", "metrics", "protocol.plivo"},
+    "runner": {"handler", "metrics", "protocol.events"},
+    "session": {
+        "audio",
+        "handler",
+        "metrics",
+        "ordering",
+        "playback",
+        "protocol.events",
+        "protocol.plivo",
+        "protocol.websocket",
+        "runner",
+        "session_state",
+    },
+}
+#: No sockets in the core: the network layer owns them.
+FORBIDDEN_STDLIB = {"socket", "ssl", "selectors", "uvloop", "websockets"}
+
+
+def imports(module: str) -> list[tuple[str, str]]:
+    """(module imported, name imported) pairs; relative imports made absolute in our package."""
+    tree = ast.parse((PKG / f"{module}.py").read_text(encoding="utf-8"))
+    found: list[tuple[str, str]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = f"streamserver.{base}" if base else "streamserver"
+            for alias in node.names:
+                found.append((base, alias.name))
+        elif isinstance(node, ast.Import):
+            found.extend((alias.name, "") for alias in node.names)
+    return found
+
+
+def ours(module: str) -> set[str]:
+    """Our modules that ``module`` imports, dotted below ``streamserver``."""
+    deps = set()
+    for base, name in imports(module):
+        if base != "streamserver" and not base.startswith("streamserver."):
+            continue
+        rel = base.removeprefix("streamserver").lstrip(".")
+        sub = f"{rel}.{name}".lstrip(".")
+        # `from .protocol import plivo` imports the module protocol.plivo
+        is_module = (PKG / f"{sub.replace('.', '/')}.py").exists() or (PKG / sub).is_dir()
+        deps.add(sub if name and is_module else rel)
+    return deps
+
+
+@pytest.mark.parametrize("module", CORE)
+def test_core_modules_import_only_what_they_may(module: str) -> None:
+    assert ours(module) <= ALLOWED[module]
+    stdlib = {base.split(".")[0] for base, _ in imports(module)}
+    assert not stdlib & FORBIDDEN_STDLIB
+    assert not any(d == "net" or d.startswith(("net.", "server")) for d in ours(module))
+
+
+@pytest.mark.parametrize("module", CORE)
+def test_core_modules_import_no_private_names(module: str) -> None:
+    private = [
+        f"{base}.{name}"
+        for base, name in imports(module)
+        if base.startswith("streamserver") and name.startswith("_")
+    ]
+    assert private == []
+
+
+def test_the_core_has_no_import_cycle() -> None:
+    graph = {m: ALLOWED[m] & set(CORE) for m in CORE}
+    for m in CORE:  # the allowed lists themselves must not form a cycle
+        seen, todo = set(), list(graph[m])
+        while todo:
+            d = todo.pop()
+            assert d != m, f"import cycle through {m}"
+            if d not in seen:
+                seen.add(d)
+                todo.extend(graph[d])
