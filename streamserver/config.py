@@ -14,6 +14,9 @@ the key::
 Environment variables are text: :func:`env_value` turns one into a value first (``8``,
 ``2.5``, ``true``, ``["a", "b"]`` as TOML; a string field keeps the text as written). Text
 that spells no TOML value stays text, which :func:`cast` then refuses naming the key.
+
+The ``[bus]`` and ``[storage]`` tables are msgspec Structs instead, read by
+:func:`struct_from_table`: leniently (``strict=False``), and a problem raises ``ValueError``.
 """
 
 from __future__ import annotations
@@ -21,9 +24,13 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import fields
-from typing import Any, get_type_hints
+from typing import Any, TypeVar, get_type_hints
 
-__all__ = ["ConfigError", "FieldReader", "cast", "env_value", "read_table"]
+import msgspec
+
+__all__ = ["ConfigError", "FieldReader", "cast", "env_value", "read_table", "struct_from_table"]
+
+S = TypeVar("S", bound=msgspec.Struct)
 
 
 class ConfigError(Exception):
@@ -101,3 +108,12 @@ def read_table(
         read = special.get(key)
         values[key] = read(value, name) if read else cast(value, hints[key], name, error=error)
     return values
+
+
+def struct_from_table(cls: type[S], table: Mapping[str, Any], name: str) -> S:
+    """The msgspec Struct ``cls`` from the raw ``[name]`` table; the ``ValueError`` starts
+    with ``[name]`` and names the key that is wrong (``name.key``)."""
+    try:
+        return msgspec.convert(dict(table), cls, strict=False)
+    except msgspec.ValidationError as exc:
+        raise ValueError(f"[{name}] {exc}".replace("`$.", f"`{name}.")) from None
