@@ -249,7 +249,7 @@ class _Stream(asyncio.Protocol):
         if prev == _DONE:
             return
         if self.was_connected and self.close_code is None:
-            self.close_code = 1006
+            self.close_code = CloseCode.ABNORMAL
             if self.error is None:
                 self.error = "connection lost without a close frame" + (f": {exc}" if exc else "")
         elif not self.was_connected and self.error is None:

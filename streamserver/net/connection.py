@@ -158,7 +158,7 @@ class Connection(asyncio.Protocol):
         peer = self.transport.get_extra_info("peername")
         if peer:
             self.peer = f"{peer[0]}:{peer[1]}"
-        self._handshake = ServerProtocol(max_size=self._fast_max - 8, logger=_ws_log)
+        self._handshake = ServerProtocol(max_size=self._owner.max_message_bytes, logger=_ws_log)
         self._owner.connection_made(self)
 
     def data_received(self, data: bytes) -> None:
