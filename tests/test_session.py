@@ -357,7 +357,7 @@ async def test_too_many_invalid_frames_close_1007() -> None:
 async def test_binary_frames_close_1003() -> None:
     s, out = make_session()
     feed(s, pf.start())
-    s.feed_binary()
+    s.feed_binary(b"\x00\x01")
     assert out.close_code == CloseCode.UNSUPPORTED_DATA and s.ended
 
 
