@@ -106,10 +106,10 @@ class Playback:
         out = self._outlet
         self._send_audio = out.send_binary if dialect.binary_audio else out.send_text
         self._step = fmt.frame_bytes * dialect.play_frame_ms // 20
-        # A provider that answers no clear, or echoes the marks pending at a clear, gets
-        # each checkpoint under a unique wire name: a late echo can never resolve a newer
-        # checkpoint of the same name.
-        self._unique = dialect.echoes_marks_after_clear or not dialect.acks_clear
+        # Every provider but Plivo (whose names the emulator and load tester match) gets
+        # each checkpoint under a unique wire name: a mark echoed after a clear (Twilio
+        # documents it) can never resolve a newer checkpoint of the same name.
+        self._unique = dialect.name != PLIVO.name
         self.active = True
 
     def close(self) -> None:
@@ -204,7 +204,11 @@ class Playback:
     def _flush_pending(self) -> None:
         if self._pending:
             tail, self._pending = self._pending, b""
-            self._send_frame(tail)  # the dialect pads it (Exotel: to a multiple of 320 bytes)
+            fmt = self.fmt
+            assert fmt is not None
+            # A whole frame, padded with silence: Exotel takes no chunk under 3.2 kB.
+            missing = (self._step - len(tail)) // fmt.bytes_per_sample
+            self._send_frame(tail + audio.silence_bytes(fmt.encoding, missing))
 
     def checkpoint(self, name: str) -> asyncio.Future[bool]:
         """Send a checkpoint; resolved True by ``playedStream``, False by a clear or the end."""
