@@ -69,5 +69,10 @@ async def test_replay_into_the_recorder_sample_exact_with_echo(
     wire = AudioFormat.from_content_type(report.content_type)
     expected = wire.decode(wire.encode(voice))
     assert np.array_equal(recorded[: len(expected)], expected)
+    if dialect == "exotel":
+        # Exotel's outbound chunks are 200 ms: no 20 ms frame comes back as it went, but
+        # the caller hears the echo.
+        assert sum(end - start for start, end in report.played_segments) > 0.4
+        return
     rtt = report.echo_rtt
     assert rtt is not None and rtt.count >= len(expected) // wire.frame_samples - 1
