@@ -14,6 +14,7 @@ that are draining still land::
 from __future__ import annotations
 
 import dataclasses
+import socket
 from collections.abc import Mapping, Sequence
 from typing import Literal
 
@@ -44,6 +45,9 @@ class StreamService:
 
     ``extra_handlers`` adds resolved handlers after a route's configured ones (a program
     embedding the server can hand its own classes in without registering entry points).
+    ``sock`` is a listening socket to serve on (a worker's, see
+    :mod:`streamserver.supervisor`); ``control=False`` leaves the control app out (it runs
+    in one worker of a host).
     """
 
     def __init__(
@@ -51,16 +55,20 @@ class StreamService:
         settings: Settings,
         *,
         extra_handlers: Mapping[str, Sequence[HandlerSpec]] | None = None,
+        sock: socket.socket | None = None,
+        control: bool = True,
     ) -> None:
         self.settings = settings
         control_settings = load_control_settings(settings)
-        self.server = StreamServer(settings)
+        self.server = StreamServer(settings, sock=sock)
         for path, specs in (extra_handlers or {}).items():
             route = self.server.routes[path]
             handlers = (*route.handlers, *specs)
             self.server.routes[path] = dataclasses.replace(route, handlers=handlers)
         self.control = (
-            ControlApp(self.server, control_settings) if control_settings.enabled else None
+            ControlApp(self.server, control_settings)
+            if control_settings.enabled and control
+            else None
         )
 
     @property

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import socket
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -55,8 +56,17 @@ class StreamServer:
     finished yet; ``connections`` every open TCP connection.
     """
 
-    def __init__(self, settings: Settings, *, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        metrics: Metrics | None = None,
+        sock: socket.socket | None = None,
+    ) -> None:
         self.settings = settings
+        #: A listening socket to serve on instead of binding host:port (a worker's,
+        #: inherited from its supervisor).
+        self.sock = sock
         self.metrics = metrics or Metrics()
         sv, ss = settings.server, settings.session
         self.limits = SessionLimits(
@@ -151,9 +161,14 @@ class StreamServer:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         sv = self.settings.server
-        self._server = await loop.create_server(
-            lambda: Connection(self), sv.host, sv.port, reuse_port=None, backlog=1024
-        )
+        if self.sock is not None:
+            self._server = await loop.create_server(
+                lambda: Connection(self), sock=self.sock, backlog=1024
+            )
+        else:
+            self._server = await loop.create_server(
+                lambda: Connection(self), sv.host, sv.port, reuse_port=None, backlog=1024
+            )
         sockets = self._server.sockets
         self.port = sockets[0].getsockname()[1] if sockets else sv.port
         self._tick_task = loop.create_task(self._tick(), name="streamserver-tick")
