@@ -154,6 +154,7 @@ def _add_optional(sub: Any) -> None:
         "streamserver.commands.streams",
         "streamserver.commands.recordings",
         "streamserver.commands.demo",
+        "streamserver.commands.bus",
         "streamserver.loadtest.cli",
     ):
         try:

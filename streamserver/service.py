@@ -16,13 +16,17 @@ from __future__ import annotations
 import dataclasses
 import socket
 from collections.abc import Mapping, Sequence
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from .control import ControlApp, load_control_settings
 from .handler import HandlerSpec
 from .net import StreamServer
-from .settings import Settings
+from .settings import ConfigError, Settings
 from .signature import NonceCache, UpgradeVerifier
+
+if TYPE_CHECKING:
+    from .bus import Bus
+    from .call_events import BusObserver
 
 __all__ = ["ListenError", "StreamService"]
 
@@ -57,6 +61,7 @@ class StreamService:
         extra_handlers: Mapping[str, Sequence[HandlerSpec]] | None = None,
         sock: socket.socket | None = None,
         control: bool = True,
+        worker: str | None = None,
     ) -> None:
         self.settings = settings
         control_settings = load_control_settings(settings)
@@ -70,6 +75,26 @@ class StreamService:
             if control_settings.enabled and control
             else None
         )
+        self.bus: Bus | None = None
+        self.observer: BusObserver | None = None
+        bus_table: dict[str, Any] = dict(settings.extra.get("bus") or {})
+        if bus_table.get("url"):
+            self._build_bus(bus_table, worker)
+
+    def _build_bus(self, table: dict[str, Any], worker: str | None) -> None:
+        # Imported only when configured: the default server needs no NATS client.
+        from .bus import Bus, BusSettings
+        from .call_events import BusObserver
+
+        if worker is not None:
+            table.setdefault("worker", worker)
+        try:
+            bus_settings = BusSettings.from_table(table)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
+        self.bus = Bus(bus_settings)
+        self.observer = BusObserver(self.bus)
+        self.server.observer = self.observer
 
     @property
     def url(self) -> str:
@@ -80,9 +105,13 @@ class StreamService:
         """Listen: the server, then the control app (the server is stopped again when the
         control app cannot listen). Raises :class:`ListenError`."""
         sv = self.settings.server
+        if self.bus is not None:
+            await self.bus.start()  # never waits for NATS: events queue until it answers
         try:
             await self.server.start()
         except OSError as exc:
+            if self.bus is not None:
+                await self.bus.aclose(0)
             raise ListenError("server", sv.host, sv.port, exc) from exc
         if self.control is not None:
             try:
@@ -102,6 +131,10 @@ class StreamService:
         await self.server.shutdown()
         if self.control is not None:
             await self.control.aclose()
+        if self.observer is not None:
+            await self.observer.aclose()
+        if self.bus is not None:
+            await self.bus.aclose()
 
     async def __aenter__(self) -> StreamService:
         await self.start()

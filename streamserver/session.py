@@ -36,6 +36,7 @@ from .handler import (
     StreamContext,
 )
 from .metrics import Metrics
+from .observer import StreamObserver
 from .ordering import Ordering, OrderStats, TrackOrder
 from .playback import Playback
 from .protocol import plivo
@@ -113,6 +114,7 @@ class Session:
         "logger",
         "media_frames",
         "metrics",
+        "observer",
         "order_stats",
         "outlet",
         "path",
@@ -152,6 +154,8 @@ class Session:
         self.started = False
         self.ended = False
         self.stop_reason: StopReason | None = None
+        #: told of start, DTMF, bus events and end (set by the server; None: nobody)
+        self.observer: StreamObserver | None = None
         self.start_event: Start | None = None
         self.stream_id = "-"
         self.call_id = "-"
@@ -321,6 +325,10 @@ class Session:
             self.metrics.dtmf_received += 1
             self.logger.info("dtmf %s on %s", event.digit, event.track)
             self.handlers.push(event)
+            if self.observer is not None:
+                self.observer.stream_event(
+                    self, "dtmf", {"digit": event.digit, "track": event.track}
+                )
         elif type(event) is PlayedStream:
             self._playback.played(event.name)
             self.handlers.push(event)
@@ -390,6 +398,8 @@ class Session:
             ",".join(r.spec.name for r in self.runners) or "-",
             self.peer,
         )
+        if self.observer is not None:
+            self.observer.stream_started(self)
 
     # -- fan-out -------------------------------------------------------------------------
 
@@ -411,6 +421,8 @@ class Session:
     def publish(self, event: BusEvent) -> None:
         """Deliver a bus event to every handler of the stream except its source."""
         self.handlers.publish(event)
+        if self.observer is not None:
+            self.observer.stream_event(self, event.topic, event.data)
 
     # -- StreamControl (streamserver.handler): what handlers' contexts call -------------
 

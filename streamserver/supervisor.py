@@ -257,7 +257,7 @@ def _run_worker(settings: Settings, sock: socket.socket, index: int, metrics_dir
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        service = StreamService(settings, sock=sock, control=index == 0)
+        service = StreamService(settings, sock=sock, control=index == 0, worker=str(index))
         gate = service.server.gate
         board = MetricsBoard(
             metrics_dir, index, lambda draining: service.server.metrics.render(draining=draining)

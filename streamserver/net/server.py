@@ -19,6 +19,7 @@ from typing import Any
 
 from ..handler import HandlerSpec, load_handler
 from ..metrics import Metrics
+from ..observer import StreamObserver
 from ..protocol.websocket import CloseCode
 from ..session import Route, Session, SessionLimits
 from ..settings import Settings
@@ -95,6 +96,8 @@ class StreamServer:
         )
         self.connections: set[Connection] = set()
         self.sessions: set[Session] = set()
+        #: handed to every session (the service's bus wiring); None: nobody listens
+        self.observer: StreamObserver | None = None
         self.port = 0
         self._server: asyncio.Server | None = None
         self._finishing: set[asyncio.Task[None]] = set()
@@ -143,6 +146,7 @@ class StreamServer:
         m.streams_active += 1
         m.streams_total += 1
         self.sessions.add(conn.session)
+        conn.session.observer = self.observer
 
     def connection_lost(self, conn: Connection) -> None:
         self.connections.discard(conn)
@@ -266,6 +270,10 @@ class StreamServer:
         try:
             await session.wait_handlers(self.settings.server.handler_stop_timeout_s)
         finally:
+            observer = session.observer
+            if observer is not None and session.started and session.stop_reason is not None:
+                # After every on_stop: a final transcript or recording comes before it.
+                observer.stream_stopped(session, session.stop_reason)
             self.sessions.discard(session)
             if not self.sessions:
                 self._idle.set()
