@@ -26,7 +26,8 @@ from .signature import NonceCache, UpgradeVerifier
 
 if TYPE_CHECKING:
     from .bus import Bus
-    from .call_events import BusObserver
+    from .call_events import CallObserver
+    from .storage import RecordingUploader
 
 __all__ = ["ListenError", "StreamService"]
 
@@ -76,24 +77,37 @@ class StreamService:
             else None
         )
         self.bus: Bus | None = None
-        self.observer: BusObserver | None = None
+        self.uploader: RecordingUploader | None = None
+        self.observer: CallObserver | None = None
         bus_table: dict[str, Any] = dict(settings.extra.get("bus") or {})
-        if bus_table.get("url"):
-            self._build_bus(bus_table, worker)
+        storage_table: dict[str, Any] = dict(settings.extra.get("storage") or {})
+        if bus_table.get("url") or storage_table.get("url"):
+            self._build_wiring(bus_table, storage_table, worker)
 
-    def _build_bus(self, table: dict[str, Any], worker: str | None) -> None:
-        # Imported only when configured: the default server needs no NATS client.
-        from .bus import Bus, BusSettings
-        from .call_events import BusObserver
+    def _build_wiring(
+        self, bus_table: dict[str, Any], storage_table: dict[str, Any], worker: str | None
+    ) -> None:
+        # Imported only when configured: the default server needs no NATS or S3 client.
+        from .call_events import CallObserver
 
-        if worker is not None:
-            table.setdefault("worker", worker)
         try:
-            bus_settings = BusSettings.from_table(table)
+            if bus_table.get("url"):
+                from .bus import Bus, BusSettings
+
+                if worker is not None:
+                    bus_table.setdefault("worker", worker)
+                self.bus = Bus(BusSettings.from_table(bus_table))
+            if storage_table.get("url"):
+                from .storage import RecordingUploader, StorageSettings
+
+                recorder = self.settings.handler.get("recorder", {})
+                storage_table.setdefault("record_dir", recorder.get("record_dir", "recordings"))
+                self.uploader = RecordingUploader(StorageSettings.from_table(storage_table))
         except ValueError as exc:
             raise ConfigError(str(exc)) from exc
-        self.bus = Bus(bus_settings)
-        self.observer = BusObserver(self.bus)
+        self.observer = CallObserver(self.bus, self.uploader)
+        if self.uploader is not None:
+            self.uploader.on_uploaded = self.observer.recording_uploaded
         self.server.observer = self.observer
 
     @property
@@ -107,9 +121,14 @@ class StreamService:
         sv = self.settings.server
         if self.bus is not None:
             await self.bus.start()  # never waits for NATS: events queue until it answers
+        if self.uploader is not None:
+            # Re-queues what a crash left in the spool; an unreachable S3 is retried later.
+            await self.uploader.start()
         try:
             await self.server.start()
         except OSError as exc:
+            if self.uploader is not None:
+                await self.uploader.aclose(0)
             if self.bus is not None:
                 await self.bus.aclose(0)
             raise ListenError("server", sv.host, sv.port, exc) from exc
@@ -133,8 +152,10 @@ class StreamService:
             await self.control.aclose()
         if self.observer is not None:
             await self.observer.aclose()
+        if self.uploader is not None:
+            await self.uploader.aclose()  # what is left stays spooled for the next start
         if self.bus is not None:
-            await self.bus.aclose()
+            await self.bus.aclose()  # after the uploads: their recording.ready goes out
 
     async def __aenter__(self) -> StreamService:
         await self.start()

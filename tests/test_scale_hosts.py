@@ -182,7 +182,10 @@ async def test_nats_down_at_start_then_back(nats_server: NatsServer, tmp_path: P
     call = f"c-{uuid.uuid4().hex[:8]}"
     nats_server.stop()
     try:
-        env = {"STREAMSERVER_BUS__URL": nats_server.url, "STREAMSERVER_BUS__RECONNECT_WAIT_S": "0.2"}
+        env = {
+            "STREAMSERVER_BUS__URL": nats_server.url,
+            "STREAMSERVER_BUS__RECONNECT_WAIT_S": "0.2",
+        }
         async with host(tmp_path / "rec", env) as (_p, url, lines):
             s = await Stream.open(url, call)
             await s.audio(range(25))
@@ -196,3 +199,40 @@ async def test_nats_down_at_start_then_back(nats_server: NatsServer, tmp_path: P
     finally:
         if not nats_server.running:
             nats_server.start()
+
+
+s3_server = bus_support.s3_server
+
+
+async def test_recordings_from_two_hosts_land_in_the_bucket(
+    nats_server: NatsServer, s3_server: bus_support.S3Server, tmp_path: Path
+) -> None:
+    import io
+
+    s3_server.create_bucket("scale-recordings")
+    env = {
+        "STREAMSERVER_BUS__URL": nats_server.url,
+        "STREAMSERVER_STORAGE__URL": "s3://scale-recordings/calls",
+        "STREAMSERVER_STORAGE__ENDPOINT_URL": s3_server.endpoint_url,
+        **s3_server.env,
+    }
+    calls = [f"r{n}-{uuid.uuid4().hex[:8]}" for n in (1, 2)]
+    async with (
+        Collector(nats_server.url) as events,
+        host(tmp_path / "rec1", env) as (_p1, url1, _),
+        host(tmp_path / "rec2", env) as (_p2, url2, _),
+    ):
+        streams = [await Stream.open(u, c) for u, c in zip((url1, url2), calls, strict=True)]
+        for n, s in enumerate(streams):
+            await s.audio(range(10 + 15 * n))
+            await s.finish()
+        ready = [await events.wait(c, "recording.ready", timeout=T * 3) for c in calls]
+    client = s3_server.client()
+    for n, ev in enumerate(ready):
+        url = ev.data["files"]["inbound"]
+        assert url.startswith("s3://scale-recordings/calls/")
+        key = url[len("s3://scale-recordings/") :]
+        body = client.get_object(Bucket="scale-recordings", Key=key)["Body"].read()
+        data, _ = sf.read(io.BytesIO(body), dtype="int16")
+        assert np.array_equal(data, EXPECTED[: (10 + 15 * n) * 160])
+        assert not (tmp_path / f"rec{n + 1}" / calls[n] / f"s-{calls[n]}.json").exists()

@@ -35,7 +35,7 @@ def test_label_sample() -> None:
 
 
 def test_merge_keeps_one_description_per_family() -> None:
-    text = "# HELP a A.\n# TYPE a counter\na 1\n# HELP b B.\n# TYPE b gauge\nb{x=\"y\"} 2\n"
+    text = '# HELP a A.\n# TYPE a counter\na 1\n# HELP b B.\n# TYPE b gauge\nb{x="y"} 2\n'
     merged = merge_metrics({"1": text.replace(" 1\n", " 5\n"), "0": text})
     assert merged.splitlines() == [
         "# HELP a A.",
@@ -194,8 +194,10 @@ async def test_kill_9_of_a_worker_spares_the_other_and_it_comes_back(tmp_path: P
         # The worker is back (a fresh process), counted once.
         text = await wait_for_metrics(
             url,
-            lambda t: series(t, "streamserver_worker_restarts_total").get("1") == 1
-            and len(series(t, "streamserver_up")) == 2,
+            lambda t: (
+                series(t, "streamserver_worker_restarts_total").get("1") == 1
+                and len(series(t, "streamserver_up")) == 2
+            ),
         )
         assert any("worker 1" in ln and "died (signal 9)" in ln for ln in lines)
 
