@@ -252,11 +252,23 @@ def _run_worker(settings: Settings, sock: socket.socket, index: int, metrics_dir
     from .runtime import run_async
     from .service import StreamService
 
+    parent = os.getppid()
+
+    async def _watch_parent(pid: int, stop: asyncio.Event) -> None:
+        # A supervisor killed with -9 cannot drain its workers: they drain themselves.
+        while True:
+            await asyncio.sleep(1.0)
+            if os.getppid() != pid:
+                break
+        log.error("worker %d: the supervisor (pid %d) is gone; draining", index, pid)
+        stop.set()
+
     async def main() -> int:
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        orphan_watch = loop.create_task(_watch_parent(parent, stop))
         service = StreamService(settings, sock=sock, control=index == 0, worker=str(index))
         gate = service.server.gate
         board = MetricsBoard(
@@ -274,6 +286,7 @@ def _run_worker(settings: Settings, sock: socket.socket, index: int, metrics_dir
         board.set_draining()
         await service.aclose()
         await board.aclose()
+        orphan_watch.cancel()
         return 0
 
     code: int = run_async(main)

@@ -170,8 +170,13 @@ async def test_commands_reach_the_host_holding_the_call(
         await events.wait(b_call, "stream.stopped")
         assert stopped.data["reason"] == "stop" and stopped.data["media_frames"] == 25
         assert stopped.data["gaps"] == 0 and stopped.data["drops"] == 0
-        assert events.kinds(a_call) == ["stream.started", "dtmf", "stream.stopped"]
-        assert events.kinds(b_call) == ["stream.started", "stream.stopped"]
+        assert events.kinds(a_call) == [
+            "stream.started",
+            "dtmf",
+            "recording.finished",
+            "stream.stopped",
+        ]
+        assert events.kinds(b_call) == ["stream.started", "recording.finished", "stream.stopped"]
         assert {e.worker for e in events.events if e.call_id == b_call} == {str(p2.pid)}
         with pytest.raises(CallNotFoundError):  # the call is gone: no responders
             await client.clear(a_call)
@@ -190,12 +195,16 @@ async def test_nats_down_at_start_then_back(nats_server: NatsServer, tmp_path: P
             s = await Stream.open(url, call)
             await s.audio(range(25))
             await s.finish()
-            assert np.array_equal(recording(tmp_path / "rec", s), EXPECTED[: 25 * 160])
             assert any("NATS at nats://127.0.0.1" in ln for ln in lines), lines
             nats_server.start()
             async with Collector(nats_server.url) as events:
                 await events.wait(call, "stream.stopped", timeout=T * 2)
-                assert events.kinds(call) == ["stream.started", "stream.stopped"]
+                assert events.kinds(call) == [
+                    "stream.started",
+                    "recording.finished",
+                    "stream.stopped",
+                ]
+        assert np.array_equal(recording(tmp_path / "rec", s), EXPECTED[: 25 * 160])
     finally:
         if not nats_server.running:
             nats_server.start()

@@ -82,8 +82,12 @@ async def supervisor(
         yield proc, url, lines
     finally:
         if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+            proc.terminate()  # the workers drain and go with it
+            try:
+                await asyncio.wait_for(proc.wait(), T)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
         reader.cancel()
 
 
@@ -189,8 +193,6 @@ async def test_kill_9_of_a_worker_spares_the_other_and_it_comes_back(tmp_path: P
         survivors = [i for i, ok in enumerate(up) if ok]
         await asyncio.gather(*(send_audio(socks[i], i, range(20, 50)) for i in survivors))
         await asyncio.gather(*(finish(socks[i], i) for i in survivors))
-        for i in survivors:
-            assert np.array_equal(recording(tmp_path, i), EXPECTED[: 50 * 160])
         # The worker is back (a fresh process), counted once.
         text = await wait_for_metrics(
             url,
@@ -200,6 +202,8 @@ async def test_kill_9_of_a_worker_spares_the_other_and_it_comes_back(tmp_path: P
             ),
         )
         assert any("worker 1" in ln and "died (signal 9)" in ln for ln in lines)
+    for i in survivors:  # after the drain: every recorder finished
+        assert np.array_equal(recording(tmp_path, i), EXPECTED[: 50 * 160])
 
 
 async def test_sigterm_drains_every_worker(tmp_path: Path) -> None:
