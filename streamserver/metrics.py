@@ -44,6 +44,7 @@ class Metrics:
         "frames_sent",
         "gap_samples",
         "gaps",
+        "gaps_capped",
         "gc_collections",
         "gc_pause_max_s",
         "gc_pause_s",
@@ -55,6 +56,7 @@ class Metrics:
         "loop_lag_s",
         "read_batch_stalls",
         "reordered",
+        "resyncs",
         "signature_checks",
         "started_at",
         "stop_reasons",
@@ -88,6 +90,8 @@ class Metrics:
         self.reordered = 0
         self.gaps = 0
         self.gap_samples = 0
+        self.gaps_capped = 0
+        self.resyncs = 0
         # Handlers
         self.handler_dropped_samples: defaultdict[str, int] = defaultdict(int)
         self.handler_errors: defaultdict[str, int] = defaultdict(int)
@@ -211,6 +215,18 @@ class Metrics:
         metric("reordered_total", "counter", "Media frames put back in order.", self.reordered)
         metric("gaps_total", "counter", "Gaps detected in media.", self.gaps)
         metric("gap_samples_total", "counter", "Samples missing in gaps.", self.gap_samples)
+        metric(
+            "gaps_capped_total",
+            "counter",
+            "Gaps longer than [session] max_gap_s, cut to it (the track's timeline resynced).",
+            self.gaps_capped,
+        )
+        metric(
+            "timeline_resyncs_total",
+            "counter",
+            "Tracks whose chunk or timestamp jumped (confirmed by two frames) and were resynced.",
+            self.resyncs,
+        )
         labelled(
             "handler_dropped_samples_total",
             "counter",

@@ -80,6 +80,8 @@ class SessionLimits:
     handler_queue_s: float = 10.0  # default audio bound per handler input
     start_timeout_s: float = 10.0  # no 'start' event this long after the upgrade: close 1008
     idle_timeout_s: float = 0.0  # no frame for this long: close 1008 (0: never)
+    max_gap_s: float = 5.0  # longer gaps are cut to this (the timeline resyncs)
+    close_on_capped_gap: bool = False  # a capped gap closes the stream with 1007
 
 
 class Session:
@@ -356,6 +358,8 @@ class Session:
             deliver=self._deliver,
             gap=self._on_gap,
             totals=self.metrics,
+            max_gap_samples=max(1, int(self.limits.max_gap_s * rate)),
+            anomaly=self._on_jump,
         )
         self.order_stats = order.stats
         self._tracks = order.tracks
@@ -407,6 +411,24 @@ class Session:
         # The ordering's gap callback.
         self.logger.debug("gap of %d samples on %s at %d", num_samples, track, position)
         self.handlers.push(Gap(track, position, num_samples))
+
+    def _on_jump(self, track: str, kind: str, samples: int) -> None:
+        # The ordering's anomaly callback (rare): a lone jumping frame is invalid input;
+        # a capped gap or a resync is logged once per stream.
+        if kind == "jump":
+            self._invalid("jump", f"media on {track} jumps far from its timeline; dropped")
+            return
+        if kind not in self._invalid_logged:
+            self._invalid_logged.add(kind)
+            self.logger.warning(
+                "%s on %s: the timeline moved by %.1fs (gaps are cut to max_gap_s=%.1fs)",
+                "gap capped" if kind == "gap_capped" else "timeline resynced",
+                track,
+                samples / self._rate,
+                self.limits.max_gap_s,
+            )
+        if kind == "gap_capped" and self.limits.close_on_capped_gap:
+            self.close(CloseCode.INVALID_DATA, "media timeline jumped beyond max_gap_s")
 
     def publish(self, event: BusEvent) -> None:
         """Deliver a bus event to every handler of the stream except its source."""

@@ -62,6 +62,11 @@ class SessionSettings:
     max_invalid_frames: int = 100
     send_timeout_s: float = 5.0
     handler_queue_s: float = 10.0
+    #: Gaps longer than this (a chunk or timestamp jump) are cut to it and the track's
+    #: timeline resyncs; counted in streamserver_gaps_capped_total.
+    max_gap_s: float = 5.0
+    #: A capped gap closes the stream with 1007 instead.
+    close_on_capped_gap: bool = False
     #: Outgoing audio frames per socket write: 1 writes each playAudio at once; 2+
     #: coalesces up to that many (fewer syscalls, up to send_batch_delay_ms more latency;
     #: control messages are never delayed).
@@ -248,6 +253,8 @@ def _validate(s: Settings) -> None:
     ss = s.session
     if ss.reorder_window < 0:
         raise ConfigError("session.reorder_window: must be >= 0")
+    if not ss.max_gap_s > 0:
+        raise ConfigError("session.max_gap_s: must be > 0")
     if ss.handler_queue_s <= 0:
         raise ConfigError("session.handler_queue_s: must be > 0")
     if ss.send_batch_frames < 1:

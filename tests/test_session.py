@@ -633,3 +633,20 @@ def test_the_fake_outlet_is_an_outlet() -> None:
 
     outlet: Outlet = FakeOutlet()
     assert outlet.write_paused() is False
+
+
+async def test_jumps_are_invalid_input_or_capped_and_may_end_the_stream() -> None:
+    # Issue 16, defect 1: a lone far-off chunk is an invalid frame; a confirmed jump is a
+    # capped gap, logged once, and closes with 1007 when close_on_capped_gap is set.
+    payload = b"\xff" * 160
+    s, outlet = make_session(limits=SessionLimits(max_gap_s=1.0))
+    feed(s, pf.start(), pf.media(payload, 1), pf.media(payload, 10**9), pf.media(payload, 2))
+    await finish(s)
+    assert s.metrics.frames_invalid["jump"] == 1 and s.metrics.gaps_capped == 0
+    s, outlet = make_session(limits=SessionLimits(max_gap_s=1.0, close_on_capped_gap=True))
+    feed(
+        s, pf.start(), pf.media(payload, 1), pf.media(payload, 10**6), pf.media(payload, 10**6 + 1)
+    )
+    assert s.metrics.gaps_capped == 1 and s.metrics.gap_samples == 8000
+    assert outlet.close_code == 1007
+    await finish(s)

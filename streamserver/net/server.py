@@ -66,6 +66,8 @@ class StreamServer:
             handler_queue_s=ss.handler_queue_s,
             start_timeout_s=sv.start_timeout_s,
             idle_timeout_s=sv.idle_timeout_s,
+            max_gap_s=ss.max_gap_s,
+            close_on_capped_gap=ss.close_on_capped_gap,
         )
         verifier = None
         if sv.verify_signatures:
