@@ -54,9 +54,11 @@ class Metrics:
         "live",
         "loop_lag_max_s",
         "loop_lag_s",
+        "pings_unanswered",
         "read_batch_stalls",
         "reordered",
         "resyncs",
+        "send_buffer_overflows",
         "signature_checks",
         "started_at",
         "stop_reasons",
@@ -85,6 +87,8 @@ class Metrics:
         self.frames_invalid: defaultdict[str, int] = defaultdict(int)
         self.events_unknown = 0
         self.dtmf_received = 0
+        self.pings_unanswered = 0
+        self.send_buffer_overflows = 0
         # Ordering
         self.duplicates = 0
         self.reordered = 0
@@ -208,6 +212,19 @@ class Metrics:
             "Frames skipped as invalid.",
             "kind",
             dict(self.frames_invalid),
+        )
+        metric(
+            "pings_unanswered_total",
+            "counter",
+            "Pings over [server] max_pings_per_s, read but not answered.",
+            self.pings_unanswered,
+        )
+        metric(
+            "send_buffer_overflows_total",
+            "counter",
+            "Connections whose output buffer passed [server] max_send_buffer_bytes (reading "
+            "paused; closed 1008 unless drained in time).",
+            self.send_buffer_overflows,
         )
         metric("events_unknown_total", "counter", "Unknown events ignored.", self.events_unknown)
         metric("dtmf_total", "counter", "DTMF events received.", self.dtmf_received)

@@ -46,12 +46,19 @@ class ServerSettings:
     max_streams: int = 2000
     max_message_bytes: int = 65536
     start_timeout_s: float = 10.0
+    #: The HTTP request head must arrive within this (0: never; independent of start).
+    header_timeout_s: float = 10.0
     idle_timeout_s: float = 60.0
     drain_timeout_s: float = 30.0
     handler_stop_timeout_s: float = 10.0
     verify_signatures: bool = False
     log_level: str = "INFO"
     log_format: str = "text"
+    #: Bytes queued for one peer before it is cut off (reading stops, 1008 unless it
+    #: drains within session.send_timeout_s).
+    max_send_buffer_bytes: int = 1048576
+    #: Pings answered per second and connection; the rest are not answered.
+    max_pings_per_s: float = 10.0
     #: Freeze start-up objects out of the garbage collector (fewer, shorter GC pauses).
     gc_freeze: bool = True
 
@@ -225,10 +232,16 @@ def _validate(s: Settings) -> None:
     sv = s.server
     if not 0 <= sv.port <= 65535:
         raise ConfigError(f"server.port: {sv.port} is not a TCP port (0-65535)")
-    for name in ("max_streams", "max_message_bytes"):
+    for name in ("max_streams", "max_message_bytes", "max_send_buffer_bytes", "max_pings_per_s"):
         if getattr(sv, name) < 1:
             raise ConfigError(f"server.{name}: must be at least 1")
-    for name in ("start_timeout_s", "idle_timeout_s", "drain_timeout_s", "handler_stop_timeout_s"):
+    for name in (
+        "start_timeout_s",
+        "header_timeout_s",
+        "idle_timeout_s",
+        "drain_timeout_s",
+        "handler_stop_timeout_s",
+    ):
         if getattr(sv, name) < 0:
             raise ConfigError(f"server.{name}: must be >= 0 (0 disables where noted)")
     if sv.log_level.upper() not in _LOG_LEVELS:

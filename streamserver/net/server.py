@@ -25,6 +25,7 @@ from ..signature import NonceCache, UpgradeVerifier
 from .batching import ReadBatcher, WriteCoalescer
 from .connection import CLOSE_TIMEOUT_S, Connection
 from .gate import Gate
+from .limits import ConnectionLimits
 
 __all__ = ["TICK_S", "StreamServer", "build_routes"]
 
@@ -84,6 +85,12 @@ class StreamServer:
             frames=ss.send_batch_frames,
             min_streams=ss.send_batch_min_streams,
             delay_s=ss.send_batch_delay_ms / 1000,
+        )
+        self.conn_limits = ConnectionLimits(
+            max_send_buffer_bytes=sv.max_send_buffer_bytes,
+            send_grace_s=ss.send_timeout_s,
+            max_pings_per_s=sv.max_pings_per_s,
+            header_timeout_s=sv.header_timeout_s,
         )
         self.connections: set[Connection] = set()
         self.sessions: set[Session] = set()

@@ -1,0 +1,94 @@
+"""Hostile and broken peers against the real server on loopback: what one of them may cost.
+
+Raw sockets, so a test can be the client a library would never be: one that never reads,
+floods pings, or breaks the handshake.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import Any
+
+import plivo_frames as pf
+
+from streamserver.net.limits import ConnectionLimits
+from streamserver.protocol.websocket import FrameReader, Opcode, client_frame
+
+T = 10.0  # generous timeout unit
+MASK = b"\x01\x02\x03\x04"
+UPGRADE = (
+    b"GET /stream HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+
+
+async def wait_for(pred: Any, timeout: float = T) -> None:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not pred():
+        if loop.time() > end:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.01)
+
+
+async def open_raw(port: int, rcvbuf: int = 0) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    sock = socket.socket()
+    if rcvbuf:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+    return await asyncio.open_connection(sock=sock)
+
+
+async def upgraded(port: int, rcvbuf: int = 0) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    r, w = await open_raw(port, rcvbuf)
+    w.write(UPGRADE)
+    head = await asyncio.wait_for(r.readuntil(b"\r\n\r\n"), T)
+    assert head.startswith(b"HTTP/1.1 101")
+    return r, w
+
+
+async def test_a_ping_flood_from_a_peer_that_never_reads_stays_bounded(serve: Any) -> None:
+    limit = 256 * 1024
+    async with serve(max_send_buffer_bytes=limit, max_pings_per_s=10**9) as server:
+        server.conn_limits = ConnectionLimits(
+            max_send_buffer_bytes=limit, send_grace_s=0.5, max_pings_per_s=10**9
+        )
+        _, w = await upgraded(server.port, rcvbuf=4096)
+        conn = next(iter(server.connections))
+        ping = client_frame(Opcode.PING, b"p" * 125, MASK) * 1000
+        peak = 0
+        try:
+            for _ in range(400):  # up to 52 MB of pings, unless the server stops reading
+                w.write(ping)
+                await asyncio.wait_for(w.drain(), 0.2)
+                if conn.transport is not None:
+                    peak = max(peak, conn.transport.get_write_buffer_size())
+        except (TimeoutError, ConnectionError):
+            pass  # the server stopped reading (or closed): the flood is held off
+        assert server.metrics.send_buffer_overflows == 1
+        assert peak <= limit + 64 * 1024
+        await wait_for(lambda: conn not in server.connections)  # closed after the grace
+        assert conn.close_code == 1008
+        w.transport.abort()
+
+
+async def test_pings_are_rate_limited_per_connection(serve: Any) -> None:
+    async with serve(max_pings_per_s=5) as server:
+        r, w = await upgraded(server.port)
+        w.write(client_frame(Opcode.PING, b"x", MASK) * 50)
+        w.write(client_frame(Opcode.TEXT, pf.start().encode(), MASK))
+        await wait_for(lambda: server.metrics.pings_unanswered >= 44)
+        pongs: list[bytes] = []
+        reader = FrameReader(
+            on_text=lambda d: None,
+            on_binary=lambda d: None,
+            on_close=lambda c, m: None,
+            on_pong=pongs.append,
+            masked=False,
+        )
+        w.write(client_frame(Opcode.CLOSE, b"\x03\xe8", MASK))
+        reader.feed(await asyncio.wait_for(r.read(), T))
+        assert 5 <= len(pongs) <= 6
+        w.close()
