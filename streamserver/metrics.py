@@ -48,10 +48,12 @@ class Metrics:
         "gc_collections",
         "gc_pause_max_s",
         "gc_pause_s",
+        "handler_dropped_events",
         "handler_dropped_samples",
         "handler_errors",
         "handler_events",
         "live",
+        "log_suppressed",
         "loop_lag_max_s",
         "loop_lag_s",
         "pings_unanswered",
@@ -98,6 +100,10 @@ class Metrics:
         self.resyncs = 0
         # Handlers
         self.handler_dropped_samples: defaultdict[str, int] = defaultdict(int)
+        #: (handler, event kind) -> events dropped because the handler's queue was full
+        self.handler_dropped_events: defaultdict[tuple[str, str], int] = defaultdict(int)
+        #: log lines left out by a LogBudget, by kind
+        self.log_suppressed: dict[str, int] = {}
         self.handler_errors: defaultdict[str, int] = defaultdict(int)
         #: handler-defined counters: (handler, event) -> count (StreamContext.count)
         self.handler_events: defaultdict[tuple[str, str], int] = defaultdict(int)
@@ -250,6 +256,23 @@ class Metrics:
             "Audio samples dropped because a handler fell behind.",
             "handler",
             dict(self.handler_dropped_samples),
+        )
+        metric(
+            "handler_dropped_events_total",
+            "counter",
+            "Events dropped because a handler's queue held [session] handler_max_events.",
+        )
+        for (hname, kind), value in sorted(self.handler_dropped_events.items()):
+            out.append(
+                f'streamserver_handler_dropped_events_total{{handler="{_esc(hname)}",'
+                f'kind="{_esc(kind)}"}} {value}'
+            )
+        labelled(
+            "log_lines_suppressed_total",
+            "counter",
+            "Log lines left out of a flood (one summary line instead), by kind.",
+            "kind",
+            dict(self.log_suppressed),
         )
         labelled(
             "handler_errors_total",

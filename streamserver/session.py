@@ -35,6 +35,7 @@ from .handler import (
     StopReason,
     StreamContext,
 )
+from .logs import LogBudget
 from .metrics import Metrics
 from .ordering import Ordering, OrderStats, TrackOrder
 from .playback import Playback
@@ -81,6 +82,7 @@ class SessionLimits:
     start_timeout_s: float = 10.0  # no 'start' event this long after the upgrade: close 1008
     idle_timeout_s: float = 0.0  # no frame for this long: close 1008 (0: never)
     max_gap_s: float = 5.0  # longer gaps are cut to this (the timeline resyncs)
+    handler_max_events: int = 1000  # events queued per handler, then dropped and counted
     close_on_capped_gap: bool = False  # a capped gap closes the stream with 1007
 
 
@@ -95,6 +97,7 @@ class Session:
     __slots__ = (
         "_encoding",
         "_invalid_logged",
+        "_logs",
         "_odd_mask",
         "_playback",
         "_rate",
@@ -182,6 +185,8 @@ class Session:
         self.order_stats = OrderStats()
         metrics.live.add(self)
         self._invalid_logged: set[str] = set()
+        #: per-stream budget of repetitive lines (DTMF...): a flood gets a summary line
+        self._logs = LogBudget(5, 10.0, counter=metrics.log_suppressed)
         self._playback = pb = Playback(
             outlet,
             metrics,
@@ -321,7 +326,9 @@ class Session:
             return
         if type(event) is Dtmf:
             self.metrics.dtmf_received += 1
-            self.logger.info("dtmf %s on %s", event.digit, event.track)
+            self._logs.log(
+                self.logger, logging.INFO, "dtmf", "dtmf %r on %s", event.digit, event.track
+            )
             self.handlers.push(event)
         elif type(event) is PlayedStream:
             self._playback.played(event.name)
@@ -381,7 +388,12 @@ class Session:
                 logging.getLogger("streamserver.handler"), {"stream_id": sid, "call_id": cid}
             ),
         )
-        self.handlers.create(self.route.handlers, ctx, queue_s=self.limits.handler_queue_s)
+        self.handlers.create(
+            self.route.handlers,
+            ctx,
+            queue_s=self.limits.handler_queue_s,
+            max_events=self.limits.handler_max_events,
+        )
         self.logger.info(
             "stream started: call=%s stream=%s account=%s route=%s format=%s tracks=%s "
             "handlers=%s peer=%s",
@@ -478,6 +490,7 @@ class Session:
             return
         for tr in self._tracks.values():
             tr.flush()  # what is still missing is a gap; held audio is delivered
+        self._logs.flush(self.logger)
         self._transition(Trigger.END)
         self.stop_reason = reason
         self.metrics.retire(self)

@@ -74,6 +74,9 @@ class SessionSettings:
     max_gap_s: float = 5.0
     #: A capped gap closes the stream with 1007 instead.
     close_on_capped_gap: bool = False
+    #: Events (DTMF, unknown and bus events, gaps...) queued per handler; past it new
+    #: ones are dropped and counted (streamserver_handler_dropped_events_total).
+    handler_max_events: int = 1000
     #: Outgoing audio frames per socket write: 1 writes each playAudio at once; 2+
     #: coalesces up to that many (fewer syscalls, up to send_batch_delay_ms more latency;
     #: control messages are never delayed).
@@ -266,6 +269,8 @@ def _validate(s: Settings) -> None:
     ss = s.session
     if ss.reorder_window < 0:
         raise ConfigError("session.reorder_window: must be >= 0")
+    if ss.handler_max_events < 1:
+        raise ConfigError("session.handler_max_events: must be at least 1")
     if not ss.max_gap_s > 0:
         raise ConfigError("session.max_gap_s: must be > 0")
     if ss.handler_queue_s <= 0:

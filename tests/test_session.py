@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import numpy as np
@@ -650,3 +651,16 @@ async def test_jumps_are_invalid_input_or_capped_and_may_end_the_stream() -> Non
     assert s.metrics.gaps_capped == 1 and s.metrics.gap_samples == 8000
     assert outlet.close_code == 1007
     await finish(s)
+
+
+async def test_a_dtmf_flood_writes_a_few_lines_and_a_summary(caplog: Any) -> None:
+    # Issue 16, defect 4: a DTMF flood wrote one INFO line per digit.
+    s, _ = make_session()
+    with caplog.at_level(logging.INFO, "streamserver.session"):
+        feed(s, pf.start(), *[pf.dtmf("5") for _ in range(5000)])
+        await finish(s)
+    dtmf_lines = [r.getMessage() for r in caplog.records if "dtmf" in r.getMessage()]
+    assert len(dtmf_lines) == 6
+    assert dtmf_lines[-1].startswith("4995 more dtmf line(s) suppressed")
+    assert s.metrics.dtmf_received == 5000
+    assert s.metrics.log_suppressed == {"dtmf": 4995}

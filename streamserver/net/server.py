@@ -69,6 +69,7 @@ class StreamServer:
             idle_timeout_s=sv.idle_timeout_s,
             max_gap_s=ss.max_gap_s,
             close_on_capped_gap=ss.close_on_capped_gap,
+            handler_max_events=ss.handler_max_events,
         )
         verifier = None
         if sv.verify_signatures:
