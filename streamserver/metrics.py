@@ -32,6 +32,7 @@ class Metrics:
 
     __slots__ = (
         "_closed",
+        "accept_errors",
         "bytes_sent",
         "callbacks",
         "close_codes",
@@ -77,6 +78,7 @@ class Metrics:
         self.streams_read_batched = 0
         self.read_batch_stalls = 0
         self.connections_rejected: defaultdict[str, int] = defaultdict(int)
+        self.accept_errors = 0
         self.close_codes: defaultdict[int, int] = defaultdict(int)
         self.stop_reasons: defaultdict[str, int] = defaultdict(int)
         # Frames. The receive counters are kept per stream (one attribute update per frame
@@ -191,6 +193,12 @@ class Metrics:
             "Connections refused before upgrade.",
             "reason",
             dict(self.connections_rejected),
+        )
+        metric(
+            "accept_errors_total",
+            "counter",
+            "Connections the listener failed to accept (out of file descriptors, memory).",
+            self.accept_errors,
         )
         labelled(
             "close_codes_total",

@@ -44,6 +44,9 @@ class ServerSettings:
     #: URL the provider uses to reach this server (for signature checks and answer XML).
     public_url: str = ""
     max_streams: int = 2000
+    #: Connections not upgraded yet (HTTP, handshakes); more are dropped at once, but for
+    #: a small reserve that may still ask for /healthz, /readyz and /metrics.
+    max_pending_connections: int = 256
     max_message_bytes: int = 65536
     start_timeout_s: float = 10.0
     #: The HTTP request head must arrive within this (0: never; independent of start).
@@ -235,7 +238,13 @@ def _validate(s: Settings) -> None:
     sv = s.server
     if not 0 <= sv.port <= 65535:
         raise ConfigError(f"server.port: {sv.port} is not a TCP port (0-65535)")
-    for name in ("max_streams", "max_message_bytes", "max_send_buffer_bytes", "max_pings_per_s"):
+    for name in (
+        "max_streams",
+        "max_pending_connections",
+        "max_message_bytes",
+        "max_send_buffer_bytes",
+        "max_pings_per_s",
+    ):
         if getattr(sv, name) < 1:
             raise ConfigError(f"server.{name}: must be at least 1")
     for name in (

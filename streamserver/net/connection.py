@@ -111,6 +111,7 @@ class Connection(asyncio.Protocol):
         "_writes",
         "close_code",
         "connected_at",
+        "health_only",
         "interactive",
         "out_due",
         "paused_at",
@@ -156,6 +157,8 @@ class Connection(asyncio.Protocol):
         self._pings = PingBudget(lim.max_pings_per_s, self.connected_at)
         #: When the output buffer went over max_send_buffer_bytes (0.0: it is not).
         self._overflow_at = 0.0
+        #: Over the pending-connection cap: only the health endpoints are served.
+        self.health_only = False
 
     def _to(self, event: Event) -> None:
         self.state = transition(self.state, event)
@@ -445,6 +448,8 @@ class Connection(asyncio.Protocol):
 
     def _request(self, req: Request) -> None:
         decision = self._owner.gate.decide(req.path, req.headers, self.peer)
+        if self.health_only and type(decision) is Accept:
+            decision = Reply(503, "too many pending connections\n")
         if type(decision) is Reply:
             return self._reply(decision)
         assert type(decision) is Accept

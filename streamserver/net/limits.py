@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["ConnectionLimits", "PingBudget"]
+__all__ = ["FD_HEADROOM", "HEALTH_RESERVE", "ConnectionLimits", "PingBudget", "raise_fd_limit"]
 
 
 @dataclass(frozen=True)
@@ -50,3 +50,29 @@ class PingBudget:
             return False
         self._tokens = tokens - 1.0
         return True
+
+
+#: Connections beyond max_pending_connections that may still ask for /healthz, /readyz or
+#: /metrics (anything else gets 503), so a flood never blinds the operator.
+HEALTH_RESERVE = 16
+#: File descriptors kept free beyond streams and pending connections (logs, the control
+#: app, recordings' files, the writer thread).
+FD_HEADROOM = 256
+
+
+def raise_fd_limit(needed: int) -> tuple[int, int]:
+    """Raise ``RLIMIT_NOFILE``'s soft limit to the hard one; ``(soft, hard)`` after it.
+
+    ``needed`` is only compared by the caller (a warning when it is over the soft limit).
+    """
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, needed, 1 << 16)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    return soft, hard

@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..handler import HandlerSpec, load_handler
+from ..logs import LogBudget
 from ..metrics import Metrics
 from ..protocol.websocket import CloseCode
 from ..session import Route, Session, SessionLimits
@@ -25,7 +26,7 @@ from ..signature import NonceCache, UpgradeVerifier
 from .batching import ReadBatcher, WriteCoalescer
 from .connection import CLOSE_TIMEOUT_S, Connection
 from .gate import Gate
-from .limits import ConnectionLimits
+from .limits import FD_HEADROOM, HEALTH_RESERVE, ConnectionLimits, raise_fd_limit
 
 __all__ = ["TICK_S", "StreamServer", "build_routes"]
 
@@ -101,6 +102,9 @@ class StreamServer:
         self._tick_task: asyncio.Task[None] | None = None
         self._idle = asyncio.Event()
         self._gc_started = 0.0
+        #: rejected connections and accept failures: a line per kind per minute, not per peer
+        self._previous_handler: Any = None
+        self._logs = LogBudget(1, 60.0, counter=self.metrics.log_suppressed)
 
     # -- configuration seen by the gate ------------------------------------------------------
 
@@ -135,6 +139,26 @@ class StreamServer:
     # -- ConnectionOwner -------------------------------------------------------------------
 
     def connection_made(self, conn: Connection) -> None:
+        # Connections not upgraded (yet): past max_pending_connections only a small reserve
+        # may still ask for the health endpoints; past that they are dropped at once, so
+        # a flood of idle sockets never takes the file descriptors streams and health
+        # checks need.
+        pending = len(self.connections) - self.metrics.streams_active
+        limit = self.settings.server.max_pending_connections
+        if pending >= limit:
+            self.metrics.connections_rejected["pending"] += 1
+            self._logs.log(
+                log,
+                logging.WARNING,
+                "pending",
+                "over %d pending connections: %s",
+                limit,
+                "health checks only" if pending < limit + HEALTH_RESERVE else "dropping",
+            )
+            if pending >= limit + HEALTH_RESERVE:
+                conn.abort()
+                return
+            conn.health_only = True
         self.connections.add(conn)
 
     def stream_opened(self, conn: Connection) -> None:
@@ -161,6 +185,20 @@ class StreamServer:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         sv = self.settings.server
+        needed = sv.max_streams + sv.max_pending_connections + HEALTH_RESERVE + FD_HEADROOM
+        soft, hard = raise_fd_limit(needed)
+        if needed > soft:
+            log.warning(
+                "open-file limit %d (hard %d) is below max_streams %d + max_pending_connections "
+                "%d + %d spare: raise it (ulimit -n, LimitNOFILE=) or lower max_streams",
+                soft,
+                hard,
+                sv.max_streams,
+                sv.max_pending_connections,
+                HEALTH_RESERVE + FD_HEADROOM,
+            )
+        self._previous_handler = loop.get_exception_handler()
+        loop.set_exception_handler(self._loop_exception)
         self._server = await loop.create_server(
             lambda: Connection(self), sv.host, sv.port, reuse_port=None, backlog=1024
         )
@@ -225,6 +263,9 @@ class StreamServer:
         self.reads.close()
         self.writes.close()
         await self._server.wait_closed()
+        loop = asyncio.get_running_loop()
+        if loop.get_exception_handler() == self._loop_exception:
+            loop.set_exception_handler(self._previous_handler)
         if self._gc_callback in gc.callbacks:
             gc.callbacks.remove(self._gc_callback)
         log.info("drained; bye")
@@ -264,6 +305,20 @@ class StreamServer:
             self.sessions.discard(session)
             if not self.sessions:
                 self._idle.set()
+
+    def _loop_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        # The loop reports failed accepts (EMFILE, ENFILE, ENOBUFS...) here: count them,
+        # one line a minute. (uvloop's libuv resets such connections without a report;
+        # max_pending_connections and the fd check at start keep it from happening.)
+        exc = context.get("exception")
+        if isinstance(exc, OSError) and "accept" in str(context.get("message", "")):
+            self.metrics.accept_errors += 1
+            self._logs.log(log, logging.ERROR, "accept", "accept failed: %s", exc)
+            return
+        if self._previous_handler is not None:
+            self._previous_handler(loop, context)
+        else:
+            loop.default_exception_handler(context)
 
     def _gc_callback(self, phase: str, info: dict[str, Any]) -> None:
         # Garbage-collector pauses stall every stream at once: measure them.

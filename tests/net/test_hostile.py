@@ -92,3 +92,52 @@ async def test_pings_are_rate_limited_per_connection(serve: Any) -> None:
         reader.feed(await asyncio.wait_for(r.read(), T))
         assert 5 <= len(pongs) <= 6
         w.close()
+
+
+async def http_get(port: int, path: str) -> bytes:
+    r, w = await open_raw(port)
+    w.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    try:
+        return await asyncio.wait_for(r.read(), T)
+    except ConnectionError:
+        return b""
+    finally:
+        w.close()
+
+
+async def test_idle_sockets_are_capped_and_health_checks_still_answer(serve: Any) -> None:
+    # Issue 16, defect 2: idle sockets took every fd; health checks were reset.
+    async with serve(max_pending_connections=3) as server:
+        idle = [await open_raw(server.port) for _ in range(3)]
+        await wait_for(lambda: len(server.connections) == 3)
+        assert (await http_get(server.port, "/healthz")).startswith(b"HTTP/1.1 200")
+        r, w = await open_raw(server.port)
+        w.write(UPGRADE)
+        assert (await asyncio.wait_for(r.read(), T)).startswith(b"HTTP/1.1 503")
+        more = [await open_raw(server.port) for _ in range(20)]  # past the reserve
+        await wait_for(lambda: server.metrics.connections_rejected["pending"] >= 21)
+        assert len(server.connections) <= 3 + 16
+        for _, w in idle + more:
+            w.close()
+        text = (await http_get(server.port, "/metrics")).decode()
+        assert 'connections_rejected_total{reason="pending"}' in text
+        assert "streamserver_accept_errors_total 0" in text
+
+
+async def test_the_header_timeout_holds_when_start_timeout_is_off(serve: Any) -> None:
+    async with serve(start_timeout_s=0, header_timeout_s=0.3) as server:
+        server.conn_limits = ConnectionLimits(header_timeout_s=0.3)
+        r, w = await open_raw(server.port)
+        w.write(b"GET /stream HTTP/1.1\r\n")  # and never the rest
+        assert await asyncio.wait_for(r.read(), T) == b""  # dropped by the ticker
+        w.close()
+
+
+def test_the_fd_limit_is_raised_to_the_hard_limit() -> None:
+    import resource
+
+    from streamserver.net.limits import raise_fd_limit
+
+    soft, hard = raise_fd_limit(10)
+    assert (soft, hard) == resource.getrlimit(resource.RLIMIT_NOFILE)
+    assert soft == hard or hard == resource.RLIM_INFINITY
