@@ -79,7 +79,7 @@ class Metrics:
         self.read_batch_stalls = 0
         self.connections_rejected: defaultdict[str, int] = defaultdict(int)
         self.accept_errors = 0
-        self.close_codes: defaultdict[int, int] = defaultdict(int)
+        self.close_codes: defaultdict[int | str, int] = defaultdict(int)
         self.stop_reasons: defaultdict[str, int] = defaultdict(int)
         # Frames. The receive counters are kept per stream (one attribute update per frame
         # instead of two): ``live`` holds the open streams, ``_closed`` the totals of the

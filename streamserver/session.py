@@ -53,6 +53,14 @@ log = logging.getLogger("streamserver.session")
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}\Z")
 
 
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 class Outlet(Protocol):
     """What a session needs from its transport."""
 
@@ -258,6 +266,11 @@ class Session:
                 finally:
                     self.metrics.decode_seconds += (time.perf_counter() - t0) * 16
         except plivo.ProtocolError as exc:
+            if not _is_utf8(data):  # a text frame must be UTF-8 (RFC 6455 §8.1): 1007
+                self.metrics.frames_invalid["utf8"] += 1
+                self.logger.warning("closing stream: text frame is not valid UTF-8")
+                self.close(CloseCode.INVALID_DATA, "text frame is not valid UTF-8")
+                return
             self._invalid(exc.kind, exc.reason)
             return
         if type(event) is Media:

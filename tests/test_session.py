@@ -664,3 +664,10 @@ async def test_a_dtmf_flood_writes_a_few_lines_and_a_summary(caplog: Any) -> Non
     assert dtmf_lines[-1].startswith("4995 more dtmf line(s) suppressed")
     assert s.metrics.dtmf_received == 5000
     assert s.metrics.log_suppressed == {"dtmf": 4995}
+
+
+async def test_a_text_frame_that_is_not_utf8_closes_with_1007() -> None:
+    s, outlet = make_session()
+    feed(s, pf.start(), b'{"event": "media", "x": "\xff\xfe"}')
+    assert outlet.close_code == 1007 and s.metrics.frames_invalid["utf8"] == 1
+    await finish(s)

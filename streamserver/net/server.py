@@ -32,6 +32,9 @@ __all__ = ["TICK_S", "StreamServer", "build_routes"]
 
 log = logging.getLogger("streamserver.net")
 
+#: Close codes counted under their own label (RFC 6455 §7.4.1); others count as "other".
+_CODE_LABELS = frozenset({*CloseCode, 1010, 1012, 1013, 1014})
+
 #: The ticker's period: timeouts are enforced to within this.
 TICK_S = 0.5
 
@@ -174,7 +177,9 @@ class StreamServer:
         if session is None:
             return
         m = self.metrics
-        m.close_codes[conn.close_code or CloseCode.ABNORMAL] += 1
+        code = conn.close_code or CloseCode.ABNORMAL
+        # The peer chooses its code: known codes are labels, the rest one "other" series.
+        m.close_codes[code if code in _CODE_LABELS else "other"] += 1
         m.streams_active -= 1
         task = asyncio.get_running_loop().create_task(self._finish(session))
         self._finishing.add(task)

@@ -141,3 +141,14 @@ def test_the_fd_limit_is_raised_to_the_hard_limit() -> None:
     soft, hard = raise_fd_limit(10)
     assert (soft, hard) == resource.getrlimit(resource.RLIMIT_NOFILE)
     assert soft == hard or hard == resource.RLIM_INFINITY
+
+
+async def test_client_chosen_close_codes_are_a_bounded_label_set(serve: Any) -> None:
+    async with serve() as server:
+        for code in (1000, 4321, 4999):
+            r, w = await upgraded(server.port)
+            w.write(client_frame(Opcode.CLOSE, code.to_bytes(2, "big"), MASK))
+            await asyncio.wait_for(r.read(), T)
+            w.close()
+        await wait_for(lambda: sum(server.metrics.close_codes.values()) == 3)
+        assert dict(server.metrics.close_codes) == {1000: 1, "other": 2}
