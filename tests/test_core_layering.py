@@ -19,6 +19,7 @@ ALLOWED = {
     "session": {
         "audio",
         "handler",
+        "logs",
         "metrics",
         "ordering",
         "playback",
