@@ -38,6 +38,7 @@ class Metrics:
         "close_codes",
         "connections_rejected",
         "decode_seconds",
+        "doctor",
         "dtmf_received",
         "duplicates",
         "events_unknown",
@@ -54,6 +55,7 @@ class Metrics:
         "handler_errors",
         "handler_events",
         "live",
+        "live_ids",
         "log_suppressed",
         "loop_lag_max_s",
         "loop_lag_s",
@@ -66,6 +68,7 @@ class Metrics:
         "started_at",
         "stop_reasons",
         "streams_active",
+        "streams_by_provider",
         "streams_read_batched",
         "streams_total",
     )
@@ -81,6 +84,12 @@ class Metrics:
         self.accept_errors = 0
         self.close_codes: defaultdict[int | str, int] = defaultdict(int)
         self.stop_reasons: defaultdict[str, int] = defaultdict(int)
+        #: started streams by dialect (plivo, twilio, ...)
+        self.streams_by_provider: defaultdict[str, int] = defaultdict(int)
+        #: the stream doctor's findings by kind (streamserver.doctor)
+        self.doctor: defaultdict[str, int] = defaultdict(int)
+        #: ids of the live streams (stream ids, route+call ids) -> how many hold them
+        self.live_ids: defaultdict[str, int] = defaultdict(int)
         # Frames. The receive counters are kept per stream (one attribute update per frame
         # instead of two): ``live`` holds the open streams, ``_closed`` the totals of the
         # ended ones, and the properties below add them up when read.
@@ -239,6 +248,20 @@ class Metrics:
             "Connections whose output buffer passed [server] max_send_buffer_bytes (reading "
             "paused; closed 1008 unless drained in time).",
             self.send_buffer_overflows,
+        )
+        labelled(
+            "streams_by_provider_total",
+            "counter",
+            "Streams started, by provider dialect.",
+            "provider",
+            dict(self.streams_by_provider),
+        )
+        labelled(
+            "doctor_total",
+            "counter",
+            "Stream doctor findings (one-way play, duplicate stream, format, silence).",
+            "kind",
+            dict(self.doctor),
         )
         metric("events_unknown_total", "counter", "Unknown events ignored.", self.events_unknown)
         metric("dtmf_total", "counter", "DTMF events received.", self.dtmf_received)

@@ -21,6 +21,7 @@ ALLOWED = {
         "handler",
         "logs",
         "metrics",
+        "observer",
         "ordering",
         "playback",
         "protocol.events",
