@@ -20,6 +20,7 @@ ALLOWED = {
         "audio",
         "doctor",
         "handler",
+        "logs",
         "metrics",
         "observer",
         "ordering",
