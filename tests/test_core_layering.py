@@ -22,6 +22,7 @@ ALLOWED = {
         "doctor",
         "handler",
         "metrics",
+        "observer",
         "ordering",
         "playback",
         "protocol.detect",

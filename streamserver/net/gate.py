@@ -11,7 +11,7 @@ else is a 404.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
@@ -74,6 +74,11 @@ class Gate:
         self.verifier = verifier
         self.twilio_verifier = twilio_verifier
         self.draining = False
+        #: What ``/metrics`` answers (given ``draining``); a multi-worker host installs one
+        #: that shows every worker's series.
+        self.render_metrics: Callable[[bool], str] = lambda draining: metrics.render(
+            draining=draining
+        )
         self._forms_logged: set[tuple[str | None, str | None]] = set()
 
     def decide(self, target: str, headers: Mapping[str, str], peer: str = "") -> Accept | Reply:
@@ -85,7 +90,7 @@ class Gate:
         if path == "/readyz":
             return Reply(503, "draining\n") if self.draining else Reply(200, "ready\n")
         if path == "/metrics":
-            return Reply(200, m.render(draining=self.draining), _PROMETHEUS)
+            return Reply(200, self.render_metrics(self.draining), _PROMETHEUS)
         route = self.routes.get(path)
         if route is None:
             m.connections_rejected["not_found"] += 1
