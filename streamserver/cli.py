@@ -75,6 +75,10 @@ def _serve_settings(args: argparse.Namespace) -> Settings:
     settings = load_settings(args.config, overrides=overrides)
     if args.handlers is not None:
         names = [h.strip() for h in args.handlers.split(",") if h.strip()]
+        if not names:
+            raise ConfigError(
+                f"--handlers {args.handlers!r}: names no handler (e.g. --handlers recorder,echo)"
+            )
         for route in settings.routes.values():
             route.handlers = list(names)
         if not settings.routes:  # pragma: no cover - load_settings always adds a default
