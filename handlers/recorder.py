@@ -30,7 +30,16 @@ import soundfile as sf
 
 from streamserver.audio import ENCODING_MULAW, silence_bytes, ulaw_decode
 from streamserver.audio import encode as audio_encode
-from streamserver.handler import AudioChunk, Gap, Handler, StopReason, StreamContext
+from streamserver.handler import (
+    AudioChunk,
+    Gap,
+    Handler,
+    HandlerFailure,
+    StopReason,
+    StreamContext,
+)
+
+from .recorddir import HEALTH, describe, probe
 
 __all__ = ["Recorder", "RecorderOptions"]
 
@@ -99,10 +108,15 @@ def _write_jobs(jobs: list[tuple[Recorder, dict[str, Any]]]) -> None:
             rec._write(batches)
         except Exception as exc:
             rec._write_error = exc
+            if isinstance(exc, OSError):
+                HEALTH.failed(rec._root, exc)
+        else:
+            HEALTH.ok(rec._root)
 
 
-class RecordingError(Exception):
-    """Writing a recording failed (disk full, permissions...); the recorder stops."""
+class RecordingError(HandlerFailure):
+    """Writing a recording failed (disk full, permissions...); the recorder stops (one log
+    line per stream, no traceback)."""
 
 
 class RecorderOptions(msgspec.Struct, forbid_unknown_fields=True):
@@ -157,15 +171,43 @@ class Recorder(Handler):
         self._write_error_reported = False
         self._started_at = time.time()
         self._gaps = 0
-        self._dir = Path(self.opts.record_dir).resolve() / ctx.call_id
+        self._root = Path(self.opts.record_dir).resolve()
+        self._dir = self._root / ctx.call_id
         self._sidecar = self._dir / f"{ctx.stream_id}.json"
+
+    # -- start-up and readiness ------------------------------------------------------------
+
+    @classmethod
+    def preflight(cls, options: Any) -> None:
+        """Refuse to start when ``record_dir`` cannot be created and written."""
+        opts: RecorderOptions = options or RecorderOptions()
+        directory = Path(opts.record_dir).resolve()
+        try:
+            probe(directory)
+        except OSError as exc:
+            raise HandlerFailure(
+                f"record_dir {str(directory)!r} cannot be written: {describe(exc)} "
+                "(create it or fix its permissions, or pick another with --record-dir "
+                "or [handler.recorder] record_dir)"
+            ) from None
+
+    @classmethod
+    def unready(cls, options: Any) -> str | None:
+        """The record dir's problem while writes there fail (re-probed every few seconds)."""
+        opts: RecorderOptions = options or RecorderOptions()
+        return HEALTH.problem(Path(opts.record_dir).resolve(), _writer().submit)
 
     # -- hooks -----------------------------------------------------------------------------
 
     async def on_start(self) -> None:
         if self.opts.layout == "stereo" and not self._stereo:
             self.ctx.logger.info("stereo layout needs two tracks; recording mono")
-        await self._run(self._open)
+        try:
+            await self._run(self._open)
+        except OSError as exc:
+            self._write_error = exc
+            HEALTH.failed(self._root, exc)
+            self._raise_write_error()
         _DiskWriter.get(self.opts.flush_interval_s).add(self)
 
     def on_audio_nowait(self, chunk: AudioChunk) -> None:
@@ -201,10 +243,11 @@ class Recorder(Handler):
         exc = self._write_error
         self._write_error_reported = True
         self.count("write_errors")
+        why = describe(exc) if isinstance(exc, OSError) else str(exc)
         raise RecordingError(
-            f"recording {self._dir} failed: {exc}; this stream is no longer recorded "
+            f"recording in {self._dir} failed: {why}; this stream is no longer recorded "
             "(check free disk space and permissions of record_dir)"
-        ) from exc
+        ) from None
 
     async def on_event(self, event: object) -> None:
         if type(event) is Gap:
@@ -216,12 +259,16 @@ class Recorder(Handler):
     async def on_stop(self, reason: StopReason) -> None:
         _DiskWriter.get(self.opts.flush_interval_s).remove(self)
         try:
-            if self._files:
+            if self._files and self._write_error is None:
                 batches = self._collect(final=True)
                 if batches:
                     await self._run(self._write, batches)
-        finally:
             await self._run(self._close, reason)
+        except OSError as exc:  # expected (disk full, unmounted): one line, no traceback
+            if self._write_error is None:
+                self._write_error = exc
+                HEALTH.failed(self._root, exc)
+            await self._run(self._close_quietly)
         if self._write_error is None:
             self.ctx.logger.info(
                 "recorded %s (%.1fs, %d gap samples filled)",
@@ -329,9 +376,18 @@ class Recorder(Handler):
             _update_header(f)
 
     def _close(self, reason: StopReason) -> None:
-        for f in self._files.values():
+        files, self._files = self._files, {}
+        for f in files.values():
             f.close()
         self._write_sidecar(reason)
+
+    def _close_quietly(self) -> None:
+        files, self._files = self._files, {}
+        for f in files.values():
+            try:
+                f.close()
+            except (OSError, RuntimeError):
+                pass
 
     def _write_sidecar(self, reason: StopReason | None) -> None:
         if not self.opts.write_sidecar:

@@ -45,6 +45,7 @@ __all__ = [
     "BusEvent",
     "Gap",
     "Handler",
+    "HandlerFailure",
     "HandlerLoadError",
     "HandlerSpec",
     "NotBidirectionalError",
@@ -137,6 +138,12 @@ class BusEvent(msgspec.Struct, frozen=True):
 
 class HandlerLoadError(Exception):
     """A handler name or its options could not be resolved (a configuration error)."""
+
+
+class HandlerFailure(Exception):
+    """An expected failure a handler explains in its message (disk full, a service down):
+    the runner logs it as one line, without a traceback, and switches the handler off for
+    that stream like any other exception."""
 
 
 class NotBidirectionalError(RuntimeError):
@@ -316,6 +323,19 @@ class Handler:
 
     #: Set by the session: this handler's name in the route (entry point or module:Class).
     name: str = ""
+
+    @classmethod
+    def preflight(cls, options: Any) -> None:
+        """Check at start-up, once per configured handler, what it needs (a writable
+        directory, ...); raise an exception with a clear message and the server refuses to
+        start (exit code 2). Runs before the event loop serves: blocking I/O is fine."""
+
+    @classmethod
+    def unready(cls, options: Any) -> str | None:
+        """Why new streams would fail now (e.g. "record_dir ...: disk full"), else None.
+        Asked on every ``GET /readyz`` (503 with the reason): answer from memory, never
+        block."""
+        return None
 
     def count(self, event: str, n: int = 1) -> None:
         """Count ``event`` in ``streamserver_handler_events_total`` under this handler."""

@@ -14,11 +14,12 @@ that are draining still land::
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Literal
 
 from .control import ControlApp, load_control_settings
-from .handler import HandlerSpec, installed_handlers
+from .handler import HandlerLoadError, HandlerSpec, installed_handlers
 from .net import StreamServer
 from .settings import Settings, check_handler_tables
 from .signature import NonceCache, UpgradeVerifier
@@ -60,9 +61,23 @@ class StreamService:
             route = self.server.routes[path]
             handlers = (*route.handlers, *specs)
             self.server.routes[path] = dataclasses.replace(route, handlers=handlers)
+        self._check_handlers()
         self.control = (
             ControlApp(self.server, control_settings) if control_settings.enabled else None
         )
+
+    def _check_handlers(self) -> None:
+        """Each handler's start-up check (``preflight``: raises ``HandlerLoadError``), and
+        its ``unready`` reason on ``/readyz``."""
+        specs = {id(spec): spec for route in self.server.routes.values() for spec in route.handlers}
+        for spec in specs.values():
+            try:
+                spec.cls.preflight(spec.options)
+            except HandlerLoadError:
+                raise
+            except Exception as exc:
+                raise HandlerLoadError(f"handler {spec.name!r}: {exc}") from None
+            self.server.gate.readiness.append(functools.partial(spec.cls.unready, spec.options))
 
     @property
     def url(self) -> str:

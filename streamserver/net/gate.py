@@ -3,15 +3,16 @@
 Pure: no sockets, no event loop. The connection parses the request and hands its target
 and headers to :meth:`Gate.decide`, which answers :class:`Accept` (open a stream on this
 route) or :class:`Reply` (an HTTP response instead). Health and metrics live on the same
-port: ``GET /healthz`` (200 while the process runs), ``GET /readyz`` (503 while draining),
-``GET /metrics`` (Prometheus text). WebSocket paths are the configured routes; anything
+port: ``GET /healthz`` (200 while the process runs), ``GET /readyz`` (503 while draining
+or while a readiness check reports a problem, such as a full record dir), ``GET /metrics``
+(Prometheus text). WebSocket paths are the configured routes; anything
 else is a 404.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
@@ -50,7 +51,9 @@ class Gate:
     (signature), or accept. Rejections are counted in ``metrics.connections_rejected``.
 
     ``routes`` is shared with the server (and may be changed while serving); ``verifier``
-    is None when signatures are not checked; ``draining`` is set by the server's drain.
+    is None when signatures are not checked; ``draining`` is set by the server's drain;
+    ``readiness`` holds checks asked on ``GET /readyz`` (each returns why the server is not
+    ready, or None; they answer from memory).
     """
 
     def __init__(
@@ -66,6 +69,7 @@ class Gate:
         self.max_streams = max_streams
         self.verifier = verifier
         self.draining = False
+        self.readiness: list[Callable[[], str | None]] = []
         self._forms_logged: set[tuple[str | None, str | None]] = set()
 
     def decide(self, target: str, headers: Mapping[str, str], peer: str = "") -> Accept | Reply:
@@ -75,7 +79,7 @@ class Gate:
         if path == "/healthz":
             return Reply(200, "ok\n")
         if path == "/readyz":
-            return Reply(503, "draining\n") if self.draining else Reply(200, "ready\n")
+            return self._ready()
         if path == "/metrics":
             return Reply(200, m.render(draining=self.draining), _PROMETHEUS)
         route = self.routes.get(path)
@@ -107,6 +111,14 @@ class Gate:
                 return Reply(403, f"signature check failed: {result.reason}\n")
             self._note_signature_form(result.matched_url, result.header)
         return Accept(route, path, dict(parse_qsl(qs, keep_blank_values=True)))
+
+    def _ready(self) -> Reply:
+        if self.draining:
+            return Reply(503, "draining\n")
+        problems = [p for p in (check() for check in self.readiness) if p]
+        if problems:
+            return Reply(503, "".join(f"not ready: {p}\n" for p in problems))
+        return Reply(200, "ready\n")
 
     def _note_signature_form(self, url: str | None, header: str | None) -> None:
         # Which URL form a deployment's signatures match is worth one INFO line, not one
