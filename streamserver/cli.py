@@ -10,12 +10,30 @@ import asyncio
 import contextlib
 import importlib
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
 
-from . import __version__
+try:
+    from . import __version__
+except ImportError:  # the package is shadowed: explain in one line and stop (exit 2)
+
+    def _shadowed() -> None:
+        pkg = sys.modules.get(__package__ or "streamserver")
+        where = next(iter(getattr(pkg, "__path__", None) or []), "?")
+        parent = os.path.dirname(where)
+        print(
+            f"streamserver: cannot start: the folder {where} (not the package: no "
+            f"__init__.py there, e.g. the clone itself) hides the installed streamserver "
+            f"package because {parent} is on PYTHONPATH={os.environ.get('PYTHONPATH', '')!r}; "
+            f"unset PYTHONPATH or drop {parent} from it",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
+
+    _shadowed()
 from .handler import HandlerLoadError
 from .runtime import run_async
 from .settings import ConfigError, RouteSettings, Settings, load_settings
