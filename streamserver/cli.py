@@ -48,6 +48,8 @@ examples:
   streamserver serve --handlers recorder,echo --record-dir /data/rec
   streamserver serve --config config/streamserver.toml --log-format json
   streamserver serve --control --handlers recorder,echo   # + answer XML on :8081/answer
+  streamserver serve --control same --ssl-certfile cert.pem --ssl-keyfile key.pem
+                                # wss://, https://.../answer and callbacks on one port
 
 Point Plivo at it with answer XML such as
   <Response><Stream bidirectional="true" keepCallAlive="true"
@@ -82,12 +84,16 @@ def _add_serve(sub: Any) -> None:
     p.add_argument("--log-format", choices=["text", "json"])
     p.add_argument(
         "--control",
-        action="store_true",
-        default=None,
+        nargs="?",
+        const="own",
+        choices=["own", "same"],
         help="also run the control app ([control] enabled = true): /answer returns the "
-        "<Stream> XML for this server, /callbacks/... take Plivo's callbacks "
-        "(default http://127.0.0.1:8081, what `streamserver call --stream-url` uses)",
+        "<Stream> XML for this server, /callbacks/... take Plivo's callbacks; on its own "
+        "port (default http://127.0.0.1:8081, what `streamserver call --stream-url` uses), "
+        "or with `--control same` on the server's port (one port to expose)",
     )
+    p.add_argument("--ssl-certfile", metavar="PEM", help="serve TLS (wss://): certificate chain")
+    p.add_argument("--ssl-keyfile", metavar="PEM", help="its private key (if not in the certfile)")
     p.set_defaults(func=_serve)
 
 
@@ -98,7 +104,10 @@ def _serve_settings(args: argparse.Namespace) -> Settings:
         "server.log_level": args.log_level,
         "server.log_format": args.log_format,
         "handler.recorder.record_dir": args.record_dir,
-        "control.enabled": getattr(args, "control", None),
+        "control.enabled": True if getattr(args, "control", None) else None,
+        "control.port": "same" if getattr(args, "control", None) == "same" else None,
+        "server.ssl_certfile": getattr(args, "ssl_certfile", None),
+        "server.ssl_keyfile": getattr(args, "ssl_keyfile", None),
     }
     settings = load_settings(args.config, overrides=overrides)
     if args.handlers is not None:

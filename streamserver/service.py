@@ -98,7 +98,8 @@ class StreamService:
             except OSError as exc:
                 await self.server.shutdown()
                 cs = self.control.settings
-                raise ListenError("control app", cs.host, cs.port, exc) from exc
+                port = cs.port if isinstance(cs.port, int) else sv.port
+                raise ListenError("control app", cs.host, port, exc) from exc
 
     def verify_upgrades(self, tokens: Sequence[str]) -> None:
         """Check stream upgrades' signatures over the URL the server is bound to (after

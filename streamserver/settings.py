@@ -56,6 +56,10 @@ class ServerSettings:
     log_format: str = "text"
     #: Freeze start-up objects out of the garbage collector (fewer, shorter GC pauses).
     gc_freeze: bool = True
+    #: TLS on the server itself (wss://, and https:// for a shared control app): a PEM
+    #: certificate chain and its private key (empty: in the certificate file).
+    ssl_certfile: str = ""
+    ssl_keyfile: str = ""
 
 
 @dataclass
@@ -275,6 +279,24 @@ def _validate(s: Settings) -> None:
         raise ConfigError(
             f"server.public_url: {sv.public_url!r} must start with ws://, wss://, http:// or https://"
         )
+    if sv.ssl_keyfile and not sv.ssl_certfile:
+        raise ConfigError("server.ssl_keyfile: needs server.ssl_certfile (the certificate)")
+    for name in ("ssl_certfile", "ssl_keyfile"):
+        path = getattr(sv, name)
+        if path and not Path(path).is_file():
+            raise ConfigError(f"server.{name}: {path!r} is not a file")
+    if sv.ssl_certfile:
+        import ssl
+
+        try:
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
+                sv.ssl_certfile, sv.ssl_keyfile or None
+            )
+        except (ssl.SSLError, OSError) as exc:
+            raise ConfigError(
+                f"server.ssl_certfile: cannot load {sv.ssl_certfile!r}"
+                f"{' with ' + repr(sv.ssl_keyfile) if sv.ssl_keyfile else ''}: {exc}"
+            ) from None
     if sv.verify_signatures:
         if not (s.plivo.auth_token or s.plivo.extra_auth_tokens):
             raise ConfigError(

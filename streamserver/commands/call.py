@@ -106,10 +106,13 @@ def control_url_from(config: str | None) -> str | None:
         return None
     if cs.public_url:
         return cs.public_url.rstrip("/")
-    if cs.port == 0:
+    sv = settings.server
+    host, port = (sv.host, sv.port) if cs.shared else (cs.host, cs.port)
+    if port == 0:
         return None
-    host = "127.0.0.1" if cs.host in ("", "0.0.0.0", "::") else cs.host
-    return f"http://{host}:{cs.port}"
+    host = "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
+    scheme = "https" if cs.shared and sv.ssl_certfile else "http"
+    return f"{scheme}://{host}:{port}"
 
 
 def _answers(control: str) -> bool:

@@ -70,6 +70,9 @@ class Gate:
         self.verifier = verifier
         self.draining = False
         self.readiness: list[Callable[[], str | None]] = []
+        #: Paths served by an HTTP app on this port (the control app's, with
+        #: ``[control] port = "same"``): the connection hands such requests over.
+        self.http_paths: frozenset[str] = frozenset()
         self._forms_logged: set[tuple[str | None, str | None]] = set()
 
     def decide(self, target: str, headers: Mapping[str, str], peer: str = "") -> Accept | Reply:
@@ -111,6 +114,14 @@ class Gate:
                 return Reply(403, f"signature check failed: {result.reason}\n")
             self._note_signature_form(result.matched_url, result.header)
         return Accept(route, path, dict(parse_qsl(qs, keep_blank_values=True)))
+
+    def for_app(self, head: bytes | bytearray) -> bool:
+        """Whether a request head (``METHOD target HTTP/1.1\\r\\n...``) is for the HTTP app
+        served on this port: its path is one of :attr:`http_paths` (never a stream route)."""
+        line = bytes(head[: head.find(b"\r\n")]).split(b" ")
+        if len(line) != 3:
+            return False
+        return line[1].partition(b"?")[0].decode("latin-1") in self.http_paths
 
     def _ready(self) -> Reply:
         if self.draining:

@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import ssl
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Protocol
 
 from ..handler import HandlerSpec, load_handler
 from ..metrics import Metrics
@@ -26,12 +27,26 @@ from .batching import ReadBatcher, WriteCoalescer
 from .connection import CLOSE_TIMEOUT_S, Connection
 from .gate import Gate
 
-__all__ = ["TICK_S", "StreamServer", "build_routes"]
+__all__ = ["TICK_S", "HttpApp", "StreamServer", "build_routes", "tls_context"]
 
 log = logging.getLogger("streamserver.net")
 
 #: The ticker's period: timeouts are enforced to within this.
 TICK_S = 0.5
+
+
+class HttpApp(Protocol):
+    """An HTTP app served on the stream port for the gate's ``http_paths`` (the control
+    app with ``[control] port = "same"``): it takes over a connection's socket."""
+
+    def take(self, transport: asyncio.BaseTransport, data: bytes) -> None: ...
+
+
+def tls_context(certfile: str, keyfile: str) -> ssl.SSLContext:
+    """The server-side TLS context for ``[server] ssl_certfile`` / ``ssl_keyfile``."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(certfile, keyfile or None)
+    return context
 
 
 def build_routes(settings: Settings) -> dict[str, Route]:
@@ -83,6 +98,11 @@ class StreamServer:
             min_streams=ss.send_batch_min_streams,
             delay_s=ss.send_batch_delay_ms / 1000,
         )
+        self.tls = tls_context(sv.ssl_certfile, sv.ssl_keyfile) if sv.ssl_certfile else None
+        if self.tls is not None:  # SO_RCVLOWAT counts TLS record bytes, not frames
+            self.reads = ReadBatcher(self.metrics, frames=1, min_streams=ss.read_batch_min_streams)
+        #: Serves the gate's ``http_paths`` on this port (see :class:`HttpApp`).
+        self.http_app: HttpApp | None = None
         self.connections: set[Connection] = set()
         self.sessions: set[Session] = set()
         self.port = 0
@@ -119,8 +139,9 @@ class StreamServer:
 
     @property
     def url(self) -> str:
-        """Base ``ws://host:port`` of the listener."""
-        return f"ws://{self.settings.server.host}:{self.port}"
+        """Base ``ws://host:port`` of the listener (``wss://`` with TLS)."""
+        scheme = "wss" if self.tls is not None else "ws"
+        return f"{scheme}://{self.settings.server.host}:{self.port}"
 
     # -- ConnectionOwner -------------------------------------------------------------------
 
@@ -133,6 +154,13 @@ class StreamServer:
         m.streams_active += 1
         m.streams_total += 1
         self.sessions.add(conn.session)
+
+    def hand_off(self, conn: Connection, transport: asyncio.Transport, data: bytes) -> None:
+        self.connections.discard(conn)
+        if self.http_app is None:
+            transport.close()
+        else:
+            self.http_app.take(transport, data)
 
     def connection_lost(self, conn: Connection) -> None:
         self.connections.discard(conn)
@@ -152,7 +180,12 @@ class StreamServer:
         loop = asyncio.get_running_loop()
         sv = self.settings.server
         self._server = await loop.create_server(
-            lambda: Connection(self), sv.host, sv.port, reuse_port=None, backlog=1024
+            lambda: Connection(self),
+            sv.host,
+            sv.port,
+            reuse_port=None,
+            backlog=1024,
+            ssl=self.tls,
         )
         sockets = self._server.sockets
         self.port = sockets[0].getsockname()[1] if sockets else sv.port
