@@ -28,7 +28,8 @@ import msgspec
 import numpy as np
 import soundfile as sf
 
-from streamserver.audio import ENCODING_MULAW, silence_bytes, ulaw_decode
+from streamserver.audio import ENCODING_L16, ENCODING_MULAW, silence_bytes, ulaw_decode
+from streamserver.audio import decode as audio_decode
 from streamserver.audio import encode as audio_encode
 from streamserver.handler import (
     AudioChunk,
@@ -366,6 +367,9 @@ class Recorder(Handler):
                 raw = b"".join(data)
                 if self._encoding == ENCODING_MULAW and not self._raw_ulaw_out:
                     raw = ulaw_decode(raw).astype("<i2", copy=False).tobytes()
+                elif self._encoding not in (ENCODING_MULAW, ENCODING_L16):
+                    # A-law, big-endian L16 (Telnyx): decoded once per flush, on this thread.
+                    raw = audio_decode(raw, self._encoding).astype("<i2", copy=False).tobytes()
                 elif self._encoding != ENCODING_MULAW and _BIG_ENDIAN:  # pragma: no cover
                     raw = np.frombuffer(raw, "<i2").astype(np.int16).tobytes()
                 f.write(raw)

@@ -18,7 +18,7 @@ from urllib.parse import parse_qsl
 
 from ..metrics import Metrics
 from ..session import Route
-from ..signature import UpgradeVerifier
+from ..signature import HEADER_TWILIO, TwilioUpgradeVerifier, UpgradeVerifier, VerifyResult
 
 __all__ = ["TEXT_PLAIN", "Accept", "Gate", "Reply"]
 
@@ -51,9 +51,15 @@ class Gate:
     (signature), or accept. Rejections are counted in ``metrics.connections_rejected``.
 
     ``routes`` is shared with the server (and may be changed while serving); ``verifier``
-    is None when signatures are not checked; ``draining`` is set by the server's drain;
-    ``readiness`` holds checks asked on ``GET /readyz`` (each returns why the server is not
-    ready, or None; they answer from memory).
+    (Plivo's) and ``twilio_verifier`` are None when that provider's signatures are not
+    checked; ``draining`` is set by the server's drain; ``readiness`` holds checks asked on
+    ``GET /readyz`` (each returns why the server is not ready, or None; they answer from
+    memory).
+
+    With either set, every upgrade is checked by its provider's rule: a route pinned to
+    Plivo or Twilio by that provider's; an auto-detecting route by the signature header
+    the request carries (``X-Twilio-Signature``: Twilio, else Plivo's). Telnyx, Exotel and
+    Vonage sign no upgrade: a route pinned to one of them is not checked.
     """
 
     def __init__(
@@ -63,11 +69,13 @@ class Gate:
         *,
         max_streams: int,
         verifier: UpgradeVerifier | None = None,
+        twilio_verifier: TwilioUpgradeVerifier | None = None,
     ) -> None:
         self.routes = routes
         self.metrics = metrics
         self.max_streams = max_streams
         self.verifier = verifier
+        self.twilio_verifier = twilio_verifier
         self.draining = False
         self.readiness: list[Callable[[], str | None]] = []
         #: Paths served by an HTTP app on this port (the control app's, with
@@ -99,9 +107,10 @@ class Gate:
                 "rejecting connection from %s: max_streams (%d) reached", peer, self.max_streams
             )
             return Reply(503, "too many streams on this server\n")
-        verifier = self.verifier
-        if verifier is not None:
-            result = verifier.verify(target, headers)
+        if self.verifier is not None or self.twilio_verifier is not None:
+            result = self._check(route.dialect, target, headers)
+            if result is None:
+                return Accept(route, path, dict(parse_qsl(qs, keep_blank_values=True)))
             m.signature_checks["ok" if result.ok else result.reason] += 1
             if not result.ok:
                 m.connections_rejected["signature"] += 1
@@ -130,6 +139,24 @@ class Gate:
         if problems:
             return Reply(503, "".join(f"not ready: {p}\n" for p in problems))
         return Reply(200, "ready\n")
+
+    def _check(
+        self, dialect: str | None, target: str, headers: Mapping[str, str]
+    ) -> VerifyResult | None:
+        """The provider's signature check (None: this provider signs no upgrade)."""
+        if dialect is None:
+            dialect = "twilio" if headers.get(HEADER_TWILIO) is not None else "plivo"
+        if dialect == "twilio":
+            tv = self.twilio_verifier
+            if tv is None:
+                return VerifyResult(False, "no Twilio auth token configured")
+            return tv.verify(target, headers)
+        if dialect == "plivo":
+            pv = self.verifier
+            if pv is None:
+                return VerifyResult(False, "no Plivo auth token configured")
+            return pv.verify(target, headers)
+        return None
 
     def _note_signature_form(self, url: str | None, header: str | None) -> None:
         # Which URL form a deployment's signatures match is worth one INFO line, not one

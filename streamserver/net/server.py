@@ -17,12 +17,13 @@ import time
 from collections.abc import Iterable
 from typing import Any, Protocol
 
+from ..audio import AudioFormat
 from ..handler import HandlerSpec, load_handler
 from ..metrics import Metrics
 from ..protocol.websocket import CloseCode
 from ..session import Route, Session, SessionLimits
 from ..settings import Settings
-from ..signature import NonceCache, UpgradeVerifier
+from ..signature import NonceCache, TwilioUpgradeVerifier, UpgradeVerifier
 from .batching import ReadBatcher, WriteCoalescer
 from .connection import CLOSE_TIMEOUT_S, Connection
 from .gate import Gate
@@ -59,7 +60,15 @@ def build_routes(settings: Settings) -> dict[str, Route]:
             if name not in specs:
                 specs[name] = load_handler(name, settings.handler.get(name, {}))
             resolved.append(specs[name])
-        routes[path] = Route(path, tuple(resolved), rs.bidirectional)
+        routes[path] = Route(
+            path,
+            tuple(resolved),
+            rs.bidirectional,
+            dialect=None if rs.dialect == "auto" else rs.dialect,
+            expect_format=(
+                AudioFormat.from_content_type(rs.expect_format) if rs.expect_format else None
+            ),
+        )
     return routes
 
 
@@ -81,14 +90,23 @@ class StreamServer:
             handler_queue_s=ss.handler_queue_s,
             start_timeout_s=sv.start_timeout_s,
             idle_timeout_s=sv.idle_timeout_s,
+            doctor_silence_s=ss.doctor_silence_s,
         )
-        verifier = None
+        verifier = twilio_verifier = None
         if sv.verify_signatures:
-            plivo = settings.plivo
+            plivo, twilio = settings.plivo, settings.twilio
             tokens = [t for t in [plivo.auth_token, *plivo.extra_auth_tokens] if t]
-            verifier = UpgradeVerifier(tokens, sv.public_url, NonceCache())
+            if tokens:
+                verifier = UpgradeVerifier(tokens, sv.public_url, NonceCache())
+            tokens = [t for t in [twilio.auth_token, *twilio.extra_auth_tokens] if t]
+            if tokens:
+                twilio_verifier = TwilioUpgradeVerifier(tokens, sv.public_url)
         self.gate = Gate(
-            build_routes(settings), self.metrics, max_streams=sv.max_streams, verifier=verifier
+            build_routes(settings),
+            self.metrics,
+            max_streams=sv.max_streams,
+            verifier=verifier,
+            twilio_verifier=twilio_verifier,
         )
         self.reads = ReadBatcher(
             self.metrics, frames=ss.read_batch_frames, min_streams=ss.read_batch_min_streams
