@@ -277,6 +277,9 @@ class Recorder(Handler):
                 max((tr.pos for tr in self._tracks.values()), default=0) / self.ctx.sample_rate,
                 sum(tr.filled for tr in self._tracks.values()),
             )
+            if self.opts.write_sidecar:
+                # For whoever ships finished recordings (the service's storage upload).
+                self.publish("recording.finished", {"sidecar": str(self._sidecar)})
         elif not self._write_error_reported:
             self._raise_write_error()
 

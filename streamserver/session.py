@@ -38,6 +38,7 @@ from .handler import (
     StreamContext,
 )
 from .metrics import Metrics
+from .observer import StreamObserver
 from .ordering import Ordering, OrderStats, TrackOrder
 from .playback import Playback
 from .protocol import detect, plivo
@@ -138,6 +139,7 @@ class Session:
         "logger",
         "media_frames",
         "metrics",
+        "observer",
         "order_stats",
         "outlet",
         "path",
@@ -177,6 +179,8 @@ class Session:
         self.started = False
         self.ended = False
         self.stop_reason: StopReason | None = None
+        #: told of start, DTMF, bus events and end (set by the server; None: nobody)
+        self.observer: StreamObserver | None = None
         self.start_event: Start | None = None
         self.stream_id = "-"
         self.call_id = "-"
@@ -417,6 +421,10 @@ class Session:
             self.metrics.dtmf_received += 1
             self.logger.info("dtmf %s on %s", event.digit, event.track)
             self.handlers.push(event)
+            if self.observer is not None:
+                self.observer.stream_event(
+                    self, "dtmf", {"digit": event.digit, "track": event.track}
+                )
         elif type(event) is PlayedStream:
             played = self._playback.played(event.name)
             if played is not None:  # None: a mark echoed after our clear, never played
@@ -510,6 +518,8 @@ class Session:
             ",".join(r.spec.name for r in self.runners) or "-",
             self.peer,
         )
+        if self.observer is not None:
+            self.observer.stream_started(self)
 
     def _examine(self, fmt: AudioFormat, sid: str, cid: str, provider: str) -> None:
         """The stream doctor's checks at start: the route's format, ids already live."""
@@ -550,6 +560,8 @@ class Session:
     def publish(self, event: BusEvent) -> None:
         """Deliver a bus event to every handler of the stream except its source."""
         self.handlers.publish(event)
+        if self.observer is not None:
+            self.observer.stream_event(self, event.topic, event.data)
 
     # -- StreamControl (streamserver.handler): what handlers' contexts call -------------
 

@@ -59,6 +59,10 @@ class ServerSettings:
     log_format: str = "text"
     #: Freeze start-up objects out of the garbage collector (fewer, shorter GC pauses).
     gc_freeze: bool = True
+    #: Worker processes sharing the port: a number, or "auto" (the usable cores).
+    workers: int | str = 1
+    #: Pin worker n to CPU worker_cpus[n % len] (empty: no pinning).
+    worker_cpus: list[int] = field(default_factory=list)
     #: TLS on the server itself (wss://, and https:// for a shared control app): a PEM
     #: certificate chain and its private key (empty: in the certificate file).
     ssl_certfile: str = ""
@@ -155,8 +159,34 @@ DEFAULT_ROUTES = {"/stream": RouteSettings(handlers=["recorder"], bidirectional=
 _LOG_LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
 
 
+def _read_workers(value: Any, key: str) -> int | str:
+    if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+        return value  # type: ignore[no-any-return]
+    raise ConfigError(f'{key}: expected a number of workers (>= 1) or "auto", got {value!r}')
+
+
+def _read_cpus(value: Any, key: str) -> list[int]:
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = [value]
+    if isinstance(value, str):
+        try:
+            value = [int(v) for v in value.split(",") if v.strip()]
+        except ValueError:
+            raise ConfigError(f"{key}: expected a list of CPU numbers, got {value!r}") from None
+    ok = isinstance(value, list) and all(isinstance(v, int) and v >= 0 for v in value)
+    if not ok or any(isinstance(v, bool) for v in value):
+        raise ConfigError(f"{key}: expected a list of CPU numbers, got {value!r}")
+    return list(value)
+
+
+_READERS: dict[str, dict[str, Any]] = {
+    "server": {"workers": _read_workers, "worker_cpus": _read_cpus},
+}
+
+
 def _fill(obj: Any, table: Mapping[str, Any], prefix: str) -> None:
-    for key, value in read_table(type(obj), table, prefix).items():
+    readers = _READERS.get(prefix)
+    for key, value in read_table(type(obj), table, prefix, readers=readers).items():
         setattr(obj, key, value)
 
 

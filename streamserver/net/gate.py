@@ -81,6 +81,11 @@ class Gate:
         #: Paths served by an HTTP app on this port (the control app's, with
         #: ``[control] port = "same"``): the connection hands such requests over.
         self.http_paths: frozenset[str] = frozenset()
+        #: What ``/metrics`` answers (given ``draining``); a multi-worker host installs one
+        #: that shows every worker's series.
+        self.render_metrics: Callable[[bool], str] = lambda draining: metrics.render(
+            draining=draining
+        )
         self._forms_logged: set[tuple[str | None, str | None]] = set()
 
     def decide(self, target: str, headers: Mapping[str, str], peer: str = "") -> Accept | Reply:
@@ -92,7 +97,7 @@ class Gate:
         if path == "/readyz":
             return self._ready()
         if path == "/metrics":
-            return Reply(200, m.render(draining=self.draining), _PROMETHEUS)
+            return Reply(200, self.render_metrics(self.draining), _PROMETHEUS)
         route = self.routes.get(path)
         if route is None:
             m.connections_rejected["not_found"] += 1

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import socket
 import ssl
 import time
 from collections.abc import Iterable
@@ -20,6 +21,7 @@ from typing import Any, Protocol
 from ..audio import AudioFormat
 from ..handler import HandlerSpec, load_handler
 from ..metrics import Metrics
+from ..observer import StreamObserver
 from ..protocol.websocket import CloseCode
 from ..session import Route, Session, SessionLimits
 from ..settings import Settings
@@ -79,8 +81,17 @@ class StreamServer:
     finished yet; ``connections`` every open TCP connection.
     """
 
-    def __init__(self, settings: Settings, *, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        metrics: Metrics | None = None,
+        sock: socket.socket | None = None,
+    ) -> None:
         self.settings = settings
+        #: A listening socket to serve on instead of binding host:port (a worker's,
+        #: inherited from its supervisor).
+        self.sock = sock
         self.metrics = metrics or Metrics()
         sv, ss = settings.server, settings.session
         self.limits = SessionLimits(
@@ -123,6 +134,8 @@ class StreamServer:
         self.http_app: HttpApp | None = None
         self.connections: set[Connection] = set()
         self.sessions: set[Session] = set()
+        #: handed to every session (the service's bus wiring); None: nobody listens
+        self.observer: StreamObserver | None = None
         self.port = 0
         self._server: asyncio.Server | None = None
         self._finishing: set[asyncio.Task[None]] = set()
@@ -172,6 +185,7 @@ class StreamServer:
         m.streams_active += 1
         m.streams_total += 1
         self.sessions.add(conn.session)
+        conn.session.observer = self.observer
 
     def hand_off(self, conn: Connection, transport: asyncio.Transport, data: bytes) -> None:
         self.connections.discard(conn)
@@ -197,14 +211,19 @@ class StreamServer:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         sv = self.settings.server
-        self._server = await loop.create_server(
-            lambda: Connection(self),
-            sv.host,
-            sv.port,
-            reuse_port=None,
-            backlog=1024,
-            ssl=self.tls,
-        )
+        if self.sock is not None:
+            self._server = await loop.create_server(
+                lambda: Connection(self), sock=self.sock, backlog=1024, ssl=self.tls
+            )
+        else:
+            self._server = await loop.create_server(
+                lambda: Connection(self),
+                sv.host,
+                sv.port,
+                reuse_port=None,
+                backlog=1024,
+                ssl=self.tls,
+            )
         sockets = self._server.sockets
         self.port = sockets[0].getsockname()[1] if sockets else sv.port
         self._tick_task = loop.create_task(self._tick(), name="streamserver-tick")
@@ -302,6 +321,10 @@ class StreamServer:
         try:
             await session.wait_handlers(self.settings.server.handler_stop_timeout_s)
         finally:
+            observer = session.observer
+            if observer is not None and session.started and session.stop_reason is not None:
+                # After every on_stop: a final transcript or recording comes before it.
+                observer.stream_stopped(session, session.stop_reason)
             self.sessions.discard(session)
             if not self.sessions:
                 self._idle.set()
