@@ -16,8 +16,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import struct
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -31,7 +29,17 @@ import soundfile as sf
 from streamserver.audio import ENCODING_L16, ENCODING_MULAW, silence_bytes, ulaw_decode
 from streamserver.audio import decode as audio_decode
 from streamserver.audio import encode as audio_encode
-from streamserver.handler import AudioChunk, Gap, Handler, StopReason, StreamContext
+from streamserver.handler import (
+    AudioChunk,
+    Gap,
+    Handler,
+    HandlerFailure,
+    StopReason,
+    StreamContext,
+)
+
+from .recorddir import HEALTH, describe, probe
+from .wavfile import BIG_ENDIAN, SILENCE_PIECE, WavWriter, update_header
 
 __all__ = ["Recorder", "RecorderOptions"]
 
@@ -100,10 +108,15 @@ def _write_jobs(jobs: list[tuple[Recorder, dict[str, Any]]]) -> None:
             rec._write(batches)
         except Exception as exc:
             rec._write_error = exc
+            if isinstance(exc, OSError):
+                HEALTH.failed(rec._root, exc)
+        else:
+            HEALTH.ok(rec._root)
 
 
-class RecordingError(Exception):
-    """Writing a recording failed (disk full, permissions...); the recorder stops."""
+class RecordingError(HandlerFailure):
+    """Writing a recording failed (disk full, permissions...); the recorder stops (one log
+    line per stream, no traceback)."""
 
 
 class RecorderOptions(msgspec.Struct, forbid_unknown_fields=True):
@@ -145,7 +158,7 @@ class Recorder(Handler):
         super().__init__(ctx, options or RecorderOptions())
         self.opts: RecorderOptions = self.options
         self._tracks: dict[str, _Track] = {t: _Track() for t in ctx.tracks}
-        self._files: dict[str, Any] = {}  # sf.SoundFile or _WavWriter
+        self._files: dict[str, Any] = {}  # sf.SoundFile or WavWriter
         self._stereo = self.opts.layout == "stereo" and len(ctx.tracks) == 2
         # Raw mode (mono WAV, the default): keep the payload bytes as received and decode,
         # if at all, once per flush on the writer thread; FLAC and stereo go through
@@ -158,15 +171,43 @@ class Recorder(Handler):
         self._write_error_reported = False
         self._started_at = time.time()
         self._gaps = 0
-        self._dir = Path(self.opts.record_dir).resolve() / ctx.call_id
+        self._root = Path(self.opts.record_dir).resolve()
+        self._dir = self._root / ctx.call_id
         self._sidecar = self._dir / f"{ctx.stream_id}.json"
+
+    # -- start-up and readiness ------------------------------------------------------------
+
+    @classmethod
+    def preflight(cls, options: Any) -> None:
+        """Refuse to start when ``record_dir`` cannot be created and written."""
+        opts: RecorderOptions = options or RecorderOptions()
+        directory = Path(opts.record_dir).resolve()
+        try:
+            probe(directory)
+        except OSError as exc:
+            raise HandlerFailure(
+                f"record_dir {str(directory)!r} cannot be written: {describe(exc)} "
+                "(create it or fix its permissions, or pick another with --record-dir "
+                "or [handler.recorder] record_dir)"
+            ) from None
+
+    @classmethod
+    def unready(cls, options: Any) -> str | None:
+        """The record dir's problem while writes there fail (re-probed every few seconds)."""
+        opts: RecorderOptions = options or RecorderOptions()
+        return HEALTH.problem(Path(opts.record_dir).resolve(), _writer().submit)
 
     # -- hooks -----------------------------------------------------------------------------
 
     async def on_start(self) -> None:
         if self.opts.layout == "stereo" and not self._stereo:
             self.ctx.logger.info("stereo layout needs two tracks; recording mono")
-        await self._run(self._open)
+        try:
+            await self._run(self._open)
+        except OSError as exc:
+            self._write_error = exc
+            HEALTH.failed(self._root, exc)
+            self._raise_write_error()
         _DiskWriter.get(self.opts.flush_interval_s).add(self)
 
     def on_audio_nowait(self, chunk: AudioChunk) -> None:
@@ -202,10 +243,11 @@ class Recorder(Handler):
         exc = self._write_error
         self._write_error_reported = True
         self.count("write_errors")
+        why = describe(exc) if isinstance(exc, OSError) else str(exc)
         raise RecordingError(
-            f"recording {self._dir} failed: {exc}; this stream is no longer recorded "
+            f"recording in {self._dir} failed: {why}; this stream is no longer recorded "
             "(check free disk space and permissions of record_dir)"
-        ) from exc
+        ) from None
 
     async def on_event(self, event: object) -> None:
         if type(event) is Gap:
@@ -217,12 +259,16 @@ class Recorder(Handler):
     async def on_stop(self, reason: StopReason) -> None:
         _DiskWriter.get(self.opts.flush_interval_s).remove(self)
         try:
-            if self._files:
+            if self._files and self._write_error is None:
                 batches = self._collect(final=True)
                 if batches:
                     await self._run(self._write, batches)
-        finally:
             await self._run(self._close, reason)
+        except OSError as exc:  # expected (disk full, unmounted): one line, no traceback
+            if self._write_error is None:
+                self._write_error = exc
+                HEALTH.failed(self._root, exc)
+            await self._run(self._close_quietly)
         if self._write_error is None:
             self.ctx.logger.info(
                 "recorded %s (%.1fs, %d gap samples filled)",
@@ -240,7 +286,7 @@ class Recorder(Handler):
 
     def _silence(self, tr: _Track, n: int) -> None:
         # Mono files keep a gap as its sample count: the writer thread writes it in pieces
-        # of at most _SILENCE_PIECE samples, so no gap is ever held in memory whole.
+        # of at most SILENCE_PIECE samples, so no gap is ever held in memory whole.
         # Stereo blocks are interleaved as arrays (gaps there are bounded by the session's
         # max_gap_s and this handler's queue).
         if self._stereo:
@@ -301,7 +347,7 @@ class Recorder(Handler):
             if path.resolve().parent != self._dir:  # ids are validated upstream; belt and braces
                 raise ValueError(f"refusing to write outside {self._dir}: {name!r}")
             if self._raw:
-                self._files[key] = _WavWriter(
+                self._files[key] = WavWriter(
                     path, ctx.sample_rate, "ulaw" if self._raw_ulaw_out else "pcm16"
                 )
             else:
@@ -325,7 +371,7 @@ class Recorder(Handler):
                 continue
             if type(data) is not list:  # a stereo block
                 f.write(data)
-                _update_header(f)
+                update_header(f)
                 continue
             run: list[Any] = []  # audio between two gaps, joined into one write
             for item in data:
@@ -336,7 +382,7 @@ class Recorder(Handler):
                     self._write_audio(f, run)
                     run = []
                 while item > 0:
-                    k = min(item, _SILENCE_PIECE)
+                    k = min(item, SILENCE_PIECE)
                     if self._raw:
                         self._write_audio(f, [silence_bytes(self._encoding, k)])
                     else:
@@ -345,7 +391,7 @@ class Recorder(Handler):
             if run:
                 self._write_audio(f, run)
             if not self._raw:
-                _update_header(f)
+                update_header(f)
 
     def _write_audio(self, f: Any, data: list[Any]) -> None:
         if self._raw:
@@ -355,16 +401,25 @@ class Recorder(Handler):
             elif self._encoding not in (ENCODING_MULAW, ENCODING_L16):
                 # A-law, big-endian L16 (Telnyx): decoded once per flush, on this thread.
                 raw = audio_decode(raw, self._encoding).astype("<i2", copy=False).tobytes()
-            elif self._encoding != ENCODING_MULAW and _BIG_ENDIAN:  # pragma: no cover
+            elif self._encoding != ENCODING_MULAW and BIG_ENDIAN:  # pragma: no cover
                 raw = np.frombuffer(raw, "<i2").astype(np.int16).tobytes()
             f.write(raw)
         else:
             f.write(np.concatenate(data) if len(data) > 1 else data[0])
 
     def _close(self, reason: StopReason) -> None:
-        for f in self._files.values():
+        files, self._files = self._files, {}
+        for f in files.values():
             f.close()
         self._write_sidecar(reason)
+
+    def _close_quietly(self) -> None:
+        files, self._files = self._files, {}
+        for f in files.values():
+            try:
+                f.close()
+            except (OSError, RuntimeError):
+                pass
 
     def _write_sidecar(self, reason: StopReason | None) -> None:
         if not self.opts.write_sidecar:
@@ -393,71 +448,6 @@ class Recorder(Handler):
         tmp = self._sidecar.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
         os.replace(tmp, self._sidecar)
-
-
-_BIG_ENDIAN = sys.byteorder == "big"
-#: The most silence written at once (samples): 1 s at 32 kHz.
-_SILENCE_PIECE = 32000
-
-
-class _WavWriter:
-    """A mono WAV file written with plain ``os.write`` calls (16-bit PCM or G.711 μ-law).
-
-    After every write the RIFF and data sizes are rewritten in place (two ``pwrite``
-    calls), so the file is complete and readable at any moment — also after a crash —
-    without fsync and without the per-call overhead of a general audio library.
-    """
-
-    def __init__(self, path: Path, rate: int, kind: str) -> None:
-        self.ulaw = kind == "ulaw"
-        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        self.data_bytes = 0
-        bits, tag, block = (8, 7, 1) if self.ulaw else (16, 1, 2)
-        fmt = struct.pack("<HHIIHH", tag, 1, rate, rate * block, block, bits)
-        if self.ulaw:
-            # Non-PCM formats carry a cbSize and a fact chunk (sample count).
-            fmt += struct.pack("<H", 0)
-            fact = b"fact" + struct.pack("<II", 4, 0)
-        else:
-            fact = b""
-        header = b"fmt " + struct.pack("<I", len(fmt)) + fmt + fact
-        self.fact_at = 12 + 8 + len(fmt) + 8 if self.ulaw else 0
-        self.data_at = 12 + len(header) + 8  # first byte of audio
-        os.write(self.fd, b"RIFF" + struct.pack("<I", 0) + b"WAVE" + header + b"data\0\0\0\0")
-        self._update()
-
-    def write(self, data: bytes) -> None:
-        if data:
-            os.write(self.fd, data)
-            self.data_bytes += len(data)
-            self._update()
-
-    def _update(self) -> None:
-        n = self.data_bytes
-        os.pwrite(self.fd, struct.pack("<I", self.data_at - 8 + n), 4)
-        os.pwrite(self.fd, struct.pack("<I", n), self.data_at - 4)
-        if self.fact_at:
-            os.pwrite(self.fd, struct.pack("<I", n), self.fact_at)
-
-    def close(self) -> None:
-        os.close(self.fd)
-
-
-_SFC_UPDATE_HEADER_NOW = 0x1060  # libsndfile's sfendian.h / sndfile.h command number
-
-
-def _update_header(f: sf.SoundFile) -> None:
-    """Rewrite the WAV header's lengths so the file is readable after a crash.
-
-    ``SoundFile.flush()`` would do it too, but it also fsyncs, which costs ~150 µs per call
-    and hammers the disk with thousands of streams; surviving a process kill only needs the
-    data in the OS page cache.
-    """
-    cdata = getattr(f, "_file", None)
-    if cdata is None:  # pragma: no cover - soundfile internals changed
-        f.flush()
-        return
-    sf._snd.sf_command(cdata, _SFC_UPDATE_HEADER_NOW, sf._ffi.NULL, 0)
 
 
 def _iso(t: float) -> str:

@@ -15,8 +15,10 @@ from types import TracebackType
 from typing import Any
 
 import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.server import ServerState
 
-__all__ = ["AsgiServer", "url_host"]
+__all__ = ["AsgiHandoff", "AsgiServer", "url_host"]
 
 
 class _Server(uvicorn.Server):
@@ -126,3 +128,42 @@ class AsgiServer:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+class AsgiHandoff:
+    """Serve an ASGI app on connections another server accepted: the stream server hands
+    over a socket whose request is for the app (the control app on a shared port) with
+    :meth:`take`, and uvicorn's HTTP/1.1 protocol serves it from there (keep-alive too)."""
+
+    def __init__(self, app: Any) -> None:
+        self._config = uvicorn.Config(
+            app, log_config=None, log_level="warning", access_log=False, lifespan="off",
+            ws="none", http="h11", proxy_headers=False,
+        )  # fmt: skip
+        self._config.load()
+        self._state = ServerState()
+
+    def take(self, transport: asyncio.BaseTransport, data: bytes) -> None:
+        """Serve the connection on ``transport``; ``data``: what was read from it so far."""
+        proto = H11Protocol(self._config, self._state, {})
+        transport.set_protocol(proto)
+        proto.connection_made(transport)  # type: ignore[arg-type]
+        if data:
+            proto.data_received(data)
+
+    @property
+    def connections(self) -> int:
+        """How many connections it serves now."""
+        return len(self._state.connections)
+
+    async def aclose(self) -> None:
+        """Finish in-flight requests (2 s at most), then close every connection."""
+        for proto in list(self._state.connections):
+            proto.shutdown()
+        for _ in range(40):
+            if not self._state.connections:
+                return
+            await asyncio.sleep(0.05)
+        for proto in list(self._state.connections):
+            if proto.transport is not None:
+                proto.transport.abort()

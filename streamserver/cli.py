@@ -10,12 +10,30 @@ import asyncio
 import contextlib
 import importlib
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
 
-from . import __version__
+try:
+    from . import __version__
+except ImportError:  # the package is shadowed: explain in one line and stop (exit 2)
+
+    def _shadowed() -> None:
+        pkg = sys.modules.get(__package__ or "streamserver")
+        where = next(iter(getattr(pkg, "__path__", None) or []), "?")
+        parent = os.path.dirname(where)
+        print(
+            f"streamserver: cannot start: the folder {where} (not the package: no "
+            f"__init__.py there, e.g. the clone itself) hides the installed streamserver "
+            f"package because {parent} is on PYTHONPATH={os.environ.get('PYTHONPATH', '')!r}; "
+            f"unset PYTHONPATH or drop {parent} from it",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
+
+    _shadowed()
 from .handler import HandlerLoadError
 from .runtime import run_async
 from .settings import ConfigError, RouteSettings, Settings, load_settings
@@ -29,6 +47,9 @@ examples:
   streamserver serve                                  # /stream -> recorder, port 8080
   streamserver serve --handlers recorder,echo --record-dir /data/rec
   streamserver serve --config config/streamserver.toml --log-format json
+  streamserver serve --control --handlers recorder,echo   # + answer XML on :8081/answer
+  streamserver serve --control same --ssl-certfile cert.pem --ssl-keyfile key.pem
+                                # wss://, https://.../answer and callbacks on one port
 
 Point Plivo at it with answer XML such as
   <Response><Stream bidirectional="true" keepCallAlive="true"
@@ -62,6 +83,18 @@ def _add_serve(sub: Any) -> None:
     p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], type=str.upper)
     p.add_argument("--log-format", choices=["text", "json"])
     p.add_argument(
+        "--control",
+        nargs="?",
+        const="own",
+        choices=["own", "same"],
+        help="also run the control app ([control] enabled = true): /answer returns the "
+        "<Stream> XML for this server, /callbacks/... take Plivo's callbacks; on its own "
+        "port (default http://127.0.0.1:8081, what `streamserver call --stream-url` uses), "
+        "or with `--control same` on the server's port (one port to expose)",
+    )
+    p.add_argument("--ssl-certfile", metavar="PEM", help="serve TLS (wss://): certificate chain")
+    p.add_argument("--ssl-keyfile", metavar="PEM", help="its private key (if not in the certfile)")
+    p.add_argument(
         "--workers",
         metavar="N|auto",
         type=_workers_arg,
@@ -87,10 +120,18 @@ def _serve_settings(args: argparse.Namespace) -> Settings:
         "server.log_format": args.log_format,
         "server.workers": getattr(args, "workers", None),
         "handler.recorder.record_dir": args.record_dir,
+        "control.enabled": True if getattr(args, "control", None) else None,
+        "control.port": "same" if getattr(args, "control", None) == "same" else None,
+        "server.ssl_certfile": getattr(args, "ssl_certfile", None),
+        "server.ssl_keyfile": getattr(args, "ssl_keyfile", None),
     }
     settings = load_settings(args.config, overrides=overrides)
     if args.handlers is not None:
         names = [h.strip() for h in args.handlers.split(",") if h.strip()]
+        if not names:
+            raise ConfigError(
+                f"--handlers {args.handlers!r}: names no handler (e.g. --handlers recorder,echo)"
+            )
         for route in settings.routes.values():
             route.handlers = list(names)
         if not settings.routes:  # pragma: no cover - load_settings always adds a default

@@ -26,10 +26,11 @@ import asyncio
 import enum
 import importlib
 import logging
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Literal, Protocol, get_args, get_origin, get_type_hints
 
 import msgspec
 import numpy as np
@@ -44,12 +45,14 @@ __all__ = [
     "BusEvent",
     "Gap",
     "Handler",
+    "HandlerFailure",
     "HandlerLoadError",
     "HandlerSpec",
     "NotBidirectionalError",
     "StopReason",
     "StreamContext",
     "StreamControl",
+    "installed_handlers",
     "load_handler",
 ]
 
@@ -135,6 +138,12 @@ class BusEvent(msgspec.Struct, frozen=True):
 
 class HandlerLoadError(Exception):
     """A handler name or its options could not be resolved (a configuration error)."""
+
+
+class HandlerFailure(Exception):
+    """An expected failure a handler explains in its message (disk full, a service down):
+    the runner logs it as one line, without a traceback, and switches the handler off for
+    that stream like any other exception."""
 
 
 class NotBidirectionalError(RuntimeError):
@@ -329,6 +338,19 @@ class Handler:
     #: Set by the session: this handler's name in the route (entry point or module:Class).
     name: str = ""
 
+    @classmethod
+    def preflight(cls, options: Any) -> None:
+        """Check at start-up, once per configured handler, what it needs (a writable
+        directory, ...); raise an exception with a clear message and the server refuses to
+        start (exit code 2). Runs before the event loop serves: blocking I/O is fine."""
+
+    @classmethod
+    def unready(cls, options: Any) -> str | None:
+        """Why new streams would fail now (e.g. "record_dir ...: disk full"), else None.
+        Asked on every ``GET /readyz`` (503 with the reason): answer from memory, never
+        block."""
+        return None
+
     def count(self, event: str, n: int = 1) -> None:
         """Count ``event`` in ``streamserver_handler_events_total`` under this handler."""
         self.ctx.count(self.name or type(self).__name__, event, n)
@@ -388,6 +410,11 @@ class HandlerSpec:
         return handler
 
 
+def installed_handlers() -> list[str]:
+    """The names of the handlers installed under the ``streamserver.handlers`` entry points."""
+    return sorted({ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)})
+
+
 def _resolve(name: str) -> type[Handler]:
     if ":" in name:
         module_name, _, attr = name.partition(":")
@@ -418,6 +445,26 @@ def _resolve(name: str) -> type[Handler]:
     return obj
 
 
+def _valid_values(options: type, exc: msgspec.ValidationError) -> str:
+    """``" (valid: 'wav', 'flac')"`` when ``exc`` is an invalid enum value of a field."""
+    match = re.match(r"Invalid enum value .* - at `\$\.([\w.]+)`$", str(exc))
+    if match is None:
+        return ""
+    typ: Any = options
+    for part in match.group(1).split("."):
+        try:
+            typ = get_type_hints(typ).get(part)
+        except TypeError:
+            return ""
+    if isinstance(typ, type) and issubclass(typ, enum.Enum):
+        values = [m.value for m in typ]
+    elif get_origin(typ) is Literal:
+        values = list(get_args(typ))
+    else:
+        return ""
+    return f" (valid: {', '.join(repr(v) for v in values)})"
+
+
 def load_handler(
     name: str,
     options: Mapping[str, Any] | None = None,
@@ -436,7 +483,7 @@ def load_handler(
         try:
             parsed = msgspec.convert(raw, cls.Options, strict=False)
         except msgspec.ValidationError as exc:
-            msg = str(exc).replace("`$.", f"`handler.{name}.")
+            msg = str(exc).replace("`$.", f"`handler.{name}.") + _valid_values(cls.Options, exc)
             raise HandlerLoadError(f"handler {name!r} options: {msg}") from None
     elif raw:
         raise HandlerLoadError(f"handler {name!r} takes no options, got {sorted(raw)}")

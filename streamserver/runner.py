@@ -27,7 +27,16 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .handler import AudioChunk, BusEvent, Gap, Handler, HandlerSpec, StopReason, StreamContext
+from .handler import (
+    AudioChunk,
+    BusEvent,
+    Gap,
+    Handler,
+    HandlerFailure,
+    HandlerSpec,
+    StopReason,
+    StreamContext,
+)
 from .metrics import Metrics
 from .protocol.events import Dtmf
 
@@ -191,9 +200,15 @@ class HandlerRunner:
         """Switch the handler off after it raised in ``hook``; call from the ``except``
         block (the traceback is logged)."""
         spec = self.spec
-        self.handler.ctx.logger.exception(
-            "handler %s failed in %s; disabled for this stream", spec.name, hook
-        )
+        exc = sys.exc_info()[1]
+        if isinstance(exc, HandlerFailure):  # expected and explained: one line, no traceback
+            self.handler.ctx.logger.error(
+                "handler %s failed in %s: %s; disabled for this stream", spec.name, hook, exc
+            )
+        else:
+            self.handler.ctx.logger.exception(
+                "handler %s failed in %s; disabled for this stream", spec.name, hook
+            )
         self._metrics.handler_errors[spec.name] += 1
         self.failed = True
         # Keep only the stop marker: the handler gets nothing else.

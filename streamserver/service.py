@@ -14,14 +14,15 @@ that are draining still land::
 from __future__ import annotations
 
 import dataclasses
+import functools
 import socket
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from .control import ControlApp, load_control_settings
-from .handler import HandlerSpec
+from .handler import HandlerLoadError, HandlerSpec, installed_handlers
 from .net import StreamServer
-from .settings import ConfigError, Settings
+from .settings import ConfigError, Settings, check_handler_tables
 from .signature import NonceCache, UpgradeVerifier
 
 if TYPE_CHECKING:
@@ -65,15 +66,19 @@ class StreamService:
         worker: str | None = None,
     ) -> None:
         self.settings = settings
+        check_handler_tables(settings, installed_handlers())
         control_settings = load_control_settings(settings)
         self.server = StreamServer(settings, sock=sock)
         for path, specs in (extra_handlers or {}).items():
             route = self.server.routes[path]
             handlers = (*route.handlers, *specs)
             self.server.routes[path] = dataclasses.replace(route, handlers=handlers)
+        self._check_handlers()
         self.control = (
             ControlApp(self.server, control_settings)
-            if control_settings.enabled and control
+            # on a shared port every worker serves the control app's paths (its own port:
+            # the one worker given ``control``)
+            if control_settings.enabled and (control or control_settings.shared)
             else None
         )
         self.bus: Bus | None = None
@@ -110,6 +115,19 @@ class StreamService:
             self.uploader.on_uploaded = self.observer.recording_uploaded
         self.server.observer = self.observer
 
+    def _check_handlers(self) -> None:
+        """Each handler's start-up check (``preflight``: raises ``HandlerLoadError``), and
+        its ``unready`` reason on ``/readyz``."""
+        specs = {id(spec): spec for route in self.server.routes.values() for spec in route.handlers}
+        for spec in specs.values():
+            try:
+                spec.cls.preflight(spec.options)
+            except HandlerLoadError:
+                raise
+            except Exception as exc:
+                raise HandlerLoadError(f"handler {spec.name!r}: {exc}") from None
+            self.server.gate.readiness.append(functools.partial(spec.cls.unready, spec.options))
+
     @property
     def url(self) -> str:
         """``ws://host:port`` of the stream server (after :meth:`start`)."""
@@ -138,7 +156,8 @@ class StreamService:
             except OSError as exc:
                 await self.server.shutdown()
                 cs = self.control.settings
-                raise ListenError("control app", cs.host, cs.port, exc) from exc
+                port = cs.port if isinstance(cs.port, int) else sv.port
+                raise ListenError("control app", cs.host, port, exc) from exc
 
     def verify_upgrades(self, tokens: Sequence[str]) -> None:
         """Check stream upgrades' signatures over the URL the server is bound to (after

@@ -18,15 +18,16 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
 
 from .audio import AudioFormat
-from .config import ConfigError, env_value, read_table
+from .config import ConfigError, closest, did_you_mean, env_value, read_table
 
 __all__ = [
+    "KNOWN_TABLES",
     "ConfigError",
     "PlivoSettings",
     "RouteSettings",
@@ -34,6 +35,7 @@ __all__ = [
     "SessionSettings",
     "Settings",
     "TwilioSettings",
+    "check_handler_tables",
     "load_settings",
 ]
 
@@ -71,6 +73,10 @@ class ServerSettings:
     workers: int | str = 1
     #: Pin worker n to CPU worker_cpus[n % len] (empty: no pinning).
     worker_cpus: list[int] = field(default_factory=list)
+    #: TLS on the server itself (wss://, and https:// for a shared control app): a PEM
+    #: certificate chain and its private key (empty: in the certificate file).
+    ssl_certfile: str = ""
+    ssl_keyfile: str = ""
 
 
 @dataclass
@@ -160,6 +166,13 @@ _TYPED_TABLES: dict[str, type] = {
     "twilio": TwilioSettings,
 }
 
+#: Every top-level table a config file (or ``STREAMSERVER_<TABLE>__...``) may hold; any
+#: other name is a typo and fails naming it. Tables read by their owners (``[control]``,
+#: ``[bus]``, ``[storage]``, ``[emulator]``) are kept raw in :attr:`Settings.extra`.
+KNOWN_TABLES = frozenset(
+    {*_TYPED_TABLES, "routes", "handler", "control", "bus", "storage", "emulator"}
+)
+
 DEFAULT_ROUTES = {"/stream": RouteSettings(handlers=["recorder"], bidirectional=True)}
 _LOG_LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
 
@@ -202,6 +215,14 @@ def _apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> None:
         parts = [p.lower() for p in name[len(ENV_PREFIX) :].split("__")]
         if any(not p for p in parts):
             raise ConfigError(f"environment variable {name}: empty section or key")
+        if parts[0] not in KNOWN_TABLES:
+            close = closest(parts[0], KNOWN_TABLES)
+            rest = "__".join(parts[1:]).upper()
+            fix = f" (did you mean {ENV_PREFIX}{close.upper()}__{rest}?)" if close else ""
+            raise ConfigError(
+                f"environment variable {name}: unknown table {parts[0]!r}{fix} "
+                f"(known: {', '.join(sorted(KNOWN_TABLES))})"
+            )
         node = data
         for p in parts[:-1]:
             child = node.setdefault(p, {})
@@ -273,8 +294,13 @@ def load_settings(
             if not isinstance(table, dict) or not all(isinstance(v, dict) for v in table.values()):
                 raise ConfigError("[handler.NAME] tables must hold each handler's options")
             s.handler = {k: dict(v) for k, v in table.items()}
-        else:
+        elif key in KNOWN_TABLES:
             s.extra[key] = table
+        else:
+            raise ConfigError(
+                f"[{key}]: unknown table{did_you_mean(key, KNOWN_TABLES)} "
+                f"(known: {', '.join(sorted(KNOWN_TABLES))})"
+            )
 
     if not s.routes:
         s.routes = {
@@ -288,6 +314,24 @@ def load_settings(
         s.twilio.auth_token = env.get("TWILIO_AUTH_TOKEN", "")
     _validate(s)
     return s
+
+
+def check_handler_tables(settings: Settings, installed: Iterable[str]) -> None:
+    """Fail on a ``[handler.NAME]`` table that no route uses and no installed handler is
+    called (a typo such as ``[handler.recordr]``), naming the closest valid name.
+
+    Tables of installed handlers that no route uses are fine: one config file can hold the
+    options of every handler while ``--handlers`` picks some.
+    """
+    used = {name for route in settings.routes.values() for name in route.handlers}
+    valid = used | set(installed)
+    for name in settings.handler:
+        if name in valid or ":" in name:
+            continue
+        raise ConfigError(
+            f"[handler.{name}]: no route uses a handler {name!r} and none is installed"
+            f"{did_you_mean(name, valid)} (routes use: {', '.join(sorted(used)) or 'none'})"
+        )
 
 
 def _check_route(r: RouteSettings, path: str) -> None:
@@ -334,6 +378,24 @@ def _validate(s: Settings) -> None:
         raise ConfigError(
             f"server.public_url: {sv.public_url!r} must start with ws://, wss://, http:// or https://"
         )
+    if sv.ssl_keyfile and not sv.ssl_certfile:
+        raise ConfigError("server.ssl_keyfile: needs server.ssl_certfile (the certificate)")
+    for name in ("ssl_certfile", "ssl_keyfile"):
+        path = getattr(sv, name)
+        if path and not Path(path).is_file():
+            raise ConfigError(f"server.{name}: {path!r} is not a file")
+    if sv.ssl_certfile:
+        import ssl
+
+        try:
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
+                sv.ssl_certfile, sv.ssl_keyfile or None
+            )
+        except (ssl.SSLError, OSError) as exc:
+            raise ConfigError(
+                f"server.ssl_certfile: cannot load {sv.ssl_certfile!r}"
+                f"{' with ' + repr(sv.ssl_keyfile) if sv.ssl_keyfile else ''}: {exc}"
+            ) from None
     if sv.verify_signatures:
         if not (
             s.plivo.auth_token

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from ..asgi import AsgiServer, url_host
+from ..asgi import AsgiHandoff, AsgiServer, url_host
 from ..handler import BusEvent
 from ..rest import xml
 from ..signature import HEADER_MA_V3, HEADER_NONCE_V3, HEADER_V3, NonceCache, verify_v3
@@ -100,12 +100,21 @@ class ControlApp:
         if settings.streams_endpoint:
             routes.append(Route("/streams", self._streams, methods=["GET"]))
         self.app = Starlette(routes=routes)
+        self._handoff: AsgiHandoff | None = None
+        if settings.shared:  # served on the stream server's port: it hands these paths over
+            self._handoff = AsgiHandoff(self.app)
+            server.http_app = self._handoff
+            server.gate.http_paths = frozenset(r.path for r in routes if r.path != "/healthz")
 
     # -- URLs ------------------------------------------------------------------------------
 
     @property
     def base_url(self) -> str:
-        """``http://host:port`` as bound (after :meth:`start`)."""
+        """``http://host:port`` as bound (after :meth:`start`); on a shared port, the
+        stream server's (``https://`` with its TLS)."""
+        if self.settings.shared:
+            scheme = "https" if self.server.tls is not None else "http"
+            return f"{scheme}://{url_host(self.server.settings.server.host)}:{self.server.port}"
         return f"http://{url_host(self.settings.host)}:{self.port}"
 
     @property
@@ -129,7 +138,8 @@ class ControlApp:
         route = self.settings.route
         if not public:
             host = url_host(self.server.settings.server.host)
-            return f"ws://{host}:{self.server.port}{route}"
+            scheme = "wss" if self.server.tls is not None else "ws"
+            return f"{scheme}://{host}:{self.server.port}{route}"
         parts = urlsplit(public)
         scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
         return f"{scheme}://{parts.netloc}{parts.path.rstrip('/')}{route}"
@@ -148,12 +158,16 @@ class ControlApp:
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Bind and serve (raises OSError when the port cannot be bound)."""
+        """Bind and serve (raises OSError when the port cannot be bound); on a shared port,
+        the stream server (started first) already serves it."""
         s = self.settings
-        http = AsgiServer(self.app, s.host, s.port)
-        await http.start()  # raises OSError when the port cannot be bound
-        self._http = http
-        self.port = http.port
+        if s.shared:
+            self.port = self.server.port
+        else:
+            http = AsgiServer(self.app, s.host, int(s.port))
+            await http.start()  # raises OSError when the port cannot be bound
+            self._http = http
+            self.port = http.port
         if self._tokens:
             check = "signatures verified"
         elif s.verify_signatures:
@@ -169,7 +183,8 @@ class ControlApp:
         )
         if not self._tokens:
             log.warning("control app: callbacks are accepted without checking who sent them")
-        if not self.server.settings.server.public_url and self.settings.host != "127.0.0.1":
+        host = self.server.settings.server.host if s.shared else s.host
+        if not self.server.settings.server.public_url and host != "127.0.0.1":
             log.warning(
                 "control app: server.public_url is not set; the answer XML streams to %s, "
                 "which only works on this machine",
@@ -181,6 +196,8 @@ class ControlApp:
         if self._http is not None:
             await self._http.aclose()
             self._http = None
+        if self._handoff is not None:
+            await self._handoff.aclose()
 
     async def __aenter__(self) -> ControlApp:
         await self.start()

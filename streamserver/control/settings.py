@@ -10,7 +10,10 @@ from ..config import ConfigError, read_table
 from ..rest import xml
 from ..settings import Settings
 
-__all__ = ["ControlSettings", "load_control_settings"]
+__all__ = ["SAME_PORT", "ControlSettings", "load_control_settings"]
+
+#: ``[control] port = "same"``: the control app's routes on the stream server's port.
+SAME_PORT = "same"
 
 _AUDIO_TRACKS = get_args(Literal["inbound", "outbound", "both"])
 _CONTENT_TYPES = get_args(xml.ContentType)
@@ -22,7 +25,8 @@ class ControlSettings:
 
     enabled: bool = False
     host: str = "127.0.0.1"
-    port: int = 8081
+    #: Its own port, or ``"same"``: served on the stream server's port (``host`` unused).
+    port: int | str = 8081
     #: How Plivo reaches this app (signatures, callback URLs); default http://host:port.
     public_url: str = ""
     # The <Stream> that /answer returns
@@ -39,6 +43,11 @@ class ControlSettings:
     # Security and ops
     verify_signatures: bool = True
     streams_endpoint: bool = True
+
+    @property
+    def shared(self) -> bool:
+        """Served on the stream server's port (``port = "same"``)."""
+        return self.port == SAME_PORT
 
     def stream_verb(self, url: str, status_callback_url: str | None) -> xml.Stream:
         """The ``<Stream>`` to ``url`` with these options (ValueError if Plivo would refuse it)."""
@@ -65,7 +74,7 @@ def load_control_settings(settings: Settings) -> ControlSettings:
     if not isinstance(table, dict):
         raise ConfigError("[control] must be a table")
     cs = ControlSettings(**read_table(ControlSettings, table, "control", readers=_READERS))
-    if not 0 <= cs.port <= 65535:
+    if isinstance(cs.port, int) and not 0 <= cs.port <= 65535:
         raise ConfigError(f"control.port: {cs.port} is not a TCP port (0-65535)")
     if cs.public_url:
         parts = urlsplit(cs.public_url)
@@ -85,6 +94,13 @@ def load_control_settings(settings: Settings) -> ControlSettings:
         raise ConfigError(
             f"control.content_type: {cs.content_type!r} is not one of {', '.join(_CONTENT_TYPES)}"
         )
+    if cs.enabled and cs.shared:
+        taken = sorted(p for p in settings.routes if p in _APP_PATHS)
+        if taken:
+            raise ConfigError(
+                f'control.port: "same" serves {", ".join(taken)} on the stream port, '
+                "where a stream route has that path (rename the route)"
+            )
     if cs.enabled:
         route = settings.routes.get(cs.route)
         if route is None:
@@ -118,4 +134,18 @@ def _headers(value: Any, name: str) -> dict[str, str]:
     raise ConfigError(f'{name}: expected a table of name = "value", got {value!r}')
 
 
-_READERS = {"extra_headers": _headers}
+def _port(value: Any, name: str) -> int | str:
+    if value == SAME_PORT:
+        return SAME_PORT
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise ConfigError(
+        f'{name}: expected a port number or "same" (the stream server\'s port), got {value!r}'
+    )
+
+
+#: Paths the control app serves (besides /healthz, which the stream port answers itself).
+_APP_PATHS = frozenset(
+    {"/answer", "/callbacks/stream", "/callbacks/hangup", "/callbacks/recording", "/streams"}
+)
+_READERS = {"extra_headers": _headers, "port": _port}

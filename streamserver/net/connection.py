@@ -84,6 +84,10 @@ class ConnectionOwner(Protocol):
         """The TCP connection is gone (its session, if any, has ended)."""
         ...
 
+    def hand_off(self, conn: Connection, transport: asyncio.Transport, data: bytes) -> None:
+        """Give the HTTP app on this port the socket and the bytes read (see Gate.for_app)."""
+        ...
+
 
 class Connection(asyncio.Protocol):
     """One TCP connection; the :class:`~streamserver.session.Outlet` of its session.
@@ -416,6 +420,10 @@ class Connection(asyncio.Protocol):
                 self._reply(Reply(431, "request headers too large\n"))
                 self._send_handshake()
             return
+        if self._owner.gate.http_paths and self._owner.gate.for_app(head) and self.transport:
+            self._to(Event.HAND_OFF)  # not a stream: the control app's request (shared port)
+            transport, self.transport, self._handshake = self.transport, None, None
+            return self._owner.hand_off(self, transport, bytes(head))
         rest = bytes(head[end + 4 :])
         proto = self._handshake
         assert proto is not None

@@ -3,8 +3,9 @@
 Pure: no sockets, no event loop. The connection parses the request and hands its target
 and headers to :meth:`Gate.decide`, which answers :class:`Accept` (open a stream on this
 route) or :class:`Reply` (an HTTP response instead). Health and metrics live on the same
-port: ``GET /healthz`` (200 while the process runs), ``GET /readyz`` (503 while draining),
-``GET /metrics`` (Prometheus text). WebSocket paths are the configured routes; anything
+port: ``GET /healthz`` (200 while the process runs), ``GET /readyz`` (503 while draining
+or while a readiness check reports a problem, such as a full record dir), ``GET /metrics``
+(Prometheus text). WebSocket paths are the configured routes; anything
 else is a 404.
 """
 
@@ -52,7 +53,9 @@ class Gate:
 
     ``routes`` is shared with the server (and may be changed while serving); ``verifier``
     (Plivo's) and ``twilio_verifier`` are None when that provider's signatures are not
-    checked; ``draining`` is set by the server's drain.
+    checked; ``draining`` is set by the server's drain; ``readiness`` holds checks asked on
+    ``GET /readyz`` (each returns why the server is not ready, or None; they answer from
+    memory).
 
     With either set, every upgrade is checked by its provider's rule: a route pinned to
     Plivo or Twilio by that provider's; an auto-detecting route by the signature header
@@ -77,6 +80,10 @@ class Gate:
         self.draining = False
         #: one WARNING per rejection kind a minute, then a count (floods of upgrades)
         self._logs = LogBudget(1, 60.0, counter=metrics.log_suppressed)
+        self.readiness: list[Callable[[], str | None]] = []
+        #: Paths served by an HTTP app on this port (the control app's, with
+        #: ``[control] port = "same"``): the connection hands such requests over.
+        self.http_paths: frozenset[str] = frozenset()
         #: What ``/metrics`` answers (given ``draining``); a multi-worker host installs one
         #: that shows every worker's series.
         self.render_metrics: Callable[[bool], str] = lambda draining: metrics.render(
@@ -91,7 +98,7 @@ class Gate:
         if path == "/healthz":
             return Reply(200, "ok\n")
         if path == "/readyz":
-            return Reply(503, "draining\n") if self.draining else Reply(200, "ready\n")
+            return self._ready()
         if path == "/metrics":
             return Reply(200, self.render_metrics(self.draining), _PROMETHEUS)
         route = self.routes.get(path)
@@ -132,6 +139,22 @@ class Gate:
                 return Reply(403, f"signature check failed: {result.reason}\n")
             self._note_signature_form(result.matched_url, result.header)
         return Accept(route, path, dict(parse_qsl(qs, keep_blank_values=True)))
+
+    def for_app(self, head: bytes | bytearray) -> bool:
+        """Whether a request head (``METHOD target HTTP/1.1\\r\\n...``) is for the HTTP app
+        served on this port: its path is one of :attr:`http_paths` (never a stream route)."""
+        line = bytes(head[: head.find(b"\r\n")]).split(b" ")
+        if len(line) != 3:
+            return False
+        return line[1].partition(b"?")[0].decode("latin-1") in self.http_paths
+
+    def _ready(self) -> Reply:
+        if self.draining:
+            return Reply(503, "draining\n")
+        problems = [p for p in (check() for check in self.readiness) if p]
+        if problems:
+            return Reply(503, "".join(f"not ready: {p}\n" for p in problems))
+        return Reply(200, "ready\n")
 
     def _check(
         self, dialect: str | None, target: str, headers: Mapping[str, str]

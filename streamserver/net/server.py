@@ -13,9 +13,10 @@ import asyncio
 import gc
 import logging
 import socket
+import ssl
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Protocol
 
 from ..audio import AudioFormat
 from ..handler import HandlerSpec, load_handler
@@ -31,7 +32,7 @@ from .connection import CLOSE_TIMEOUT_S, Connection
 from .gate import Gate
 from .limits import FD_HEADROOM, HEALTH_RESERVE, ConnectionLimits, raise_fd_limit
 
-__all__ = ["TICK_S", "StreamServer", "build_routes"]
+__all__ = ["TICK_S", "HttpApp", "StreamServer", "build_routes", "tls_context"]
 
 log = logging.getLogger("streamserver.net")
 
@@ -40,6 +41,20 @@ _CODE_LABELS = frozenset({*CloseCode, 1010, 1012, 1013, 1014})
 
 #: The ticker's period: timeouts are enforced to within this.
 TICK_S = 0.5
+
+
+class HttpApp(Protocol):
+    """An HTTP app served on the stream port for the gate's ``http_paths`` (the control
+    app with ``[control] port = "same"``): it takes over a connection's socket."""
+
+    def take(self, transport: asyncio.BaseTransport, data: bytes) -> None: ...
+
+
+def tls_context(certfile: str, keyfile: str) -> ssl.SSLContext:
+    """The server-side TLS context for ``[server] ssl_certfile`` / ``ssl_keyfile``."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(certfile, keyfile or None)
+    return context
 
 
 def build_routes(settings: Settings) -> dict[str, Route]:
@@ -126,6 +141,11 @@ class StreamServer:
             max_pings_per_s=sv.max_pings_per_s,
             header_timeout_s=sv.header_timeout_s,
         )
+        self.tls = tls_context(sv.ssl_certfile, sv.ssl_keyfile) if sv.ssl_certfile else None
+        if self.tls is not None:  # SO_RCVLOWAT counts TLS record bytes, not frames
+            self.reads = ReadBatcher(self.metrics, frames=1, min_streams=ss.read_batch_min_streams)
+        #: Serves the gate's ``http_paths`` on this port (see :class:`HttpApp`).
+        self.http_app: HttpApp | None = None
         self.connections: set[Connection] = set()
         self.sessions: set[Session] = set()
         #: handed to every session (the service's bus wiring); None: nobody listens
@@ -167,8 +187,9 @@ class StreamServer:
 
     @property
     def url(self) -> str:
-        """Base ``ws://host:port`` of the listener."""
-        return f"ws://{self.settings.server.host}:{self.port}"
+        """Base ``ws://host:port`` of the listener (``wss://`` with TLS)."""
+        scheme = "wss" if self.tls is not None else "ws"
+        return f"{scheme}://{self.settings.server.host}:{self.port}"
 
     # -- ConnectionOwner -------------------------------------------------------------------
 
@@ -202,6 +223,13 @@ class StreamServer:
         m.streams_total += 1
         self.sessions.add(conn.session)
         conn.session.observer = self.observer
+
+    def hand_off(self, conn: Connection, transport: asyncio.Transport, data: bytes) -> None:
+        self.connections.discard(conn)
+        if self.http_app is None:
+            transport.close()
+        else:
+            self.http_app.take(transport, data)
 
     def connection_lost(self, conn: Connection) -> None:
         self.connections.discard(conn)
@@ -238,11 +266,16 @@ class StreamServer:
         loop.set_exception_handler(self._loop_exception)
         if self.sock is not None:
             self._server = await loop.create_server(
-                lambda: Connection(self), sock=self.sock, backlog=1024
+                lambda: Connection(self), sock=self.sock, backlog=1024, ssl=self.tls
             )
         else:
             self._server = await loop.create_server(
-                lambda: Connection(self), sv.host, sv.port, reuse_port=None, backlog=1024
+                lambda: Connection(self),
+                sv.host,
+                sv.port,
+                reuse_port=None,
+                backlog=1024,
+                ssl=self.tls,
             )
         sockets = self._server.sockets
         self.port = sockets[0].getsockname()[1] if sockets else sv.port

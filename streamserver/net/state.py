@@ -9,6 +9,7 @@ does not expect it is a bug that fails loudly instead of a flag combination nobo
 
     HANDSHAKE --ACCEPT--> OPEN --CLOSE / PEER_CLOSE--> CLOSING --LOST--> CLOSED
         \\--REJECT--> CLOSING            (HTTP reply)       \\--PEER_CLOSE (handshake done)
+        \\--HAND_OFF--> CLOSED          (an HTTP app took the socket)
     any state --LOST--> CLOSED
 """
 
@@ -38,6 +39,7 @@ class Event(enum.Enum):
 
     ACCEPT = "upgrade accepted (101 sent)"
     REJECT = "HTTP reply instead of an upgrade (TCP closes after it)"
+    HAND_OFF = "the request went to the HTTP app served on this port, which owns the socket now"
     CLOSE = "we sent a close frame (closing handshake or failing the connection)"
     PEER_CLOSE = "the peer's close frame arrived"
     LOST = "the TCP connection ended"
@@ -48,7 +50,12 @@ _E = Event
 
 #: state -> {event -> next state}; an event missing from a state's row is not allowed there.
 TRANSITIONS: dict[ConnState, dict[Event, ConnState]] = {
-    _S.HANDSHAKE: {_E.ACCEPT: _S.OPEN, _E.REJECT: _S.CLOSING, _E.LOST: _S.CLOSED},
+    _S.HANDSHAKE: {
+        _E.ACCEPT: _S.OPEN,
+        _E.REJECT: _S.CLOSING,
+        _E.HAND_OFF: _S.CLOSED,
+        _E.LOST: _S.CLOSED,
+    },
     # A peer's close while open: we answer with ours and end TCP (RFC 6455 §5.5.1).
     _S.OPEN: {_E.CLOSE: _S.CLOSING, _E.PEER_CLOSE: _S.CLOSING, _E.LOST: _S.CLOSED},
     # The peer's answer to our close completes the handshake: we end TCP (§7.1.1).
