@@ -30,6 +30,7 @@ examples:
   streamserver serve                                  # /stream -> recorder, port 8080
   streamserver serve --handlers recorder,echo --record-dir /data/rec
   streamserver serve --config config/streamserver.toml --log-format json
+  streamserver serve --control --handlers recorder,echo   # + answer XML on :8081/answer
 
 Point Plivo at it with answer XML such as
   <Response><Stream bidirectional="true" keepCallAlive="true"
@@ -63,6 +64,14 @@ def _add_serve(sub: Any) -> None:
     p.add_argument("--record-dir", metavar="DIR", help="where the recorder writes files")
     p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], type=str.upper)
     p.add_argument("--log-format", choices=["text", "json"])
+    p.add_argument(
+        "--control",
+        action="store_true",
+        default=None,
+        help="also run the control app ([control] enabled = true): /answer returns the "
+        "<Stream> XML for this server, /callbacks/... take Plivo's callbacks "
+        "(default http://127.0.0.1:8081, what `streamserver call --stream-url` uses)",
+    )
     p.set_defaults(func=_serve)
 
 
@@ -73,10 +82,15 @@ def _serve_settings(args: argparse.Namespace) -> Settings:
         "server.log_level": args.log_level,
         "server.log_format": args.log_format,
         "handler.recorder.record_dir": args.record_dir,
+        "control.enabled": getattr(args, "control", None),
     }
     settings = load_settings(args.config, overrides=overrides)
     if args.handlers is not None:
         names = [h.strip() for h in args.handlers.split(",") if h.strip()]
+        if not names:
+            raise ConfigError(
+                f"--handlers {args.handlers!r}: names no handler (e.g. --handlers recorder,echo)"
+            )
         for route in settings.routes.values():
             route.handlers = list(names)
         if not settings.routes:  # pragma: no cover - load_settings always adds a default

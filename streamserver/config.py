@@ -21,20 +21,42 @@ The ``[bus]`` and ``[storage]`` tables are msgspec Structs instead, read by
 
 from __future__ import annotations
 
+import difflib
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import fields
 from typing import Any, TypeVar, get_type_hints
 
 import msgspec
 
-__all__ = ["ConfigError", "FieldReader", "cast", "env_value", "read_table", "struct_from_table"]
+__all__ = [
+    "ConfigError",
+    "FieldReader",
+    "cast",
+    "closest",
+    "did_you_mean",
+    "env_value",
+    "read_table",
+    "struct_from_table",
+]
 
 S = TypeVar("S", bound=msgspec.Struct)
 
 
 class ConfigError(Exception):
     """A configuration problem; the message names the key."""
+
+
+def closest(name: str, choices: Iterable[str]) -> str | None:
+    """The one of ``choices`` a misspelt ``name`` most likely meant (difflib), or None."""
+    close = difflib.get_close_matches(name, sorted(choices), n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the :func:`closest` of ``choices``, or ``""``."""
+    close = closest(name, choices)
+    return f" (did you mean {close!r}?)" if close else ""
 
 
 #: Reads one field's raw value (``value``, ``key``) into its typed value, or raises.
@@ -104,7 +126,9 @@ def read_table(
     for key, value in table.items():
         name = f"{prefix}.{key}"
         if key not in names:
-            raise error(f"{name}: unknown key (known: {', '.join(sorted(names))})")
+            raise error(
+                f"{name}: unknown key{did_you_mean(key, names)} (known: {', '.join(sorted(names))})"
+            )
         read = special.get(key)
         values[key] = read(value, name) if read else cast(value, hints[key], name, error=error)
     return values

@@ -26,10 +26,11 @@ import asyncio
 import enum
 import importlib
 import logging
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Literal, Protocol, get_args, get_origin, get_type_hints
 
 import msgspec
 import numpy as np
@@ -50,6 +51,7 @@ __all__ = [
     "StopReason",
     "StreamContext",
     "StreamControl",
+    "installed_handlers",
     "load_handler",
 ]
 
@@ -374,6 +376,11 @@ class HandlerSpec:
         return handler
 
 
+def installed_handlers() -> list[str]:
+    """The names of the handlers installed under the ``streamserver.handlers`` entry points."""
+    return sorted({ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)})
+
+
 def _resolve(name: str) -> type[Handler]:
     if ":" in name:
         module_name, _, attr = name.partition(":")
@@ -404,6 +411,26 @@ def _resolve(name: str) -> type[Handler]:
     return obj
 
 
+def _valid_values(options: type, exc: msgspec.ValidationError) -> str:
+    """``" (valid: 'wav', 'flac')"`` when ``exc`` is an invalid enum value of a field."""
+    match = re.match(r"Invalid enum value .* - at `\$\.([\w.]+)`$", str(exc))
+    if match is None:
+        return ""
+    typ: Any = options
+    for part in match.group(1).split("."):
+        try:
+            typ = get_type_hints(typ).get(part)
+        except TypeError:
+            return ""
+    if isinstance(typ, type) and issubclass(typ, enum.Enum):
+        values = [m.value for m in typ]
+    elif get_origin(typ) is Literal:
+        values = list(get_args(typ))
+    else:
+        return ""
+    return f" (valid: {', '.join(repr(v) for v in values)})"
+
+
 def load_handler(
     name: str,
     options: Mapping[str, Any] | None = None,
@@ -422,7 +449,7 @@ def load_handler(
         try:
             parsed = msgspec.convert(raw, cls.Options, strict=False)
         except msgspec.ValidationError as exc:
-            msg = str(exc).replace("`$.", f"`handler.{name}.")
+            msg = str(exc).replace("`$.", f"`handler.{name}.") + _valid_values(cls.Options, exc)
             raise HandlerLoadError(f"handler {name!r} options: {msg}") from None
     elif raw:
         raise HandlerLoadError(f"handler {name!r} takes no options, got {sorted(raw)}")

@@ -18,9 +18,9 @@ from collections.abc import Mapping, Sequence
 from typing import Literal
 
 from .control import ControlApp, load_control_settings
-from .handler import HandlerSpec
+from .handler import HandlerSpec, installed_handlers
 from .net import StreamServer
-from .settings import Settings
+from .settings import Settings, check_handler_tables
 from .signature import NonceCache, UpgradeVerifier
 
 __all__ = ["ListenError", "StreamService"]
@@ -53,6 +53,7 @@ class StreamService:
         extra_handlers: Mapping[str, Sequence[HandlerSpec]] | None = None,
     ) -> None:
         self.settings = settings
+        check_handler_tables(settings, installed_handlers())
         control_settings = load_control_settings(settings)
         self.server = StreamServer(settings)
         for path, specs in (extra_handlers or {}).items():

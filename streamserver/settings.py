@@ -17,20 +17,22 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
 
-from .config import ConfigError, env_value, read_table
+from .config import ConfigError, closest, did_you_mean, env_value, read_table
 
 __all__ = [
+    "KNOWN_TABLES",
     "ConfigError",
     "PlivoSettings",
     "RouteSettings",
     "ServerSettings",
     "SessionSettings",
     "Settings",
+    "check_handler_tables",
     "load_settings",
 ]
 
@@ -115,6 +117,13 @@ _TYPED_TABLES: dict[str, type] = {
     "plivo": PlivoSettings,
 }
 
+#: Every top-level table a config file (or ``STREAMSERVER_<TABLE>__...``) may hold; any
+#: other name is a typo and fails naming it. Tables read by their owners (``[control]``,
+#: ``[bus]``, ``[storage]``, ``[emulator]``) are kept raw in :attr:`Settings.extra`.
+KNOWN_TABLES = frozenset(
+    {"server", "session", "plivo", "routes", "handler", "control", "bus", "storage", "emulator"}
+)
+
 DEFAULT_ROUTES = {"/stream": RouteSettings(handlers=["recorder"], bidirectional=True)}
 _LOG_LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
 
@@ -131,6 +140,14 @@ def _apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> None:
         parts = [p.lower() for p in name[len(ENV_PREFIX) :].split("__")]
         if any(not p for p in parts):
             raise ConfigError(f"environment variable {name}: empty section or key")
+        if parts[0] not in KNOWN_TABLES:
+            close = closest(parts[0], KNOWN_TABLES)
+            rest = "__".join(parts[1:]).upper()
+            fix = f" (did you mean {ENV_PREFIX}{close.upper()}__{rest}?)" if close else ""
+            raise ConfigError(
+                f"environment variable {name}: unknown table {parts[0]!r}{fix} "
+                f"(known: {', '.join(sorted(KNOWN_TABLES))})"
+            )
         node = data
         for p in parts[:-1]:
             child = node.setdefault(p, {})
@@ -201,8 +218,13 @@ def load_settings(
             if not isinstance(table, dict) or not all(isinstance(v, dict) for v in table.values()):
                 raise ConfigError("[handler.NAME] tables must hold each handler's options")
             s.handler = {k: dict(v) for k, v in table.items()}
-        else:
+        elif key in KNOWN_TABLES:
             s.extra[key] = table
+        else:
+            raise ConfigError(
+                f"[{key}]: unknown table{did_you_mean(key, KNOWN_TABLES)} "
+                f"(known: {', '.join(sorted(KNOWN_TABLES))})"
+            )
 
     if not s.routes:
         s.routes = {
@@ -214,6 +236,24 @@ def load_settings(
         s.plivo.auth_token = env.get("PLIVO_AUTH_TOKEN", "")
     _validate(s)
     return s
+
+
+def check_handler_tables(settings: Settings, installed: Iterable[str]) -> None:
+    """Fail on a ``[handler.NAME]`` table that no route uses and no installed handler is
+    called (a typo such as ``[handler.recordr]``), naming the closest valid name.
+
+    Tables of installed handlers that no route uses are fine: one config file can hold the
+    options of every handler while ``--handlers`` picks some.
+    """
+    used = {name for route in settings.routes.values() for name in route.handlers}
+    valid = used | set(installed)
+    for name in settings.handler:
+        if name in valid or ":" in name:
+            continue
+        raise ConfigError(
+            f"[handler.{name}]: no route uses a handler {name!r} and none is installed"
+            f"{did_you_mean(name, valid)} (routes use: {', '.join(sorted(used)) or 'none'})"
+        )
 
 
 def _validate(s: Settings) -> None:

@@ -98,7 +98,8 @@ def test_read_table_names_unknown_keys_and_uses_readers() -> None:
         readers={"tags": lambda value, key: {key: value}},
     )
     assert got == {"port": 9, "tags": {"t.tags": "a"}}
-    with pytest.raises(ConfigError, match=r"t\.prot: unknown key \(known: name, port, tags\)"):
+    known = r"\(did you mean 'port'\?\) \(known: name, port, tags\)"
+    with pytest.raises(ConfigError, match=r"t\.prot: unknown key " + known):
         read_table(_Table, {"prot": 9}, "t")
     with pytest.raises(ConfigError, match=r"t\.tags: unsupported type"):
         read_table(_Table, {"tags": {}}, "t")

@@ -22,27 +22,42 @@ if TYPE_CHECKING:
 __all__ = ["add_parser", "control_url_from"]
 
 CONTROL_URL_ENV = "STREAMSERVER_CONTROL_URL"
+#: Where ``streamserver serve --control`` puts the control app unless told otherwise.
+DEFAULT_CONTROL_URL = "http://127.0.0.1:8081"
 
 _DESCRIPTION = "Place a phone call through the Plivo Voice API and stream its audio."
 _EPILOG = f"""\
 examples:
+  streamserver call --to 14155550100 --from 14155550123 --stream-url
   streamserver call record start CALL_UUID      # Plivo records the call (see: call record -h)
   streamserver call --to 14155550100 --from 14155550123 --answer-url https://app.example.com/answer
-  streamserver call --to 14155550100 --from 14155550123 --stream-url --config config/demo.toml
+  streamserver call --to 14155550100 --from 14155550123 --stream-url --config my.toml
   streamserver call --to 14155550100 --from 14155550123 \\
       --stream-url wss://media.example.com/bot --control-url https://ctl.example.com
 
---stream-url needs the control app (streamserver serve with [control] enabled = true):
-its URL comes from --control-url, ${CONTROL_URL_ENV}, or the [control] table of --config
-(public_url, else http://host:port). --from defaults to $PLIVO_FROM_NUMBER.
+Two ways to tell Plivo what to do when the call is answered:
+  --answer-url URL   your own answer XML (e.g. with a <Stream> to your server)
+  --stream-url [WS]  the control app's /answer, which answers with a <Stream> to the
+                     server's route, or to the WebSocket URL WS when given; it also asks
+                     for stream and hangup callbacks back to the control app.
+--stream-url needs a running control app (`streamserver serve --control`): its URL comes
+from --control-url, ${CONTROL_URL_ENV}, the [control] table of --config (public_url, else
+http://host:port), else {DEFAULT_CONTROL_URL} (what `serve --control` listens on; checked
+before the call is placed). --from defaults to $PLIVO_FROM_NUMBER.
 
 {API_EPILOG}"""
 
 _EXPLAIN_CONTROL = (
-    "--stream-url needs the control app's URL, to use its /answer as the answer URL. "
-    "Run `streamserver serve` with [control] enabled = true (and public_url, how Plivo "
-    "reaches it), then pass --config with that file, --control-url URL or set "
-    f"{CONTROL_URL_ENV}. Or serve your own answer XML with a <Stream> and pass --answer-url."
+    "--stream-url needs the control app, to use its /answer as the answer URL, and none "
+    f"answers at {DEFAULT_CONTROL_URL}: run `streamserver serve --control` (or [control] "
+    "enabled = true), or pass --control-url URL, set "
+    f"{CONTROL_URL_ENV} or --config with the server's file. Or serve your own answer XML "
+    "with a <Stream> and pass --answer-url."
+)
+_EXPLAIN_DISABLED = (
+    "--stream-url: {config} names no control app URL (its [control] is not enabled, or "
+    "its port is 0 and public_url empty): set [control] enabled = true and a port, or "
+    "pass --control-url URL"
 )
 
 
@@ -101,14 +116,29 @@ def control_url_from(config: str | None) -> str | None:
     return f"http://{host}:{cs.port}"
 
 
+def _answers(control: str) -> bool:
+    """Whether a control app answers ``GET {control}/healthz`` (a local default only: a
+    public URL may not be reachable from here)."""
+    import httpx
+
+    try:
+        return httpx.get(f"{control}/healthz", timeout=2.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 def _answer_and_hangup(args: argparse.Namespace) -> tuple[str, str | None]:
     if args.stream_url is None:
         return args.answer_url, args.hangup_url
     control = args.control_url or os.environ.get(CONTROL_URL_ENV)
     if not control and args.config:
         control = control_url_from(args.config)
+        if not control:
+            raise UsageError(_EXPLAIN_DISABLED.format(config=args.config))
     if not control:
-        raise UsageError(_EXPLAIN_CONTROL)
+        control = DEFAULT_CONTROL_URL
+        if not _answers(control):
+            raise UsageError(_EXPLAIN_CONTROL)
     control = control.rstrip("/")
     if urlsplit(control).scheme not in ("http", "https"):
         raise UsageError(f"--control-url must be an http:// or https:// URL, got {control!r}")

@@ -286,6 +286,7 @@ def test_emulate_command_runs_prints_credentials_and_stops(tmp_path: Path) -> No
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        cwd=tmp_path,
     )
     try:
         assert proc.stdout is not None
@@ -293,7 +294,10 @@ def test_emulate_command_runs_prints_credentials_and_stops(tmp_path: Path) -> No
         assert first.startswith("Plivo emulator listening on http://127.0.0.1:"), first
         base = first.split()[-1]
         lines = [proc.stdout.readline() for _ in range(3)]
-        assert DEFAULT_AUTH_ID in lines[1] and DEFAULT_AUTH_TOKEN in lines[2]
+        assert DEFAULT_AUTH_ID in lines[1] and DEFAULT_AUTH_TOKEN not in lines[2]
+        assert "plivo-emulator.env" in lines[2]
+        env_file = (tmp_path / "plivo-emulator.env").read_text()
+        assert f"export PLIVO_AUTH_TOKEN={DEFAULT_AUTH_TOKEN}\n" in env_file
         r = httpx.get(
             f"{base}/v1/Account/{DEFAULT_AUTH_ID}/Call/", auth=(DEFAULT_AUTH_ID, DEFAULT_AUTH_TOKEN)
         )
