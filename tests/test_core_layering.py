@@ -20,6 +20,7 @@ ALLOWED = {
         "audio",
         "handler",
         "metrics",
+        "observer",
         "ordering",
         "playback",
         "protocol.events",
