@@ -239,10 +239,14 @@ class Recorder(Handler):
     # -- internals -------------------------------------------------------------------------
 
     def _silence(self, tr: _Track, n: int) -> None:
-        if self._raw:
-            tr.chunks.append(silence_bytes(self._encoding, n))
-        else:
+        # Mono files keep a gap as its sample count: the writer thread writes it in pieces
+        # of at most _SILENCE_PIECE samples, so no gap is ever held in memory whole.
+        # Stereo blocks are interleaved as arrays (gaps there are bounded by the session's
+        # max_gap_s and this handler's queue).
+        if self._stereo:
             tr.chunks.append(np.zeros(n, dtype=np.int16))
+        else:
+            tr.chunks.append(n)
         tr.buffered += n
         tr.pos += n
         tr.filled += n
@@ -319,21 +323,43 @@ class Recorder(Handler):
             f = self._files.get(key)
             if f is None:
                 continue
-            if self._raw:
-                raw = b"".join(data)
-                if self._encoding == ENCODING_MULAW and not self._raw_ulaw_out:
-                    raw = ulaw_decode(raw).astype("<i2", copy=False).tobytes()
-                elif self._encoding not in (ENCODING_MULAW, ENCODING_L16):
-                    # A-law, big-endian L16 (Telnyx): decoded once per flush, on this thread.
-                    raw = audio_decode(raw, self._encoding).astype("<i2", copy=False).tobytes()
-                elif self._encoding != ENCODING_MULAW and _BIG_ENDIAN:  # pragma: no cover
-                    raw = np.frombuffer(raw, "<i2").astype(np.int16).tobytes()
-                f.write(raw)
+            if type(data) is not list:  # a stereo block
+                f.write(data)
+                _update_header(f)
                 continue
-            if type(data) is list:
-                data = np.concatenate(data) if len(data) > 1 else data[0]
-            f.write(data)
-            _update_header(f)
+            run: list[Any] = []  # audio between two gaps, joined into one write
+            for item in data:
+                if type(item) is not int:
+                    run.append(item)
+                    continue
+                if run:
+                    self._write_audio(f, run)
+                    run = []
+                while item > 0:
+                    k = min(item, _SILENCE_PIECE)
+                    if self._raw:
+                        self._write_audio(f, [silence_bytes(self._encoding, k)])
+                    else:
+                        self._write_audio(f, [np.zeros(k, dtype=np.int16)])
+                    item -= k
+            if run:
+                self._write_audio(f, run)
+            if not self._raw:
+                _update_header(f)
+
+    def _write_audio(self, f: Any, data: list[Any]) -> None:
+        if self._raw:
+            raw = b"".join(data)
+            if self._encoding == ENCODING_MULAW and not self._raw_ulaw_out:
+                raw = ulaw_decode(raw).astype("<i2", copy=False).tobytes()
+            elif self._encoding not in (ENCODING_MULAW, ENCODING_L16):
+                # A-law, big-endian L16 (Telnyx): decoded once per flush, on this thread.
+                raw = audio_decode(raw, self._encoding).astype("<i2", copy=False).tobytes()
+            elif self._encoding != ENCODING_MULAW and _BIG_ENDIAN:  # pragma: no cover
+                raw = np.frombuffer(raw, "<i2").astype(np.int16).tobytes()
+            f.write(raw)
+        else:
+            f.write(np.concatenate(data) if len(data) > 1 else data[0])
 
     def _close(self, reason: StopReason) -> None:
         for f in self._files.values():
@@ -370,6 +396,8 @@ class Recorder(Handler):
 
 
 _BIG_ENDIAN = sys.byteorder == "big"
+#: The most silence written at once (samples): 1 s at 32 kHz.
+_SILENCE_PIECE = 32000
 
 
 class _WavWriter:

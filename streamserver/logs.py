@@ -9,9 +9,71 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
-__all__ = ["setup_logging"]
+__all__ = ["LogBudget", "setup_logging"]
+
+
+class LogBudget:
+    """A budget of log lines per kind, so a flood of events writes a summary, not a line each.
+
+    The first ``burst`` lines of a kind in every ``interval_s`` are logged; the rest are
+    counted (in ``counter[kind]`` too, when given) and reported as one "suppressed" line
+    with the next line of that kind after the interval, or by :meth:`flush` (a stream's
+    end). Kinds are chosen by the code, never by the network, so their number is bounded.
+    """
+
+    __slots__ = ("_burst", "_clock", "_counter", "_interval", "_kinds")
+
+    def __init__(
+        self,
+        burst: int = 5,
+        interval_s: float = 60.0,
+        *,
+        counter: dict[str, int] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._burst = burst
+        self._interval = interval_s
+        self._counter = counter
+        self._clock = clock
+        self._kinds: dict[str, list[float]] = {}  # kind -> [window start, logged, suppressed]
+
+    def log(self, logger: _Logger, level: int, kind: str, msg: str, *args: object) -> bool:
+        """Log ``msg % args`` unless ``kind`` is over its budget; True when logged."""
+        now = self._clock()
+        st = self._kinds.get(kind)
+        if st is None:
+            st = self._kinds[kind] = [now, 0, 0]
+        elif now - st[0] >= self._interval:
+            self._report(logger, level, kind, st, now)
+            st[0], st[1] = now, 0
+        if st[1] < self._burst:
+            st[1] += 1
+            logger.log(level, msg, *args)
+            return True
+        st[2] += 1
+        if self._counter is not None:
+            self._counter[kind] = self._counter.get(kind, 0) + 1
+        return False
+
+    def flush(self, logger: _Logger, level: int = logging.INFO) -> None:
+        """Report every kind's suppressed lines now."""
+        now = self._clock()
+        for kind, st in self._kinds.items():
+            self._report(logger, level, kind, st, now)
+
+    @staticmethod
+    def _report(logger: _Logger, level: int, kind: str, st: list[float], now: float) -> None:
+        if st[2]:
+            logger.log(
+                level, "%d more %s line(s) suppressed in %.0fs", int(st[2]), kind, now - st[0]
+            )
+            st[2] = 0
+
+
+_Logger = logging.Logger | logging.LoggerAdapter[logging.Logger]
 
 _STD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
 

@@ -32,6 +32,7 @@ class Metrics:
 
     __slots__ = (
         "_closed",
+        "accept_errors",
         "bytes_sent",
         "callbacks",
         "close_codes",
@@ -45,18 +46,24 @@ class Metrics:
         "frames_sent",
         "gap_samples",
         "gaps",
+        "gaps_capped",
         "gc_collections",
         "gc_pause_max_s",
         "gc_pause_s",
+        "handler_dropped_events",
         "handler_dropped_samples",
         "handler_errors",
         "handler_events",
         "live",
         "live_ids",
+        "log_suppressed",
         "loop_lag_max_s",
         "loop_lag_s",
+        "pings_unanswered",
         "read_batch_stalls",
         "reordered",
+        "resyncs",
+        "send_buffer_overflows",
         "signature_checks",
         "started_at",
         "stop_reasons",
@@ -74,7 +81,8 @@ class Metrics:
         self.streams_read_batched = 0
         self.read_batch_stalls = 0
         self.connections_rejected: defaultdict[str, int] = defaultdict(int)
-        self.close_codes: defaultdict[int, int] = defaultdict(int)
+        self.accept_errors = 0
+        self.close_codes: defaultdict[int | str, int] = defaultdict(int)
         self.stop_reasons: defaultdict[str, int] = defaultdict(int)
         #: started streams by dialect (plivo, twilio, ...)
         self.streams_by_provider: defaultdict[str, int] = defaultdict(int)
@@ -92,13 +100,21 @@ class Metrics:
         self.frames_invalid: defaultdict[str, int] = defaultdict(int)
         self.events_unknown = 0
         self.dtmf_received = 0
+        self.pings_unanswered = 0
+        self.send_buffer_overflows = 0
         # Ordering
         self.duplicates = 0
         self.reordered = 0
         self.gaps = 0
         self.gap_samples = 0
+        self.gaps_capped = 0
+        self.resyncs = 0
         # Handlers
         self.handler_dropped_samples: defaultdict[str, int] = defaultdict(int)
+        #: (handler, event kind) -> events dropped because the handler's queue was full
+        self.handler_dropped_events: defaultdict[tuple[str, str], int] = defaultdict(int)
+        #: log lines left out by a LogBudget, by kind
+        self.log_suppressed: dict[str, int] = {}
         self.handler_errors: defaultdict[str, int] = defaultdict(int)
         #: handler-defined counters: (handler, event) -> count (StreamContext.count)
         self.handler_events: defaultdict[tuple[str, str], int] = defaultdict(int)
@@ -187,6 +203,12 @@ class Metrics:
             "reason",
             dict(self.connections_rejected),
         )
+        metric(
+            "accept_errors_total",
+            "counter",
+            "Connections the listener failed to accept (out of file descriptors, memory).",
+            self.accept_errors,
+        )
         labelled(
             "close_codes_total",
             "counter",
@@ -214,6 +236,19 @@ class Metrics:
             "kind",
             dict(self.frames_invalid),
         )
+        metric(
+            "pings_unanswered_total",
+            "counter",
+            "Pings over [server] max_pings_per_s, read but not answered.",
+            self.pings_unanswered,
+        )
+        metric(
+            "send_buffer_overflows_total",
+            "counter",
+            "Connections whose output buffer passed [server] max_send_buffer_bytes (reading "
+            "paused; closed 1008 unless drained in time).",
+            self.send_buffer_overflows,
+        )
         labelled(
             "streams_by_provider_total",
             "counter",
@@ -234,12 +269,41 @@ class Metrics:
         metric("reordered_total", "counter", "Media frames put back in order.", self.reordered)
         metric("gaps_total", "counter", "Gaps detected in media.", self.gaps)
         metric("gap_samples_total", "counter", "Samples missing in gaps.", self.gap_samples)
+        metric(
+            "gaps_capped_total",
+            "counter",
+            "Gaps longer than [session] max_gap_s, cut to it (the track's timeline resynced).",
+            self.gaps_capped,
+        )
+        metric(
+            "timeline_resyncs_total",
+            "counter",
+            "Tracks whose chunk or timestamp jumped (confirmed by two frames) and were resynced.",
+            self.resyncs,
+        )
         labelled(
             "handler_dropped_samples_total",
             "counter",
             "Audio samples dropped because a handler fell behind.",
             "handler",
             dict(self.handler_dropped_samples),
+        )
+        metric(
+            "handler_dropped_events_total",
+            "counter",
+            "Events dropped because a handler's queue held [session] handler_max_events.",
+        )
+        for (hname, kind), value in sorted(self.handler_dropped_events.items()):
+            out.append(
+                f'streamserver_handler_dropped_events_total{{handler="{_esc(hname)}",'
+                f'kind="{_esc(kind)}"}} {value}'
+            )
+        labelled(
+            "log_lines_suppressed_total",
+            "counter",
+            "Log lines left out of a flood (one summary line instead), by kind.",
+            "kind",
+            dict(self.log_suppressed),
         )
         labelled(
             "handler_errors_total",

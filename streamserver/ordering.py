@@ -19,6 +19,14 @@ Rules, per track:
   is contiguous.
 - :meth:`Ordering.flush` (end of stream) declares whatever is still missing and delivers
   everything held.
+- **Jumps.** A frame that would open a gap longer than ``max_gap_samples``, or lies more than
+  a second back (a counter or clock reset), is held as a jump candidate
+  instead: one frame alone is invalid input (a forward jump is reported ``"jump"``, a
+  backward one is a duplicate); when the next such frame follows it (the sender really
+  moved its timeline) the track resyncs: the gap is declared but capped at
+  ``max_gap_samples`` (``"gap_capped"``), positions go on from there (``"resync"``).
+  So no input makes a gap longer than the cap, and a timestamp reset never turns the rest
+  of a stream into duplicates.
 
 Nothing here knows about handlers, asyncio or sockets, so it is tested with plain calls.
 """
@@ -28,12 +36,31 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
-__all__ = ["DeliverFn", "GapFn", "OrderCounters", "OrderStats", "Ordering", "TrackOrder"]
+__all__ = [
+    "UNLIMITED",
+    "AnomalyFn",
+    "DeliverFn",
+    "GapFn",
+    "OrderCounters",
+    "OrderStats",
+    "Ordering",
+    "TrackOrder",
+]
 
 #: ``deliver(track, position, num_samples, payload)``
 DeliverFn = Callable[[str, int, int, bytes], None]
 #: ``gap(track, position, num_samples)``
 GapFn = Callable[[str, int, int], None]
+#: ``anomaly(track, kind, samples)``: kind "jump" (a lone jumping frame dropped),
+#: "gap_capped" (a gap of ``samples`` was cut to the cap) or "resync" (by ``samples``)
+AnomalyFn = Callable[[str, str, int], None]
+
+#: No cap (the default of a bare :class:`Ordering`).
+UNLIMITED = 1 << 62
+
+
+def _no_anomaly(track: str, kind: str, samples: int) -> None:
+    pass
 
 
 class OrderCounters(Protocol):
@@ -43,30 +70,38 @@ class OrderCounters(Protocol):
     reordered: int
     gaps: int
     gap_samples: int
+    gaps_capped: int
+    resyncs: int
 
 
 class OrderStats:
     """What ordering did on one stream."""
 
-    __slots__ = ("duplicates", "gap_samples", "gaps", "reordered")
+    __slots__ = ("duplicates", "gap_samples", "gaps", "gaps_capped", "reordered", "resyncs")
 
     def __init__(self) -> None:
         self.duplicates = 0  # media frames dropped as duplicates
         self.reordered = 0  # frames released from the reorder window
         self.gaps = 0
         self.gap_samples = 0
+        self.gaps_capped = 0  # gaps cut to max_gap_samples
+        self.resyncs = 0  # timeline jumps followed (forward or back)
 
 
 class TrackOrder:
     """The ordering state of one track (see the module docstring for the rules)."""
 
     __slots__ = (
+        "_anomaly",
+        "_back",
         "_deliver",
         "_gap",
+        "_max_gap",
         "_rate",
         "_totals",
         "_window",
         "frames",
+        "jump",
         "name",
         "next_chunk",
         "next_pos",
@@ -87,6 +122,8 @@ class TrackOrder:
         gap: GapFn,
         stats: OrderStats,
         totals: OrderCounters,
+        max_gap_samples: int = UNLIMITED,
+        anomaly: AnomalyFn = _no_anomaly,
     ) -> None:
         self.name = name
         self.shift = shift  # log2(bytes per sample)
@@ -101,6 +138,13 @@ class TrackOrder:
         self.pending: dict[int, bytes] = {}  # held chunks ahead of next_chunk
         self.frames = 0  # frames delivered
         self.ts0: int | None = None  # first timestamp (ms), when placing by time
+        self._max_gap = max_gap_samples
+        # further back than this (and than the window) is a reset, not a late frame: 1 s
+        self._back = sample_rate
+        self._anomaly = anomaly
+        #: a jumping frame waiting for the next one to confirm it: (chunk, timestamp,
+        #: payload, forward)
+        self.jump: tuple[int | None, int | None, bytes, bool] | None = None
 
     def push(self, chunk: int | None, timestamp_ms: int | None, payload: bytes) -> None:
         """Place one frame of this track: deliver it (and any it released), hold it, or
@@ -115,10 +159,18 @@ class TrackOrder:
             return
         if chunk is None:
             self._place_by_time(timestamp_ms, payload)
-        elif chunk == self.next_chunk:
+            return
+        ahead = chunk - self.next_chunk
+        moved = ahead * (len(payload) >> self.shift)
+        if moved > self._max_gap or moved < -self._back:
+            self._jumped(chunk, timestamp_ms, payload, ahead > 0)
+            return
+        if self.jump is not None:
+            self._drop_jump()
+        if ahead == 0:
             self._emit(payload)
             self._release()
-        elif chunk < self.next_chunk or chunk in self.pending:
+        elif ahead < 0 or chunk in self.pending:
             self._duplicate()
         else:
             self.pending[chunk] = payload
@@ -127,8 +179,69 @@ class TrackOrder:
 
     def flush(self) -> None:
         """End of stream: declare every missing chunk a gap and deliver all held audio."""
+        if self.jump is not None:
+            self._drop_jump()
         while self.pending:
             self._skip_missing()
+
+    # -- jumps: a lone one is dropped, two in a row move the timeline ----------------------
+
+    def _jumped(self, chunk: int | None, ts: int | None, payload: bytes, forward: bool) -> None:
+        held = self.jump
+        if held is not None:
+            self.jump = None
+            if self._confirms(held, chunk, ts, len(payload) >> self.shift):
+                self._resync(held)
+                self.push(chunk, ts, payload)  # placed on the new timeline
+                return
+            self._count_dropped(held[3])
+        self.jump = (chunk, ts, payload, forward)
+
+    def _confirms(
+        self,
+        held: tuple[int | None, int | None, bytes, bool],
+        chunk: int | None,
+        ts: int | None,
+        n: int,
+    ) -> bool:
+        """Does a frame (chunk, ts) follow the held jump closely, as a moved timeline would?"""
+        h_chunk, h_ts = held[0], held[1]
+        if h_chunk is not None and chunk is not None:
+            return 0 < chunk - h_chunk <= self._window + 1
+        if h_chunk is None and chunk is None and h_ts is not None and ts is not None:
+            return 0 < (ts - h_ts) * self._rate // 1000 <= (self._window + 1) * n
+        return False
+
+    def _resync(self, held: tuple[int | None, int | None, bytes, bool]) -> None:
+        h_chunk, h_ts, payload, _ = held
+        while self.pending:  # what was held before the jump goes out first
+            self._skip_missing()
+        rate = self._rate
+        if h_chunk is not None:
+            moved = (h_chunk - self.next_chunk) * (len(payload) >> self.shift)
+            self._declare_gap(moved)
+            self.next_chunk = h_chunk
+        else:
+            assert h_ts is not None and self.ts0 is not None
+            moved = (h_ts - self.ts0) * rate // 1000 - self.next_pos
+            self._declare_gap(moved)
+            self.ts0 = h_ts - self.next_pos * 1000 // rate
+        for c in (self.stats, self._totals):
+            c.resyncs += 1
+        self._anomaly(self.name, "resync", moved)
+        self._emit(payload)
+
+    def _drop_jump(self) -> None:
+        held = self.jump
+        self.jump = None
+        if held is not None:
+            self._count_dropped(held[3])
+
+    def _count_dropped(self, forward: bool) -> None:
+        if forward:
+            self._anomaly(self.name, "jump", 0)
+        else:
+            self._duplicate()
 
     def _emit(self, payload: bytes) -> None:
         pos = self.next_pos
@@ -162,16 +275,27 @@ class TrackOrder:
             n = len(payload) >> self.shift
             half = n // 2
             if self.frames:
-                if pos <= self.next_pos - half - n + 1:
+                d = pos - self.next_pos
+                if d > self._max_gap or d < -self._back:
+                    self._jumped(None, ts, payload, d > 0)
+                    return
+                if self.jump is not None:
+                    self._drop_jump()
+                if d <= -half - n + 1:
                     self._duplicate()
                     return
-                if pos >= self.next_pos + half:
-                    self._declare_gap(pos - self.next_pos)
+                if d >= half:
+                    self._declare_gap(d)
         self._emit(payload)
 
     def _declare_gap(self, n: int) -> None:
         if n <= 0:
             return
+        if n > self._max_gap:
+            for c in (self.stats, self._totals):
+                c.gaps_capped += 1
+            self._anomaly(self.name, "gap_capped", n)
+            n = self._max_gap
         pos = self.next_pos
         self.next_pos = pos + n
         for c in (self.stats, self._totals):
@@ -188,7 +312,8 @@ class Ordering:
     """The ordering of one stream: a :class:`TrackOrder` per announced track.
 
     ``bytes_per_sample`` is 1 (μ-law) or 2 (L16); ``window`` is how many frames a track
-    holds while waiting for a missing chunk (0: a missing chunk is a gap at once).
+    holds while waiting for a missing chunk (0: a missing chunk is a gap at once);
+    ``max_gap_samples`` caps every gap and ``anomaly`` hears of jumps (module docstring).
     Counts go to :attr:`stats` and, when given, also to ``totals`` (process-wide counters).
     """
 
@@ -204,6 +329,8 @@ class Ordering:
         deliver: DeliverFn,
         gap: GapFn,
         totals: OrderCounters | None = None,
+        max_gap_samples: int = UNLIMITED,
+        anomaly: AnomalyFn = _no_anomaly,
     ) -> None:
         if bytes_per_sample not in (1, 2):
             raise ValueError(f"bytes_per_sample must be 1 or 2, not {bytes_per_sample}")
@@ -221,6 +348,8 @@ class Ordering:
                 gap=gap,
                 stats=self.stats,
                 totals=totals,
+                max_gap_samples=max_gap_samples,
+                anomaly=anomaly,
             )
             for name in tracks
         }

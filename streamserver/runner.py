@@ -4,7 +4,10 @@ them that serves one stream (:class:`StreamHandlers`).
 The session pushes audio and events without waiting; the runner's task hands them to the
 handler's hooks one at a time, in order. When the handler lags, contiguous audio of one
 track is joined into bigger chunks (natural batching); past ``max_samples`` queued, the
-oldest audio is dropped and counted, control events are kept. An exception in a hook is
+oldest audio is dropped and counted. Events (gaps, DTMF, unknown and bus events,
+playedStream...) are bounded too: past ``max_events`` queued, a new one is dropped and
+counted per kind (contiguous gaps of a track are merged first), so a peer flooding events
+behind a slow handler costs a bounded amount of memory. An exception in a hook is
 logged with the stream's ids, counted, and switches the handler off for the stream; its
 ``on_stop`` still runs.
 
@@ -24,11 +27,14 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .handler import AudioChunk, BusEvent, Handler, HandlerSpec, StopReason, StreamContext
+from .handler import AudioChunk, BusEvent, Gap, Handler, HandlerSpec, StopReason, StreamContext
 from .metrics import Metrics
 from .protocol.events import Dtmf
 
-__all__ = ["HandlerRunner", "RunnerOwner", "StreamHandlers"]
+__all__ = ["MAX_EVENTS", "HandlerRunner", "RunnerOwner", "StreamHandlers"]
+
+#: Events queued per handler before new ones are dropped (the default of [session]).
+MAX_EVENTS = 1000
 
 
 class RunnerOwner(Protocol):
@@ -67,12 +73,15 @@ class HandlerRunner:
         "_task_name",
         "_waiter",
         "_wakeup_pending",
+        "dropped_events",
         "dropped_samples",
         "failed",
         "handler",
+        "max_events",
         "max_samples",
         "nowait",
         "queue",
+        "queued_events",
         "queued_samples",
         "sink",
         "spec",
@@ -88,6 +97,7 @@ class HandlerRunner:
         *,
         metrics: Metrics,
         task_name: str = "",
+        max_events: int = MAX_EVENTS,
     ) -> None:
         self._owner = owner
         self._metrics = metrics
@@ -98,6 +108,9 @@ class HandlerRunner:
         self.queue: deque[Any] = deque()
         self.queued_samples = 0
         self.dropped_samples = 0
+        self.max_events = max_events
+        self.queued_events = 0  # queued items that are not audio
+        self.dropped_events = 0
         self.failed = False
         self._waiter: asyncio.Future[None] | None = None
         self.task: asyncio.Task[None] | None = None
@@ -129,10 +142,40 @@ class HandlerRunner:
             waiter.set_result(None)
 
     def push(self, item: Any) -> None:
-        """Queue an event (gap, DTMF, bus event...) for the handler, in order with audio."""
+        """Queue an event (gap, DTMF, bus event...) for the handler, in order with audio;
+        past ``max_events`` queued it is dropped and counted."""
         if self.failed:
             return
+        if self.queued_events >= self.max_events:
+            q = self.queue
+            last = q[-1] if q else None
+            if (
+                type(item) is Gap
+                and type(last) is Gap
+                and last.track == item.track
+                and last.position + last.samples == item.position
+            ):  # one longer gap
+                q[-1] = Gap(item.track, last.position, last.samples + item.samples)
+                return
+            self._drop_event(item)
+            return
+        self.queued_events += 1
         self._append(item)
+
+    def _drop_event(self, item: Any) -> None:
+        kind = type(item).__name__.lower()
+        key = (self.spec.name, kind)
+        dropped = self._metrics.handler_dropped_events
+        first = key not in dropped
+        dropped[key] += 1
+        self.dropped_events += 1
+        if first:  # once per kind; the total is in the line at the end
+            self.handler.ctx.logger.warning(
+                "handler %s is behind: its queue holds %d events; dropping new %s events",
+                self.spec.name,
+                self.max_events,
+                kind,
+            )
 
     def stop(self) -> None:
         """Queue the end: ``on_stop`` runs after everything queued before it."""
@@ -157,6 +200,7 @@ class HandlerRunner:
         stop_pending = any(item is _STOP for item in self.queue)
         self.queue.clear()
         self.queued_samples = 0
+        self.queued_events = 0
         if stop_pending:
             self.queue.append(_STOP)
         self._owner.handler_failed(self, hook, _exc_text())
@@ -197,6 +241,8 @@ class HandlerRunner:
     def _take(self) -> Any:
         item = self.queue.popleft()
         if type(item) is not AudioChunk:
+            if item is not _STOP and item is not _WAKEUP:
+                self.queued_events -= 1
             return item
         self.queued_samples -= item.num_samples
         q = self.queue
@@ -252,6 +298,12 @@ class HandlerRunner:
                 else:
                     await self._call(handler.on_event(item))
         finally:
+            if self.dropped_events:
+                handler.ctx.logger.warning(
+                    "handler %s dropped %d events behind a full queue",
+                    self.spec.name,
+                    self.dropped_events,
+                )
             try:
                 await handler.on_stop(self._owner.stop_reason or StopReason.CLOSED)
             except Exception:
@@ -285,10 +337,18 @@ class StreamHandlers:
         self.sinks: list[Callable[[AudioChunk], None]] = []
         self.stop_reason: StopReason | None = None
 
-    def create(self, specs: Iterable[HandlerSpec], ctx: StreamContext, *, queue_s: float) -> None:
+    def create(
+        self,
+        specs: Iterable[HandlerSpec],
+        ctx: StreamContext,
+        *,
+        queue_s: float,
+        max_events: int = MAX_EVENTS,
+    ) -> None:
         """Create and start the handlers of the stream of ``ctx``, in order; one whose
-        constructor raises is logged, counted and left out. ``queue_s`` bounds each input
-        (or the handler's own ``max_queue_s``, when smaller)."""
+        constructor raises is logged, counted and left out. ``queue_s`` bounds each input's
+        audio (or the handler's own ``max_queue_s``, when smaller), ``max_events`` its
+        events."""
         rate = ctx.sample_rate
         for spec in specs:
             try:
@@ -299,14 +359,27 @@ class StreamHandlers:
                 continue
             max_s = min(handler.max_queue_s, queue_s)
             max_samples = max(int(max_s * rate), rate // 50)
-            self.add(spec, handler, max_samples, f"handler:{spec.name}:{ctx.stream_id}")
+            name = f"handler:{spec.name}:{ctx.stream_id}"
+            self.add(spec, handler, max_samples, name, max_events=max_events)
 
     def add(
-        self, spec: HandlerSpec, handler: Handler, max_samples: int, task_name: str
+        self,
+        spec: HandlerSpec,
+        handler: Handler,
+        max_samples: int,
+        task_name: str,
+        *,
+        max_events: int = MAX_EVENTS,
     ) -> HandlerRunner:
         """Give ``handler`` a runner and start its task."""
         runner = HandlerRunner(
-            self, spec, handler, max_samples, metrics=self._metrics, task_name=task_name
+            self,
+            spec,
+            handler,
+            max_samples,
+            metrics=self._metrics,
+            task_name=task_name,
+            max_events=max_events,
         )
         self.runners.append(runner)
         runner.start()

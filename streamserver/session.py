@@ -37,6 +37,7 @@ from .handler import (
     StopReason,
     StreamContext,
 )
+from .logs import LogBudget
 from .metrics import Metrics
 from .observer import StreamObserver
 from .ordering import Ordering, OrderStats, TrackOrder
@@ -62,6 +63,14 @@ _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,255}\Z")
 def safe_id(value: str) -> bool:
     """True if the id from the network may become a path part."""
     return _SAFE_ID.match(value) is not None and ".." not in value
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 class Outlet(Protocol):
@@ -99,6 +108,9 @@ class SessionLimits:
     handler_queue_s: float = 10.0  # default audio bound per handler input
     start_timeout_s: float = 10.0  # no 'start' event this long after the upgrade: close 1008
     idle_timeout_s: float = 0.0  # no frame for this long: close 1008 (0: never)
+    max_gap_s: float = 5.0  # longer gaps are cut to this (the timeline resyncs)
+    handler_max_events: int = 1000  # events queued per handler, then dropped and counted
+    close_on_capped_gap: bool = False  # a capped gap closes the stream with 1007
     doctor_silence_s: float = 10.0  # no inbound audio this long: a doctor finding (0: off)
 
 
@@ -115,6 +127,7 @@ class Session:
         "_encoding",
         "_invalid_logged",
         "_live_keys",
+        "_logs",
         "_media_at",
         "_media_mark",
         "_odd_mask",
@@ -209,6 +222,8 @@ class Session:
         self.order_stats = OrderStats()
         metrics.live.add(self)
         self._invalid_logged: set[str] = set()
+        #: per-stream budget of repetitive lines (DTMF...): a flood gets a summary line
+        self._logs = LogBudget(5, 10.0, counter=metrics.log_suppressed)
         self._playback = pb = Playback(
             outlet,
             metrics,
@@ -296,6 +311,11 @@ class Session:
                 finally:
                     self.metrics.decode_seconds += (time.perf_counter() - t0) * 16
         except plivo.ProtocolError as exc:
+            if not _is_utf8(data):  # a text frame must be UTF-8 (RFC 6455 §8.1): 1007
+                self.metrics.frames_invalid["utf8"] += 1
+                self.logger.warning("closing stream: text frame is not valid UTF-8")
+                self.close(CloseCode.INVALID_DATA, "text frame is not valid UTF-8")
+                return
             self._invalid(exc.kind, exc.reason)
             return
         if type(event) is Media:
@@ -419,7 +439,9 @@ class Session:
             return
         if type(event) is Dtmf:
             self.metrics.dtmf_received += 1
-            self.logger.info("dtmf %s on %s", event.digit, event.track)
+            self._logs.log(
+                self.logger, logging.INFO, "dtmf", "dtmf %r on %s", event.digit, event.track
+            )
             self.handlers.push(event)
             if self.observer is not None:
                 self.observer.stream_event(
@@ -478,6 +500,8 @@ class Session:
             deliver=self._deliver,
             gap=self._on_gap,
             totals=self.metrics,
+            max_gap_samples=max(1, int(self.limits.max_gap_s * rate)),
+            anomaly=self._on_jump,
         )
         self.order_stats = order.stats
         self._tracks = order.tracks
@@ -502,7 +526,12 @@ class Session:
             ),
             provider=dialect.name,
         )
-        self.handlers.create(self.route.handlers, ctx, queue_s=self.limits.handler_queue_s)
+        self.handlers.create(
+            self.route.handlers,
+            ctx,
+            queue_s=self.limits.handler_queue_s,
+            max_events=self.limits.handler_max_events,
+        )
         self.metrics.streams_by_provider[dialect.name] += 1
         self._examine(fmt, sid, cid, dialect.name)
         self.logger.info(
@@ -557,6 +586,24 @@ class Session:
         self.logger.debug("gap of %d samples on %s at %d", num_samples, track, position)
         self.handlers.push(Gap(track, position, num_samples))
 
+    def _on_jump(self, track: str, kind: str, samples: int) -> None:
+        # The ordering's anomaly callback (rare): a lone jumping frame is invalid input;
+        # a capped gap or a resync is logged once per stream.
+        if kind == "jump":
+            self._invalid("jump", f"media on {track} jumps far from its timeline; dropped")
+            return
+        if kind not in self._invalid_logged:
+            self._invalid_logged.add(kind)
+            self.logger.warning(
+                "%s on %s: the timeline moved by %.1fs (gaps are cut to max_gap_s=%.1fs)",
+                "gap capped" if kind == "gap_capped" else "timeline resynced",
+                track,
+                samples / self._rate,
+                self.limits.max_gap_s,
+            )
+        if kind == "gap_capped" and self.limits.close_on_capped_gap:
+            self.close(CloseCode.INVALID_DATA, "media timeline jumped beyond max_gap_s")
+
     def publish(self, event: BusEvent) -> None:
         """Deliver a bus event to every handler of the stream except its source."""
         self.handlers.publish(event)
@@ -607,6 +654,7 @@ class Session:
             return
         for tr in self._tracks.values():
             tr.flush()  # what is still missing is a gap; held audio is delivered
+        self._logs.flush(self.logger)
         self._transition(Trigger.END)
         self.stop_reason = reason
         self.metrics.retire(self)

@@ -49,14 +49,24 @@ class ServerSettings:
     #: URL the provider uses to reach this server (for signature checks and answer XML).
     public_url: str = ""
     max_streams: int = 2000
+    #: Connections not upgraded yet (HTTP, handshakes); more are dropped at once, but for
+    #: a small reserve that may still ask for /healthz, /readyz and /metrics.
+    max_pending_connections: int = 256
     max_message_bytes: int = 65536
     start_timeout_s: float = 10.0
+    #: The HTTP request head must arrive within this (0: never; independent of start).
+    header_timeout_s: float = 10.0
     idle_timeout_s: float = 60.0
     drain_timeout_s: float = 30.0
     handler_stop_timeout_s: float = 10.0
     verify_signatures: bool = False
     log_level: str = "INFO"
     log_format: str = "text"
+    #: Bytes queued for one peer before it is cut off (reading stops, 1008 unless it
+    #: drains within session.send_timeout_s).
+    max_send_buffer_bytes: int = 1048576
+    #: Pings answered per second and connection; the rest are not answered.
+    max_pings_per_s: float = 10.0
     #: Freeze start-up objects out of the garbage collector (fewer, shorter GC pauses).
     gc_freeze: bool = True
     #: Worker processes sharing the port: a number, or "auto" (the usable cores).
@@ -71,6 +81,14 @@ class SessionSettings:
     max_invalid_frames: int = 100
     send_timeout_s: float = 5.0
     handler_queue_s: float = 10.0
+    #: Gaps longer than this (a chunk or timestamp jump) are cut to it and the track's
+    #: timeline resyncs; counted in streamserver_gaps_capped_total.
+    max_gap_s: float = 5.0
+    #: A capped gap closes the stream with 1007 instead.
+    close_on_capped_gap: bool = False
+    #: Events (DTMF, unknown and bus events, gaps...) queued per handler; past it new
+    #: ones are dropped and counted (streamserver_handler_dropped_events_total).
+    handler_max_events: int = 1000
     #: Outgoing audio frames per socket write: 1 writes each playAudio at once; 2+
     #: coalesces up to that many (fewer syscalls, up to send_batch_delay_ms more latency;
     #: control messages are never delayed).
@@ -340,10 +358,22 @@ def _validate(s: Settings) -> None:
     sv = s.server
     if not 0 <= sv.port <= 65535:
         raise ConfigError(f"server.port: {sv.port} is not a TCP port (0-65535)")
-    for name in ("max_streams", "max_message_bytes"):
+    for name in (
+        "max_streams",
+        "max_pending_connections",
+        "max_message_bytes",
+        "max_send_buffer_bytes",
+        "max_pings_per_s",
+    ):
         if getattr(sv, name) < 1:
             raise ConfigError(f"server.{name}: must be at least 1")
-    for name in ("start_timeout_s", "idle_timeout_s", "drain_timeout_s", "handler_stop_timeout_s"):
+    for name in (
+        "start_timeout_s",
+        "header_timeout_s",
+        "idle_timeout_s",
+        "drain_timeout_s",
+        "handler_stop_timeout_s",
+    ):
         if getattr(sv, name) < 0:
             raise ConfigError(f"server.{name}: must be >= 0 (0 disables where noted)")
     if sv.log_level.upper() not in _LOG_LEVELS:
@@ -375,6 +405,10 @@ def _validate(s: Settings) -> None:
         raise ConfigError("session.doctor_silence_s: must be >= 0 (0 disables)")
     if ss.reorder_window < 0:
         raise ConfigError("session.reorder_window: must be >= 0")
+    if ss.handler_max_events < 1:
+        raise ConfigError("session.handler_max_events: must be at least 1")
+    if not ss.max_gap_s > 0:
+        raise ConfigError("session.max_gap_s: must be > 0")
     if ss.handler_queue_s <= 0:
         raise ConfigError("session.handler_queue_s: must be > 0")
     if ss.send_batch_frames < 1:

@@ -40,6 +40,8 @@ LONG_FILES: dict[str, str] = {
     "one dataclass each with its Plivo JSON shape, behind one lock-free store",
     "streamserver/protocol/telnyx.py": "one dialect is one module, both sides (server and "
     "Telnyx), so the two halves of the wire format are read and changed together",
+    "streamserver/net/connection.py": "one connection's asyncio.Protocol: its fast path, "
+    "handshake, outlet and the limits it enforces on each of them act on the same state",
     "streamserver/rest/_client.py": "PlivoClient and AsyncPlivoClient beside the base they "
     "share (transport, retries, streamed downloads), so the two stay line-for-line alike",
 }

@@ -183,3 +183,89 @@ def test_counts_go_to_the_stream_and_to_the_totals() -> None:
 def test_bytes_per_sample_is_checked() -> None:
     with pytest.raises(ValueError, match="bytes_per_sample"):
         make(width=3)
+
+
+# -- jumps: capped gaps, resyncs, lone bogus frames ------------------------------------------
+
+CAP = 5 * 8000  # a 5 s cap at 8 kHz
+
+
+def make_capped(window: int = 5) -> tuple[Ordering, Out, list[tuple[str, str, int]]]:
+    out = Out()
+    seen: list[tuple[str, str, int]] = []
+    o = Ordering(
+        ("inbound",),
+        bytes_per_sample=1,
+        sample_rate=8000,
+        window=window,
+        deliver=out.deliver,
+        gap=out.gap,
+        max_gap_samples=CAP,
+        anomaly=lambda t, k, n: seen.append((t, k, n)),
+    )
+    return o, out, seen
+
+
+def test_a_chunk_jump_of_a_day_is_a_capped_gap_and_the_timeline_resyncs() -> None:
+    o, out, seen = make_capped()
+    day = 24 * 3600 * 50  # chunks of 20 ms in 24 h
+    push_chunks(o, [1, 2, 3, day, day + 1, day + 2])
+    o.flush()
+    assert out.gaps() == [(3 * F, CAP)]
+    assert out.audio()[3:] == [(3 * F + CAP + i * F, F, (day + i) % 256) for i in range(3)]
+    assert o.stats.gaps_capped == 1 and o.stats.resyncs == 1
+    assert o.stats.gap_samples == CAP
+    assert [k for _, k, _ in seen] == ["gap_capped", "resync"]
+
+
+def test_one_frame_far_ahead_is_invalid_input_and_nothing_is_filled() -> None:
+    o, out, seen = make_capped()
+    push_chunks(o, [1, 2, 10**9, 3, 4, 5])  # one absurd chunk number among good ones
+    o.flush()
+    assert out.gaps() == []
+    assert [a[2] for a in out.audio()] == [1, 2, 3, 4, 5]
+    assert ("inbound", "jump", 0) in seen
+    assert o.stats.gap_samples == 0
+
+
+def test_a_timestamp_jump_of_ten_hours_is_capped() -> None:
+    o, out, _ = make_capped()
+    ten_h = 10 * 3600 * 1000
+    for i, ts in enumerate([0, 20, 40, ten_h, ten_h + 20, ten_h + 40]):
+        o.push("inbound", None, ts, frame(i))
+    assert out.gaps() == [(3 * F, CAP)]
+    assert [a[0] for a in out.audio()] == [0, F, 2 * F, 3 * F + CAP, 4 * F + CAP, 5 * F + CAP]
+    assert o.stats.gaps_capped == 1
+
+
+def test_a_timestamp_reset_does_not_turn_the_stream_into_duplicates() -> None:
+    o, out, _ = make_capped()
+    for i, ts in enumerate([60000, 60020, 60040, 0, 20, 40, 60]):
+        o.push("inbound", None, ts, frame(i))
+    o.flush()
+    assert o.stats.duplicates == 0
+    assert out.gaps() == []
+    assert out.audio() == [(i * F, F, i) for i in range(7)]  # contiguous
+    assert o.stats.resyncs == 1
+
+
+def test_one_stale_timestamp_is_a_duplicate_not_a_reset() -> None:
+    o, out, _ = make_capped()
+    for i, ts in enumerate([60000, 60020, 0, 60040, 60060]):
+        o.push("inbound", None, ts, frame(i))
+    o.flush()
+    assert [a[2] for a in out.audio()] == [0, 1, 3, 4]
+    assert o.stats.duplicates == 1 and o.stats.resyncs == 0
+
+
+def test_no_gap_is_longer_than_the_cap_whatever_the_input() -> None:
+    import random
+
+    rnd = random.Random(7)
+    o, out, _ = make_capped()
+    for _ in range(2000):
+        c = rnd.choice([None, rnd.randint(-5, 10**12), rnd.randint(1, 400)])
+        ts = rnd.choice([None, rnd.randint(-(10**9), 10**12), rnd.randint(0, 8000)])
+        o.push("inbound", c, ts, frame(1))
+    o.flush()
+    assert all(n <= CAP for _, n in out.gaps())

@@ -164,3 +164,59 @@ async def test_on_stop_gets_closed_when_no_reason_was_given() -> None:
     r.start()
     await run_to_end(r, owner, None)  # type: ignore[arg-type]
     assert h.log == [("stop", StopReason.CLOSED)]
+
+
+async def test_every_event_kind_is_bounded_and_drops_are_counted_by_kind() -> None:
+    # Issue 16, defect 4: millions of unknown events behind a slow handler grew without
+    # bound; now the queue holds max_events and the rest are counted.
+    from streamserver.protocol.events import Unknown
+
+    owner, metrics = Owner(), Metrics()
+    h = Log(context())
+    r = HandlerRunner(owner, HandlerSpec("log", Log), h, 8000, metrics=metrics, max_events=10)
+    for i in range(1000):
+        r.push(Unknown("weird", {}) if i % 2 else Dtmf("1", "inbound", None))
+    r.push_audio(mulaw("inbound", 0))  # audio has its own bound: still queued
+    assert len(r.queue) == 11 and r.queued_events == 10
+    assert metrics.handler_dropped_events[("log", "unknown")] == 495
+    assert metrics.handler_dropped_events[("log", "dtmf")] == 495
+    r.push(Gap("inbound", 160, 160))  # contiguous gaps merge into the last one...
+    assert metrics.handler_dropped_events[("log", "gap")] == 1  # ...which is audio here
+    assert 'handler_dropped_events_total{handler="log",kind="unknown"} 495' in metrics.render()
+    r.start()
+    await run_to_end(r, owner, StopReason.CLOSED)
+    assert r.queued_events == 0 and len(h.log) == 12  # 10 events, the audio, the stop
+
+
+async def test_contiguous_gaps_merge_when_the_queue_is_full() -> None:
+    owner, metrics = Owner(), Metrics()
+    h = Log(context())
+    r = HandlerRunner(owner, HandlerSpec("log", Log), h, 8000, metrics=metrics, max_events=2)
+    for i in range(100):
+        r.push(Gap("inbound", i * 160, 160))
+    assert list(r.queue)[-1] == Gap("inbound", 160, 99 * 160)
+    assert not metrics.handler_dropped_events
+
+
+def test_log_budget_writes_a_summary_instead_of_a_flood(caplog: Any) -> None:
+    from streamserver.logs import LogBudget
+
+    now = [0.0]
+    counter: dict[str, int] = {}
+    budget = LogBudget(3, 10.0, counter=counter, clock=lambda: now[0])
+    log = logging.getLogger("test.budget")
+    with caplog.at_level(logging.INFO, "test.budget"):
+        for i in range(1000):
+            budget.log(log, logging.INFO, "dtmf", "dtmf %d", i)
+        now[0] = 11.0
+        budget.log(log, logging.INFO, "dtmf", "dtmf late")
+        budget.flush(log)
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == [
+        "dtmf 0",
+        "dtmf 1",
+        "dtmf 2",
+        "997 more dtmf line(s) suppressed in 11s",
+        "dtmf late",
+    ]
+    assert counter == {"dtmf": 997}

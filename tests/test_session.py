@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import numpy as np
@@ -633,6 +634,43 @@ def test_the_fake_outlet_is_an_outlet() -> None:
 
     outlet: Outlet = FakeOutlet()
     assert outlet.write_paused() is False
+
+
+async def test_jumps_are_invalid_input_or_capped_and_may_end_the_stream() -> None:
+    # Issue 16, defect 1: a lone far-off chunk is an invalid frame; a confirmed jump is a
+    # capped gap, logged once, and closes with 1007 when close_on_capped_gap is set.
+    payload = b"\xff" * 160
+    s, outlet = make_session(limits=SessionLimits(max_gap_s=1.0))
+    feed(s, pf.start(), pf.media(payload, 1), pf.media(payload, 10**9), pf.media(payload, 2))
+    await finish(s)
+    assert s.metrics.frames_invalid["jump"] == 1 and s.metrics.gaps_capped == 0
+    s, outlet = make_session(limits=SessionLimits(max_gap_s=1.0, close_on_capped_gap=True))
+    feed(
+        s, pf.start(), pf.media(payload, 1), pf.media(payload, 10**6), pf.media(payload, 10**6 + 1)
+    )
+    assert s.metrics.gaps_capped == 1 and s.metrics.gap_samples == 8000
+    assert outlet.close_code == 1007
+    await finish(s)
+
+
+async def test_a_dtmf_flood_writes_a_few_lines_and_a_summary(caplog: Any) -> None:
+    # Issue 16, defect 4: a DTMF flood wrote one INFO line per digit.
+    s, _ = make_session()
+    with caplog.at_level(logging.INFO, "streamserver.session"):
+        feed(s, pf.start(), *[pf.dtmf("5") for _ in range(5000)])
+        await finish(s)
+    dtmf_lines = [r.getMessage() for r in caplog.records if "dtmf" in r.getMessage()]
+    assert len(dtmf_lines) == 6
+    assert dtmf_lines[-1].startswith("4995 more dtmf line(s) suppressed")
+    assert s.metrics.dtmf_received == 5000
+    assert s.metrics.log_suppressed == {"dtmf": 4995}
+
+
+async def test_a_text_frame_that_is_not_utf8_closes_with_1007() -> None:
+    s, outlet = make_session()
+    feed(s, pf.start(), b'{"event": "media", "x": "\xff\xfe"}')
+    assert outlet.close_code == 1007 and s.metrics.frames_invalid["utf8"] == 1
+    await finish(s)
 
 
 @pytest.mark.parametrize(

@@ -36,6 +36,7 @@ from ..protocol.websocket import (
 from ..session import Session, SessionLimits
 from .batching import ReadBatcher, WriteCoalescer
 from .gate import TEXT_PLAIN, Accept, Gate, Reply
+from .limits import ConnectionLimits, PingBudget
 from .state import ConnState, Event, transition
 
 __all__ = ["CLOSE_TIMEOUT_S", "MAX_REQUEST_BYTES", "Connection", "ConnectionOwner"]
@@ -68,6 +69,8 @@ class ConnectionOwner(Protocol):
     def writes(self) -> WriteCoalescer: ...
     @property
     def max_message_bytes(self) -> int: ...
+    @property
+    def conn_limits(self) -> ConnectionLimits: ...
 
     def connection_made(self, conn: Connection) -> None:
         """A TCP connection arrived."""
@@ -94,17 +97,21 @@ class Connection(asyncio.Protocol):
         "_fast_max",
         "_handshake",
         "_head",
+        "_lim",
         "_metrics",
         "_on_text",
         "_out",
+        "_overflow_at",
         "_owner",
         "_paused",
+        "_pings",
         "_reader",
         "_reads",
         "_writable",
         "_writes",
         "close_code",
         "connected_at",
+        "health_only",
         "interactive",
         "out_due",
         "paused_at",
@@ -146,6 +153,12 @@ class Connection(asyncio.Protocol):
         self._paused = False
         self.paused_at = 0.0
         self._writable: asyncio.Future[None] | None = None
+        self._lim = lim = owner.conn_limits
+        self._pings = PingBudget(lim.max_pings_per_s, self.connected_at)
+        #: When the output buffer went over max_send_buffer_bytes (0.0: it is not).
+        self._overflow_at = 0.0
+        #: Over the pending-connection cap: only the health endpoints are served.
+        self.health_only = False
 
     def _to(self, event: Event) -> None:
         self.state = transition(self.state, event)
@@ -222,6 +235,10 @@ class Connection(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self._paused = False
+        if self._overflow_at:  # drained in time: read again
+            self._overflow_at = 0.0
+            if self.transport is not None and self.state is _OPEN:
+                self.transport.resume_reading()
         w = self._writable
         if w is not None and not w.done():
             w.set_result(None)
@@ -240,6 +257,8 @@ class Connection(asyncio.Protocol):
             self.interactive = True
             if self.read_batch > 0:
                 self._reads.release(self)
+        if self._paused and self._overflowing():
+            return  # the peer is not reading: nothing more is queued for it
         n = len(data)
         if 126 <= n < 65536:  # a playAudio frame: the usual case, header inlined
             frame = b"\x81\x7e" + n.to_bytes(2, "big") + data
@@ -310,11 +329,19 @@ class Connection(asyncio.Protocol):
         flowing (frames since the last tick) and its reads could be batched."""
         session = self.session
         if session is None:
-            limit = self._owner.limits.start_timeout_s
+            limit = self._lim.header_timeout_s
             if limit and now - self.connected_at > limit:
                 self.abort()  # no HTTP request in time
             return False
         if session.ended:
+            return False
+        if self._overflow_at and now - self._overflow_at > self._lim.send_grace_s:
+            session.logger.warning(
+                "send buffer over %d bytes for %.1fs (peer not reading); closing",
+                self._lim.max_send_buffer_bytes,
+                self._lim.send_grace_s,
+            )
+            self.close(CloseCode.POLICY_VIOLATION, "send buffer full")
             return False
         limit = self._owner.limits.send_timeout_s
         if session.started and self._paused and now - self.paused_at > limit:
@@ -357,6 +384,20 @@ class Connection(asyncio.Protocol):
             self._flush_out()
 
     # -- internals -----------------------------------------------------------------------
+
+    def _overflowing(self) -> bool:
+        """Paused: is the output buffer past its bound? Then stop reading from the peer
+        (no more pings to answer, no more frames to echo) until it drains; :meth:`tick`
+        closes it with 1008 if it has not after the grace period."""
+        transport = self.transport
+        if self._overflow_at or transport is None:
+            return True
+        if transport.get_write_buffer_size() <= self._lim.max_send_buffer_bytes:
+            return False
+        self._overflow_at = time.monotonic()
+        self._metrics.send_buffer_overflows += 1
+        transport.pause_reading()
+        return True
 
     def _flush_out(self) -> None:
         out = self._out
@@ -417,6 +458,8 @@ class Connection(asyncio.Protocol):
 
     def _request(self, req: Request) -> None:
         decision = self._owner.gate.decide(req.path, req.headers, self.peer)
+        if self.health_only and type(decision) is Accept:
+            decision = Reply(503, "too many pending connections\n")
         if type(decision) is Reply:
             return self._reply(decision)
         assert type(decision) is Accept
@@ -449,6 +492,7 @@ class Connection(asyncio.Protocol):
             on_close=self._on_close,
             masked=True,
             max_size=owner.max_message_bytes,
+            max_fragments=self._lim.max_fragments,
         )
         self._to(Event.ACCEPT)
         owner.stream_opened(self)
@@ -458,7 +502,9 @@ class Connection(asyncio.Protocol):
             self.session.feed_binary(data)
 
     def _on_ping(self, payload: bytes) -> None:
-        if self.transport is not None:
+        if not self._pings.take(time.monotonic()):
+            self._metrics.pings_unanswered += 1
+        elif self.transport is not None and not (self._paused and self._overflowing()):
             self.transport.write(server_frame(Opcode.PONG, payload))
 
     def _on_close(self, code: int, reason: str) -> None:

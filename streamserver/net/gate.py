@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
+from ..logs import LogBudget
 from ..metrics import Metrics
 from ..session import Route
 from ..signature import HEADER_TWILIO, TwilioUpgradeVerifier, UpgradeVerifier, VerifyResult
@@ -74,6 +75,8 @@ class Gate:
         self.verifier = verifier
         self.twilio_verifier = twilio_verifier
         self.draining = False
+        #: one WARNING per rejection kind a minute, then a count (floods of upgrades)
+        self._logs = LogBudget(1, 60.0, counter=metrics.log_suppressed)
         #: What ``/metrics`` answers (given ``draining``); a multi-worker host installs one
         #: that shows every worker's series.
         self.render_metrics: Callable[[bool], str] = lambda draining: metrics.render(
@@ -101,8 +104,13 @@ class Gate:
             return Reply(503, "server is draining; retry on another instance\n")
         if m.streams_active >= self.max_streams:
             m.connections_rejected["max_streams"] += 1
-            log.warning(
-                "rejecting connection from %s: max_streams (%d) reached", peer, self.max_streams
+            self._logs.log(
+                log,
+                logging.WARNING,
+                "rejected_max_streams",
+                "rejecting connection from %s: max_streams (%d) reached",
+                peer,
+                self.max_streams,
             )
             return Reply(503, "too many streams on this server\n")
         if self.verifier is not None or self.twilio_verifier is not None:
@@ -112,7 +120,10 @@ class Gate:
             m.signature_checks["ok" if result.ok else result.reason] += 1
             if not result.ok:
                 m.connections_rejected["signature"] += 1
-                log.warning(
+                self._logs.log(
+                    log,
+                    logging.WARNING,
+                    "rejected_signature",
                     "rejecting connection from %s to %s: signature check failed (%s)",
                     peer,
                     path,

@@ -19,6 +19,7 @@ from typing import Any
 
 from ..audio import AudioFormat
 from ..handler import HandlerSpec, load_handler
+from ..logs import LogBudget
 from ..metrics import Metrics
 from ..observer import StreamObserver
 from ..protocol.websocket import CloseCode
@@ -28,10 +29,14 @@ from ..signature import NonceCache, TwilioUpgradeVerifier, UpgradeVerifier
 from .batching import ReadBatcher, WriteCoalescer
 from .connection import CLOSE_TIMEOUT_S, Connection
 from .gate import Gate
+from .limits import FD_HEADROOM, HEALTH_RESERVE, ConnectionLimits, raise_fd_limit
 
 __all__ = ["TICK_S", "StreamServer", "build_routes"]
 
 log = logging.getLogger("streamserver.net")
+
+#: Close codes counted under their own label (RFC 6455 §7.4.1); others count as "other".
+_CODE_LABELS = frozenset({*CloseCode, 1010, 1012, 1013, 1014})
 
 #: The ticker's period: timeouts are enforced to within this.
 TICK_S = 0.5
@@ -86,6 +91,9 @@ class StreamServer:
             handler_queue_s=ss.handler_queue_s,
             start_timeout_s=sv.start_timeout_s,
             idle_timeout_s=sv.idle_timeout_s,
+            max_gap_s=ss.max_gap_s,
+            close_on_capped_gap=ss.close_on_capped_gap,
+            handler_max_events=ss.handler_max_events,
             doctor_silence_s=ss.doctor_silence_s,
         )
         verifier = twilio_verifier = None
@@ -112,6 +120,12 @@ class StreamServer:
             min_streams=ss.send_batch_min_streams,
             delay_s=ss.send_batch_delay_ms / 1000,
         )
+        self.conn_limits = ConnectionLimits(
+            max_send_buffer_bytes=sv.max_send_buffer_bytes,
+            send_grace_s=ss.send_timeout_s,
+            max_pings_per_s=sv.max_pings_per_s,
+            header_timeout_s=sv.header_timeout_s,
+        )
         self.connections: set[Connection] = set()
         self.sessions: set[Session] = set()
         #: handed to every session (the service's bus wiring); None: nobody listens
@@ -122,6 +136,9 @@ class StreamServer:
         self._tick_task: asyncio.Task[None] | None = None
         self._idle = asyncio.Event()
         self._gc_started = 0.0
+        #: rejected connections and accept failures: a line per kind per minute, not per peer
+        self._previous_handler: Any = None
+        self._logs = LogBudget(1, 60.0, counter=self.metrics.log_suppressed)
 
     # -- configuration seen by the gate ------------------------------------------------------
 
@@ -156,6 +173,26 @@ class StreamServer:
     # -- ConnectionOwner -------------------------------------------------------------------
 
     def connection_made(self, conn: Connection) -> None:
+        # Connections not upgraded (yet): past max_pending_connections only a small reserve
+        # may still ask for the health endpoints; past that they are dropped at once, so
+        # a flood of idle sockets never takes the file descriptors streams and health
+        # checks need.
+        pending = len(self.connections) - self.metrics.streams_active
+        limit = self.settings.server.max_pending_connections
+        if pending >= limit:
+            self.metrics.connections_rejected["pending"] += 1
+            self._logs.log(
+                log,
+                logging.WARNING,
+                "pending",
+                "over %d pending connections: %s",
+                limit,
+                "health checks only" if pending < limit + HEALTH_RESERVE else "dropping",
+            )
+            if pending >= limit + HEALTH_RESERVE:
+                conn.abort()
+                return
+            conn.health_only = True
         self.connections.add(conn)
 
     def stream_opened(self, conn: Connection) -> None:
@@ -172,7 +209,9 @@ class StreamServer:
         if session is None:
             return
         m = self.metrics
-        m.close_codes[conn.close_code or CloseCode.ABNORMAL] += 1
+        code = conn.close_code or CloseCode.ABNORMAL
+        # The peer chooses its code: known codes are labels, the rest one "other" series.
+        m.close_codes[code if code in _CODE_LABELS else "other"] += 1
         m.streams_active -= 1
         task = asyncio.get_running_loop().create_task(self._finish(session))
         self._finishing.add(task)
@@ -183,6 +222,20 @@ class StreamServer:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         sv = self.settings.server
+        needed = sv.max_streams + sv.max_pending_connections + HEALTH_RESERVE + FD_HEADROOM
+        soft, hard = raise_fd_limit(needed)
+        if needed > soft:
+            log.warning(
+                "open-file limit %d (hard %d) is below max_streams %d + max_pending_connections "
+                "%d + %d spare: raise it (ulimit -n, LimitNOFILE=) or lower max_streams",
+                soft,
+                hard,
+                sv.max_streams,
+                sv.max_pending_connections,
+                HEALTH_RESERVE + FD_HEADROOM,
+            )
+        self._previous_handler = loop.get_exception_handler()
+        loop.set_exception_handler(self._loop_exception)
         if self.sock is not None:
             self._server = await loop.create_server(
                 lambda: Connection(self), sock=self.sock, backlog=1024
@@ -252,6 +305,9 @@ class StreamServer:
         self.reads.close()
         self.writes.close()
         await self._server.wait_closed()
+        loop = asyncio.get_running_loop()
+        if loop.get_exception_handler() == self._loop_exception:
+            loop.set_exception_handler(self._previous_handler)
         if self._gc_callback in gc.callbacks:
             gc.callbacks.remove(self._gc_callback)
         log.info("drained; bye")
@@ -295,6 +351,20 @@ class StreamServer:
             self.sessions.discard(session)
             if not self.sessions:
                 self._idle.set()
+
+    def _loop_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        # The loop reports failed accepts (EMFILE, ENFILE, ENOBUFS...) here: count them,
+        # one line a minute. (uvloop's libuv resets such connections without a report;
+        # max_pending_connections and the fd check at start keep it from happening.)
+        exc = context.get("exception")
+        if isinstance(exc, OSError) and "accept" in str(context.get("message", "")):
+            self.metrics.accept_errors += 1
+            self._logs.log(log, logging.ERROR, "accept", "accept failed: %s", exc)
+            return
+        if self._previous_handler is not None:
+            self._previous_handler(loop, context)
+        else:
+            loop.default_exception_handler(context)
 
     def _gc_callback(self, phase: str, info: dict[str, Any]) -> None:
         # Garbage-collector pauses stall every stream at once: measure them.

@@ -9,9 +9,10 @@ HTTP and lives with each side's connection, not here.
 Errors (each carries the :class:`CloseCode` to fail the connection with, RFC 6455 §7.1.7)::
 
     WebSocketError            code, reason
-    ├── ProtocolViolation     1002: a frame breaks RFC 6455 §5
-    ├── InvalidData           1007: a close reason that is not UTF-8 (§5.5.1)
-    └── MessageTooBig         1009: a message longer than the reader's max_size
+    ├── ProtocolViolation     1002: a frame breaks RFC 6455 §5, or a close frame §7.4
+    ├── InvalidData           1007: text that is not UTF-8 (§8.1; raised by consumers)
+    └── MessageTooBig         1009: a message longer than the reader's max_size, or in
+                              more than its max_fragments
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ class ProtocolViolation(WebSocketError):
 
 
 class InvalidData(WebSocketError):
-    """A close reason that is not valid UTF-8 (§5.5.1, §8.1)."""
+    """A text message that is not valid UTF-8 (§8.1)."""
 
     code = CloseCode.INVALID_DATA
 
@@ -119,7 +120,8 @@ class FrameReader:
     checked for UTF-8 here (the consumer's JSON decoder does that). Control frames are
     checked on their header: one claiming more than 125 bytes, or fragmented, is refused
     before anything is buffered (§5.5). ``max_size`` bounds a message (None: no bound);
-    its frame header is enough to refuse it.
+    its frame header is enough to refuse it. ``max_fragments`` bounds the frames of one
+    fragmented message (None: no bound), so a flood of empty continuation frames is refused.
 
     :meth:`feed` raises a :class:`WebSocketError` when the peer breaks the rules; after
     that, and after a close frame (handed to ``on_close`` as ``(code, reason)``), the
@@ -139,6 +141,7 @@ class FrameReader:
         "_fast_max",
         "_frag",
         "_frag_binary",
+        "_frag_limit",
         "_frag_size",
         "_limit",
         "_masked",
@@ -162,6 +165,7 @@ class FrameReader:
         masked: bool,
         # Limits
         max_size: int | None = 2**20,
+        max_fragments: int | None = None,
     ) -> None:
         self.on_text = on_text
         self.on_binary = on_binary
@@ -177,6 +181,8 @@ class FrameReader:
         self._frag: list[bytes] | None = None  # the fragments of a message so far
         self._frag_binary = False
         self._frag_size = 0
+        # Empty continuation frames cost nothing in bytes: their number is bounded too.
+        self._frag_limit = max_fragments if max_fragments is not None else 1 << 63
         self._closing = False
         self._done = False
         # No fragmented message open and not closing: a text frame is a message to hand on.
@@ -336,6 +342,8 @@ class FrameReader:
             self._frag_size += len(payload)
             if self._frag_size > self._limit:
                 raise self._stop(MessageTooBig(f"message exceeds {self._limit} bytes"))
+            if len(frag) > self._frag_limit:
+                raise self._stop(MessageTooBig(f"message in over {self._frag_limit} fragments"))
             if fin:
                 self._frag = None
                 self._plain = not self._closing
@@ -415,8 +423,9 @@ def close_payload(code: int, reason: str = "") -> bytes:
 def parse_close(payload: bytes) -> tuple[int, str]:
     """``(code, reason)`` of a close frame's body; ``(1005, "")`` when it is empty (§7.1.5).
 
-    Raises :class:`ProtocolViolation` for a 1-byte body or a code a peer may not send
-    (§7.4), :class:`InvalidData` when the reason is not UTF-8.
+    Raises :class:`ProtocolViolation` for a 1-byte body, a code a peer may not send
+    (§7.4: 0-999, 1004-1006, 1015, 1016-2999, 5000 and up) or a reason that is not UTF-8
+    (§5.5.1): a malformed close frame is a protocol error, answered with 1002.
     """
     if not payload:
         return CloseCode.NO_STATUS, ""
@@ -428,5 +437,5 @@ def parse_close(payload: bytes) -> tuple[int, str]:
     try:
         reason = bytes(payload[2:]).decode("utf-8")
     except UnicodeDecodeError:
-        raise InvalidData("close reason is not valid UTF-8") from None
+        raise ProtocolViolation("close reason is not valid UTF-8") from None
     return code, reason

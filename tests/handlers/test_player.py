@@ -142,7 +142,7 @@ async def test_prompts_on_dtmf_from_a_url(serve: Any, tmp_path: Path) -> None:
     start, end = heard_span(report.heard)
     # After the digit and before the next one: the prompt is fetched over HTTP first, so
     # how soon it starts depends on the machine's load, not on the player (no timing bound).
-    assert 0.3 <= start < 0.5
+    assert start >= 0.3
     # the second "1" (at 0.5 s) interrupted the first prompt and then played whole
     assert 0.5 + 0.4 <= end < 0.5 + 0.4 + 0.2
     [failed] = topics(report, "player.failed")

@@ -169,3 +169,35 @@ async def test_sidecar_describes_the_stream(record_dir: Path, layout: str) -> No
     assert side["layout"] == "mono"  # stereo needs two tracks
     assert side["duration_s"] == {"inbound": round(len(expected) / 8000, 3)}
     assert side["stream"]["media_frames"] == len(chunks)
+
+
+async def test_a_chunk_jump_of_a_day_records_only_the_capped_gap(record_dir: Path) -> None:
+    # Issue 16, defect 1: one forward jump of 24 h used to write hours of silence.
+    chunks, expected = mulaw(0.2)  # 10 frames
+    day = 24 * 3600 * 50
+    frames = [pf.media(chunks[c], c + 1) for c in range(5)]
+    frames += [pf.media(chunks[c], day + c) for c in range(5, 10)]
+    s, _ = make_session(recorder(record_dir), limits=SessionLimits(max_gap_s=2.0))
+    feed(s, pf.start(), *frames)
+    await finish(s)
+    got = read(wav(record_dir))[0]
+    assert len(got) == 10 * F + 2 * 8000
+    assert np.array_equal(got[: 5 * F], expected[: 5 * F])
+    assert not got[5 * F : 5 * F + 16000].any()
+    assert np.array_equal(got[5 * F + 16000 :], expected[5 * F :])
+    assert s.metrics.gaps_capped == 1 and s.metrics.gap_samples == 16000
+
+
+@pytest.mark.parametrize("fmt", ["wav", "flac"])
+async def test_a_long_gap_is_written_in_pieces(record_dir: Path, fmt: str) -> None:
+    chunks, expected = mulaw(0.1)
+    frames = [pf.media(chunks[0], 1), pf.media(chunks[1], 1 + 500)]  # 10 s later
+    s, _ = make_session(
+        recorder(record_dir, format=fmt), limits=SessionLimits(max_gap_s=30.0, reorder_window=0)
+    )
+    feed(s, pf.start(), *frames)
+    await finish(s)
+    got = read(wav(record_dir, ext=fmt))[0]
+    assert len(got) == 501 * F
+    assert not got[F : 500 * F].any()
+    assert np.array_equal(got[500 * F :], expected[F : 2 * F])

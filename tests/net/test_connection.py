@@ -13,6 +13,7 @@ from streamserver.metrics import Metrics
 from streamserver.net.batching import ReadBatcher, WriteCoalescer
 from streamserver.net.connection import Connection
 from streamserver.net.gate import Gate
+from streamserver.net.limits import ConnectionLimits
 from streamserver.net.state import TRANSITIONS, ConnState, Event, StateError, transition
 from streamserver.protocol.websocket import FrameReader, Opcode, client_frame, close_payload
 from streamserver.session import Route, SessionLimits
@@ -116,6 +117,7 @@ class Owner:
         self.reads = ReadBatcher(self.metrics, frames=2, min_streams=0)
         self.writes = WriteCoalescer(frames=1, min_streams=0, delay_s=0.03)
         self.max_message_bytes = 4096
+        self.conn_limits = ConnectionLimits()
         self.told: list[str] = []
 
     def connection_made(self, conn: Connection) -> None:

@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 from streamserver.protocol.websocket import (
     CloseCode,
     FrameReader,
-    InvalidData,
     MessageTooBig,
     Opcode,
     ProtocolViolation,
@@ -210,12 +209,40 @@ def test_close_payload_and_parse_close() -> None:
     assert parse_close(body) == (1008, "é" * 61)
     assert parse_close(b"") == (1005, "")
     assert parse_close(b"\x0f\xa0x") == (4000, "x")
-    for code in (999, 1004, 1005, 1006, 1015, 2999, 5000):
+    for code in (0, 999, 1004, 1005, 1006, 1015, 2999, 5000, 65535):
         with pytest.raises(ProtocolViolation):
             parse_close(code.to_bytes(2, "big"))
-    with pytest.raises(InvalidData) as exc:
-        parse_close(b"\x03\xe8\xff")
-    assert exc.value.code == 1007
+    with pytest.raises(ProtocolViolation):
+        parse_close(b"\x03")  # a 1-byte body
+    with pytest.raises(ProtocolViolation) as exc:
+        parse_close(b"\x03\xe8\xff")  # a reason that is not UTF-8: 1002 (§7.4)
+    assert exc.value.code == 1002
+
+
+def test_a_flood_of_empty_continuation_frames_is_refused() -> None:
+    got: list[Any] = []
+    reader = FrameReader(
+        on_text=got.append,
+        on_binary=got.append,
+        on_close=lambda c, r: None,
+        masked=True,
+        max_fragments=100,
+    )
+    reader.feed(client_frame(Opcode.TEXT, b"a", MASK, fin=False))
+    empty = client_frame(Opcode.CONTINUATION, b"", MASK, fin=False)
+    with pytest.raises(MessageTooBig):
+        reader.feed(empty * 1000)
+    assert reader.done and got == []
+    ok = FrameReader(
+        on_text=got.append,
+        on_binary=got.append,
+        on_close=lambda c, r: None,
+        masked=True,
+        max_fragments=100,
+    )
+    ok.feed(client_frame(Opcode.TEXT, b"a", MASK, fin=False) + empty * 98)
+    ok.feed(client_frame(Opcode.CONTINUATION, b"b", MASK))
+    assert got == [b"ab"]
 
 
 @settings(max_examples=400, deadline=None)
