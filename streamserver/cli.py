@@ -77,7 +77,8 @@ def _add_serve(sub: Any) -> None:
         "--handlers",
         metavar="LIST",
         help="comma-separated handlers for every route, e.g. recorder,echo "
-        "(names of installed handlers or module:Class)",
+        "(names of installed handlers or module:Class; like uvicorn, a module:Class is "
+        "imported from the current directory too)",
     )
     p.add_argument("--record-dir", metavar="DIR", help="where the recorder writes files")
     p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], type=str.upper)
@@ -139,12 +140,22 @@ def _serve_settings(args: argparse.Namespace) -> Settings:
     return settings
 
 
+def _import_from_cwd(settings: Settings) -> None:
+    """Let ``module:Class`` handler names import from the current directory, as uvicorn's
+    ``module:app`` does (a console script's ``sys.path`` does not include it)."""
+    if any(":" in h for route in settings.routes.values() for h in route.handlers):
+        cwd = os.getcwd()
+        if cwd not in sys.path and "" not in sys.path:
+            sys.path.insert(0, cwd)
+
+
 def _serve(args: argparse.Namespace) -> int:
     from .logs import setup_logging
     from .service import ListenError, StreamService
 
     try:
         settings = _serve_settings(args)
+        _import_from_cwd(settings)
         setup_logging(settings.server.log_level, settings.server.log_format)
         service = StreamService(settings)
     except (ConfigError, HandlerLoadError) as exc:

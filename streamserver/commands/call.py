@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
 from ._common import API_EPILOG, UsageError, api_parent, fail, print_json, print_table, run_api
+from .call_record import add_record_parser
 
 if TYPE_CHECKING:
     from ..rest import AsyncPlivoClient
@@ -28,6 +29,7 @@ _DESCRIPTION = "Place a phone call through the Plivo Voice API and stream its au
 _EPILOG = f"""\
 examples:
   streamserver call --to 14155550100 --from 14155550123 --stream-url
+  streamserver call record start CALL_UUID      # Plivo records the call (see: call record -h)
   streamserver call --to 14155550100 --from 14155550123 --answer-url https://app.example.com/answer
   streamserver call --to 14155550100 --from 14155550123 --stream-url --config my.toml
   streamserver call --to 14155550100 --from 14155550123 \\
@@ -69,10 +71,10 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         parents=[api_parent()],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--to", required=True, metavar="NUMBER", help="destination (a<b for several)")
+    p.add_argument("--to", metavar="NUMBER", help="destination (a<b for several); required")
     p.add_argument("--from", dest="from_", metavar="NUMBER", help="caller id")
-    how = p.add_mutually_exclusive_group(required=True)
-    how.add_argument("--answer-url", metavar="URL", help="your answer XML URL")
+    how = p.add_mutually_exclusive_group()
+    how.add_argument("--answer-url", metavar="URL", help="your answer XML URL (or --stream-url)")
     how.add_argument(
         "--stream-url",
         nargs="?",
@@ -90,6 +92,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument("--control-url", metavar="URL", help=f"control app URL (${CONTROL_URL_ENV})")
     p.add_argument("--config", "-c", metavar="FILE", help="config file with a [control] table")
     p.set_defaults(func=call_main)
+    # `call record start|stop CALL_UUID`: optional, so that `call --to ...` stays as it is.
+    add_record_parser(p.add_subparsers(dest="call_command", metavar="{record}"))
 
 
 def control_url_from(config: str | None) -> str | None:
@@ -151,6 +155,9 @@ def _answer_and_hangup(args: argparse.Namespace) -> tuple[str, str | None]:
 
 async def call_main(args: argparse.Namespace) -> int:
     """Run ``streamserver call``."""
+    if not args.to or (args.answer_url is None and args.stream_url is None):
+        fail("call", "--to and one of --answer-url or --stream-url are required")
+        return 2
     from_ = args.from_ or os.environ.get("PLIVO_FROM_NUMBER")
     if not from_:
         fail("call", "--from is required (or set PLIVO_FROM_NUMBER)")

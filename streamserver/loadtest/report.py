@@ -10,7 +10,7 @@ from typing import Any
 from .results import LevelResult, RunResult
 from .stats import LatencySummary
 
-__all__ = ["markdown", "one_line", "to_json", "write_outputs"]
+__all__ = ["markdown", "one_line", "read_batching_note", "to_json", "write_outputs"]
 
 
 def _json_default(obj: Any) -> Any:
@@ -185,15 +185,7 @@ def markdown(result: RunResult, images: list[Path] | None = None) -> str:
         lines.append("")
         batching = [lv for lv in sub.levels if lv.server_read_batched_max is not None]
         if batching:
-            lines.append(
-                "Read batching (streamserver's `[session] read_batch_frames`): "
-                + "; ".join(
-                    f"{lv.streams} streams: up to {lv.server_read_batched_max} batched, "
-                    f"{_opt(lv.server_read_batch_stalls)} stall releases"
-                    for lv in batching
-                )
-                + "."
-            )
+            lines.append(read_batching_note(batching))
             lines.append("")
         for lv in sub.levels:
             if lv.failures or lv.errors or (lv.recordings and lv.recordings.problems):
@@ -219,3 +211,27 @@ def markdown(result: RunResult, images: list[Path] | None = None) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def read_batching_note(levels: list[LevelResult]) -> str:
+    """streamserver's read batching in plain words (``[session] read_batch_frames``)."""
+    parts = []
+    for lv in levels:
+        most = lv.server_read_batched_max or 0
+        paused = lv.server_read_batch_stalls or 0
+        if most == 0:
+            parts.append(
+                f"at {lv.streams} streams it was not used (the server was not busy enough)"
+            )
+        else:
+            parts.append(
+                f"at {lv.streams} streams up to {most} streams at a time were read that way, and "
+                f"{paused} time{'s' if paused != 1 else ''} a stream that paused went back to "
+                "being read frame by frame"
+            )
+    return (
+        "Read batching: when busy, streamserver reads a listen-only stream two frames per "
+        "wake-up instead of one, to save CPU (`[session] read_batch_frames`); "
+        + "; ".join(parts)
+        + "."
+    )

@@ -7,10 +7,12 @@ bundled speech samples; the emulator fetches the control app's ``/answer`` (sign
 ``<Stream>`` sends the call audio to the server in real time; the echo plays it back and the
 emulator records what the caller heard. Stream upgrades and callbacks are signed and
 verified. Afterwards the summary shows each call, its stream's numbers, the recording, what
-the caller heard (saved as WAV) and any transcript. Nothing leaves the loopback interface
+the caller heard (saved as WAV) and any transcript beside the sample's script with its word
+error rate (``script.py``), then what those numbers mean. Nothing leaves the loopback interface
 and no Plivo account is needed.
 
-Output (``--out``, default ``./demo-output``)::
+Output (``--out``, default ``./demo-output``; each run first removes the previous run's
+``recordings/``, ``heard/`` and ``summary.json``, and nothing else)::
 
     recordings/{call_id}/{stream_id}.inbound.wav   what the server recorded (+ .json sidecar)
     heard/{call_id}.wav                            what the caller heard (the echo)

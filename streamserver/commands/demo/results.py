@@ -78,6 +78,11 @@ class CallResult:
     echo_rtt_p50_ms: float | None = None
     echo_rtt_max_ms: float | None = None
     transcripts: list[str] = field(default_factory=list)
+    #: What the sample says, and the transcript's word errors against it (None: no transcript).
+    script: str = ""
+    word_errors: int | None = None
+    script_words: int = 0
+    word_error_rate: float | None = None
     callbacks: list[str] = field(default_factory=list)
     callbacks_live: list[str] = field(default_factory=list)
 

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import math
+import shutil
 import sys
 import time
 from dataclasses import asdict
@@ -20,9 +21,10 @@ from ...handler import ENTRY_POINT_GROUP, HandlerLoadError, HandlerSpec
 from ...service import StreamService
 from ...settings import RouteSettings, Settings, load_settings
 from .results import CallResult, DemoResult, StreamResult, StreamStats
+from .script import SAMPLE_SCRIPTS, word_errors
 from .summary import Progress
 
-__all__ = ["DEMO_CALLS", "DEMO_FROM", "ROUTE", "demo_settings", "run_demo"]
+__all__ = ["DEMO_CALLS", "DEMO_FROM", "OUTPUTS", "ROUTE", "demo_settings", "run_demo"]
 
 #: (destination, what the callee says) for each demo call, in order.
 DEMO_CALLS = (
@@ -228,9 +230,20 @@ async def run_demo(
     return result
 
 
+#: What a run writes under --out; each run removes the previous run's first, so that
+#: summary.json always describes exactly the folders beside it.
+OUTPUTS = ("recordings", "heard", "summary.json")
+
+
 def _prepare(out: Path) -> Path:
     out = out.resolve()
     out.mkdir(parents=True, exist_ok=True)
+    for name in OUTPUTS:
+        path = out / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
     return out
 
 
@@ -290,6 +303,11 @@ def _from_server(
         res.handler_drops = int(stats.get("handler_dropped_samples", 0))
         res.transcripts = list(seen.transcripts)
         res.callbacks_live = list(seen.callbacks)
+    res.script = SAMPLE_SCRIPTS.get(res.sample, "")
+    if res.script and res.transcripts:
+        errors = word_errors(res.script, " ".join(res.transcripts))
+        res.word_errors, res.script_words = errors
+        res.word_error_rate = round(errors.rate, 3)
     res.callbacks = [
         cb.event or cb.kind
         for cb in callbacks

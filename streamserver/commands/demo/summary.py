@@ -7,9 +7,9 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-from .results import DemoResult
+from .results import CallResult, DemoResult
 
-__all__ = ["Progress", "format_summary"]
+__all__ = ["LEGEND", "Progress", "format_summary"]
 
 
 class Progress:
@@ -54,6 +54,42 @@ def _rel(path: str) -> str:
     return path
 
 
+#: The words of the summary, explained once at its end.
+LEGEND = """\
+what the numbers mean:
+  frames     the call audio travels in 20 ms pieces: "sent" by the (emulated) phone
+             network, "received" by the server; the two should match
+  gaps       frames that never arrived (the recorder fills each with 20 ms of silence)
+  dropped    audio a handler was too slow to take and lost (should be 0)
+  echo       the echo handler plays the audio straight back; round trip is how long a
+             frame took to come back to the caller
+  callbacks  Plivo's webhooks (stream started/stopped, hangup); "delivered during the
+             stream" means the server passed it to the call's handlers while it was live
+  word error rate  the share of the script's words the transcript got wrong (0 % is
+             perfect; the small offline recogniser mishears some words of these
+             synthetic 8 kHz voices, so a few errors are expected)
+  event loop delay  the longest the server was late to react to anything; below ~20 ms
+             no audio waits; one spike (loading the transcriber model, say) loses nothing"""
+
+
+def _transcript_lines(c: CallResult, transcriber: str) -> list[str]:
+    lines = []
+    if c.script:
+        lines.append(f'  script    "{c.script}"')
+    if c.transcripts:
+        said = " ".join(c.transcripts)
+        score = ""
+        if c.word_error_rate is not None:
+            score = (
+                f"  (word error rate {c.word_error_rate:.0%}: "
+                f"{c.word_errors} of {c.script_words} words wrong)"
+            )
+        lines.append(f'  heard as  "{said}"{score}')
+    elif transcriber == "on":
+        lines.append("  heard as  (no transcript)")
+    return lines
+
+
 def format_summary(result: DemoResult) -> str:
     """The human-readable summary printed at the end."""
     lines = [
@@ -70,7 +106,7 @@ def format_summary(result: DemoResult) -> str:
             lines.append("  no stream was started")
             continue
         lines.append(
-            f"  stream    {c.stream_id}: {c.stream_duration_s:.1f} s, "
+            f"  stream    {c.stream_id}: {c.stream_duration_s:.1f} s; "
             f"{c.frames_sent} frames sent, {c.server_frames} received, "
             f"{c.gaps} gaps, {c.handler_drops} samples dropped"
             + ("" if c.stream_ok else f"  PROBLEM: {'; '.join(c.stream_errors) or 'not ok'}")
@@ -80,18 +116,19 @@ def format_summary(result: DemoResult) -> str:
         if not c.recordings:
             lines.append("  recorded  nothing (PROBLEM)")
         if c.heard_path:
-            rms = "silence" if c.heard_rms_dbfs is None else f"RMS {c.heard_rms_dbfs} dBFS"
+            rms = "silence" if c.heard_rms_dbfs is None else f"loudness {c.heard_rms_dbfs} dBFS"
             echo = (
                 f"echo of {c.echo_frames}/{c.frames_sent} frames, round trip "
-                f"p50 {c.echo_rtt_p50_ms} ms, max {c.echo_rtt_max_ms} ms"
+                f"median {c.echo_rtt_p50_ms} ms, longest {c.echo_rtt_max_ms} ms"
                 if c.echo_frames
                 else "no echo heard (PROBLEM)"
             )
-            lines.append(f"  heard     {_rel(c.heard_path)}: {c.heard_s:.2f} s, {rms}; {echo}")
-        for text in c.transcripts:
-            lines.append(f'  said      "{text}"')
+            lines.append(
+                f"  caller    heard {_rel(c.heard_path)}: {c.heard_s:.2f} s, {rms}; {echo}"
+            )
+        lines += _transcript_lines(c, result.transcriber)
         if c.callbacks:
-            live = f" ({', '.join(c.callbacks_live)} reached the live stream)"
+            live = f" ({', '.join(c.callbacks_live)} delivered during the stream)"
             lines.append(f"  callbacks {', '.join(c.callbacks)}{live if c.callbacks_live else ''}")
     lines.append("")
     cb = result.callbacks
@@ -103,7 +140,10 @@ def format_summary(result: DemoResult) -> str:
     )
     lines.append(f"transcriber: {result.transcriber}")
     lines.append(f"server event loop: longest delay {result.loop_lag_max_ms:.1f} ms")
-    lines.append(f"output: {_rel(result.out)}/ (summary.json, recordings/, heard/)")
+    lines.append(
+        f"output: {_rel(result.out)}/ (summary.json, recordings/, heard/; replaced on every run)"
+    )
+    lines += ["", LEGEND]
     if result.error:
         lines.append(f"PROBLEM: {result.error}")
     elif not result.ok:
