@@ -63,10 +63,16 @@ class Terminals:
 
     def run(self, snip: Snippet, code: str) -> None:
         lines = [ln for ln in code.splitlines() if ln.strip()]
-        body = []
+        body: list[str] = []
         for ln in lines:
             m = re.match(r"\s*export (\w+)=\.\.\.(\s|$)", ln)
             if m:
+                setup = [b for b in body if re.match(r"\s*(\.|source|export)\s", b)]
+                if len(setup) < len(body):
+                    # The id comes from a command earlier in this block: run that part first,
+                    # as the reader would, and keep its environment for the rest.
+                    self.finish(snip, "set -e\n" + "\n".join(body))
+                    body = setup
                 assert self.last_uuid, f"{snip.where}: nothing printed an id before {ln!r}"
                 ln = f"export {m.group(1)}={self.last_uuid}"
             body.append(ln)
