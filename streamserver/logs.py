@@ -1,18 +1,57 @@
 """Logging set-up: readable text lines or one JSON object per line.
 
 Per-stream loggers carry ``call_id`` and ``stream_id``; both formats show them when set.
+
+Strings from the network (a DTMF digit, a track name, a callback's ``CallUUID``) go through
+:func:`clean` where they are logged: control characters are escaped, so a newline cannot
+start a forged line, and the length is bounded. The text formatter escapes what is left in
+the message as a second line of defence (JSON lines escape by construction).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["LogBudget", "setup_logging"]
+__all__ = ["LogBudget", "clean", "setup_logging"]
+
+#: Characters that could end or rewrite a log line: C0 controls, DEL, C1 controls and the
+#: Unicode line and paragraph separators.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(match: re.Match[str]) -> str:
+    ch = match.group()
+    named = _NAMED.get(ch)
+    if named is not None:
+        return named
+    return f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}"
+
+
+def clean(value: object, limit: int = 120) -> str:
+    """``value`` as a string that is safe in a text log line: control characters escaped
+    (``\\n``, ``\\x1b``, ...), cut to ``limit`` characters with the number left off.
+
+    For what the network sent (digits, track names, ids, callback fields); ``None`` is
+    ``"-"``. Cheap when there is nothing to do: one regex search.
+    """
+    if value is None:
+        return "-"
+    text = value if isinstance(value, str) else str(value)
+    cut = len(text) - limit
+    if cut > 0:
+        text = text[:limit]
+    if _UNSAFE.search(text) is not None:
+        text = _UNSAFE.sub(_escape, text)
+    return f"{text}...(+{cut} chars)" if cut > 0 else text
 
 
 class LogBudget:
@@ -85,10 +124,10 @@ class _TextFormatter(logging.Formatter):
         stream_id = getattr(record, "stream_id", None)
         if stream_id and stream_id != "-":
             ids = f" [{stream_id[:8]}]"
-        line = (
-            f"{ts}.{int(record.msecs):03d} {record.levelname:<7} {record.name}{ids}: "
-            f"{record.getMessage()}"
-        )
+        msg = record.getMessage()
+        if _UNSAFE.search(msg) is not None:
+            msg = _UNSAFE.sub(_escape, msg)  # one record is one line, whatever slipped through
+        line = f"{ts}.{int(record.msecs):03d} {record.levelname:<7} {record.name}{ids}: {msg}"
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
         return line

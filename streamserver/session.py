@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import msgspec
 import numpy as np
 
 from . import audio
@@ -37,14 +38,23 @@ from .handler import (
     StopReason,
     StreamContext,
 )
-from .logs import LogBudget
+from .logs import LogBudget, clean
 from .metrics import Metrics
 from .observer import StreamObserver
 from .ordering import Ordering, OrderStats, TrackOrder
 from .playback import Playback
 from .protocol import detect, plivo
 from .protocol.dialect import Dialect
-from .protocol.events import ClearedAudio, Dtmf, Media, PlayedStream, Start, Stop, Unknown
+from .protocol.events import (
+    DTMF_DIGITS,
+    ClearedAudio,
+    Dtmf,
+    Media,
+    PlayedStream,
+    Start,
+    Stop,
+    Unknown,
+)
 from .protocol.neutral import AnyEvent, Connected, ProviderError
 from .protocol.websocket import CloseCode
 from .runner import HandlerRunner, StreamHandlers
@@ -57,6 +67,9 @@ log = logging.getLogger("streamserver.session")
 #: Ids become path parts (recordings): every id a real provider sends (Plivo uuids, Twilio
 #: ``MZ…``/``CA…``, Telnyx ``v3:AbC…_dEf-…``, Exotel hex) and nothing that could leave a
 #: directory: no ``/``, ``\``, NUL or leading dot, no ``..``, at most 256 characters.
+#: One key of the DTMF alphabet (``a-d`` are taken as ``A-D``); anything else is invalid.
+_DTMF_OK = frozenset(DTMF_DIGITS + DTMF_DIGITS[12:].lower())
+_DTMF_LOWER = frozenset(DTMF_DIGITS[12:].lower())
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,255}\Z")
 
 
@@ -391,7 +404,9 @@ class Session:
 
     def _bad_media(self, media: Media) -> None:
         if media.track not in self._tracks:
-            self._invalid("track", f"media for track {media.track!r} not announced in start")
+            self._invalid(
+                "track", f"media for track {clean(media.track, 32)!r} not announced in start"
+            )
         else:
             self._invalid("audio", f"L16 payload of odd length {len(media.payload)}")
 
@@ -416,7 +431,10 @@ class Session:
             return  # the provider's hello before 'start': nothing a stream needs
         if type(event) is ProviderError:
             self.logger.warning(
-                "provider reports an error: %s %s: %s", event.code, event.title, event.detail
+                "provider reports an error: %s %s: %s",
+                clean(event.code, 32),
+                clean(event.title),
+                clean(event.detail, 300),
             )
             return
         if type(event) is Start:
@@ -429,7 +447,7 @@ class Session:
             self.unknown_events += 1
             self.metrics.events_unknown += 1
             if self.unknown_events == 1:
-                self.logger.info("ignoring unknown event %r", event.event)
+                self.logger.info("ignoring unknown event %r", clean(event.event, 64))
             if self.started:
                 self.handlers.push(event)
             return
@@ -438,9 +456,19 @@ class Session:
             self._violation(f"{name} before start: the first event must be 'start'")
             return
         if type(event) is Dtmf:
+            if event.digit not in _DTMF_OK:
+                self._invalid("dtmf", f"dtmf digit {clean(event.digit, 16)!r} is not 0-9*#A-D")
+                return
+            if event.digit in _DTMF_LOWER:  # a-d: the alphabet's letters in the other case
+                event = msgspec.structs.replace(event, digit=event.digit.upper())
             self.metrics.dtmf_received += 1
             self._logs.log(
-                self.logger, logging.INFO, "dtmf", "dtmf %r on %s", event.digit, event.track
+                self.logger,
+                logging.INFO,
+                "dtmf",
+                "dtmf %s on %s",
+                event.digit,
+                clean(event.track, 32),
             )
             self.handlers.push(event)
             if self.observer is not None:
@@ -543,7 +571,7 @@ class Session:
             start.account_id or "-",
             self.route.path,
             fmt.content_type,
-            ",".join(start.tracks),
+            clean(",".join(start.tracks), 64),
             ",".join(r.spec.name for r in self.runners) or "-",
             self.peer,
         )

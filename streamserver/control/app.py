@@ -18,6 +18,7 @@ from starlette.routing import Route
 
 from ..asgi import AsgiHandoff, AsgiServer, url_host
 from ..handler import BusEvent
+from ..logs import clean
 from ..rest import xml
 from ..signature import HEADER_MA_V3, HEADER_NONCE_V3, HEADER_V3, NonceCache, verify_v3
 from .settings import ControlSettings
@@ -261,11 +262,11 @@ class ControlApp:
             self.metrics.callbacks["rejected"] += 1
             log.warning(
                 "rejected %s %s from %s: %s%s",
-                request.method,
-                request.url.path,
+                clean(request.method, 16),
+                clean(request.url.path),
                 request.client.host if request.client else "?",
                 problem,
-                f" (checked over {self.public_url}{request.url.path}: is control.public_url "
+                f" (checked over {self.public_url}{clean(request.url.path)}: is control.public_url "
                 "the URL Plivo calls?)"
                 if problem == "signature mismatch"
                 else "",
@@ -291,10 +292,10 @@ class ControlApp:
         self.metrics.callbacks["answer"] += 1
         log.info(
             "answer for call %s (%s -> %s): stream to %s",
-            params.get("CallUUID", "-"),
-            params.get("From", "-"),
-            params.get("To", "-"),
-            override or self.stream_url,
+            clean(params.get("CallUUID")),
+            clean(params.get("From"), 40),
+            clean(params.get("To"), 40),
+            clean(override or self.stream_url, 300),
         )
         return Response(document, media_type="application/xml")
 
@@ -358,27 +359,27 @@ class ControlApp:
             error = params.get("Error")
             log.info(
                 "stream %s of call %s: %s%s",
-                stream_id or "-",
-                call_uuid or "-",
-                event or "status",
-                f" ({error})" if error else "",
+                clean(stream_id or None),
+                clean(call_uuid or None),
+                clean(event or "status", 40),
+                f" ({clean(error, 300)})" if error else "",
             )
         elif kind == "hangup":
             log.info(
                 "call %s ended: %s (%s, %s) after %s s",
-                call_uuid,
-                params.get("HangupCauseName") or params.get("HangupCause") or "-",
-                params.get("HangupCauseCode", "-"),
-                params.get("HangupSource", "-"),
-                params.get("Duration", "-"),
+                clean(call_uuid),
+                clean(params.get("HangupCauseName") or params.get("HangupCause"), 64),
+                clean(params.get("HangupCauseCode"), 16),
+                clean(params.get("HangupSource"), 32),
+                clean(params.get("Duration"), 16),
             )
         else:
             log.info(
                 "recording %s of call %s ready: %s (%s ms)",
-                _first(params, "recording_id", "RecordingID"),
-                call_uuid or "-",
-                _first(params, "record_url", "RecordUrl") or "-",
-                _first(params, "recording_duration_ms", "RecordingDurationMs") or "-",
+                clean(_first(params, "recording_id", "RecordingID")),
+                clean(call_uuid or None),
+                clean(_first(params, "record_url", "RecordUrl") or None, 300),
+                clean(_first(params, "recording_duration_ms", "RecordingDurationMs") or None, 16),
             )
 
     async def _streams(self, request: Request) -> Response:

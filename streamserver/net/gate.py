@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
-from ..logs import LogBudget
+from ..logs import LogBudget, clean
 from ..metrics import Metrics
 from ..session import Route
 from ..signature import HEADER_TWILIO, TwilioUpgradeVerifier, UpgradeVerifier, VerifyResult
@@ -133,7 +133,7 @@ class Gate:
                     "rejected_signature",
                     "rejecting connection from %s to %s: signature check failed (%s)",
                     peer,
-                    path,
+                    clean(path),
                     result.reason,
                 )
                 return Reply(403, f"signature check failed: {result.reason}\n")
@@ -180,6 +180,6 @@ class Gate:
         key = (url, header)
         if key not in self._forms_logged:
             self._forms_logged.add(key)
-            log.info("signature verified: %s matched URL form %s", header, url)
+            log.info("signature verified: %s matched URL form %s", header, clean(url, 300))
         else:
-            log.debug("signature verified: %s matched URL form %s", header, url)
+            log.debug("signature verified: %s matched URL form %s", header, clean(url, 300))

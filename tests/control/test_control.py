@@ -439,3 +439,22 @@ def test_documented_defaults_are_the_real_defaults() -> None:
     repo = Path(__file__).resolve().parents[2]
     settings = load_settings(repo / "config" / "streamserver.toml", environ={})
     assert load_control_settings(settings) == ControlSettings()
+
+
+async def test_callback_fields_cannot_forge_log_lines(
+    make_settings: Callable[..., Settings], caplog: pytest.LogCaptureFixture
+) -> None:
+    # Issue 16, defect 7: CallUUID / HangupCause were logged raw.
+    forged = {
+        "CallUUID": CALL + "\nERROR streamserver: FORGED LINE",
+        "HangupCause": "NORMAL_CLEARING\r\nERROR forged" + "x" * 60_000,
+    }
+    async with control_app(make_settings) as (_, app):
+        async with httpx.AsyncClient() as http:
+            url = app.callback_url("hangup")
+            with caplog.at_level("INFO", "streamserver.control"):
+                r = await post(http, url, forged)
+    assert r.status_code == 200
+    (line,) = [r.getMessage() for r in caplog.records if "ended" in r.getMessage()]
+    assert "\n" not in line and "\r" not in line and "\\nERROR" in line
+    assert len(line) < 1000
