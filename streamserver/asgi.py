@@ -1,7 +1,10 @@
 """Serve a small ASGI app (Starlette) on uvicorn inside the current event loop.
 
 Used by the control app beside the stream server and by the local Plivo emulator. It
-installs no signal handlers: the program around it owns signals.
+installs no signal handlers: the program around it owns signals. Every connection is
+bounded by :class:`HttpLimits`: a deadline for the request head and one for the body, a
+keep-alive idle time, a head size and a connection cap (a slow or idle client cannot hold
+the process's file descriptors or its loop).
 """
 
 from __future__ import annotations
@@ -10,15 +13,108 @@ import asyncio
 import contextlib
 import ipaddress
 import socket
-from collections.abc import Generator
+from collections.abc import Generator, MutableMapping
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
+import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.server import ServerState
 
-__all__ = ["AsgiHandoff", "AsgiServer", "url_host"]
+__all__ = ["AsgiHandoff", "AsgiServer", "HttpLimits", "is_loopback", "url_host"]
+
+
+@dataclass(frozen=True)
+class HttpLimits:
+    """Bounds on every HTTP connection; ``None`` disables one.
+
+    ``header_timeout_s``: the request head must arrive within it (from the connection, or
+    from the end of the previous response on a kept-alive one), else 408 and close;
+    ``body_timeout_s``: then the whole body within this much more, else close;
+    ``keep_alive_s``: an idle kept-alive connection is closed after it;
+    ``max_connections``: past it a new connection gets 503 and is closed at once;
+    ``max_header_bytes``: a bigger request head is refused (h11's 400/431).
+    """
+
+    # Timeouts
+    header_timeout_s: float | None = 10.0
+    body_timeout_s: float | None = 30.0
+    keep_alive_s: float = 5.0
+    # Limits
+    max_connections: int | None = 256
+    max_header_bytes: int = 16384
+
+
+_408 = b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+_503 = (
+    b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\n"
+    b"content-length: 26\r\nconnection: close\r\n\r\ntoo many HTTP connections\n"
+)
+
+
+def bounded_protocol(
+    limits: HttpLimits, rejected: MutableMapping[str, int] | None = None
+) -> type[H11Protocol]:
+    """uvicorn's HTTP/1.1 protocol with :class:`HttpLimits`' deadlines and connection cap;
+    ``rejected[reason]`` counts what they cut (``header_timeout``, ``body_timeout``,
+    ``max_connections``)."""
+    counts: MutableMapping[str, int] = rejected if rejected is not None else {}
+
+    class _Bounded(H11Protocol):
+        _deadline: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            cap = limits.max_connections
+            if cap is not None and len(self.connections) >= cap:
+                self.transport = transport  # connection_lost() closes it
+                counts["max_connections"] = counts.get("max_connections", 0) + 1
+                transport.write(_503)
+                transport.close()
+                return
+            super().connection_made(transport)
+            self._arm(limits.header_timeout_s, self._head_late)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._arm(None, self._head_late)
+            if self not in self.connections:  # refused in connection_made
+                return
+            super().connection_lost(exc)
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._arm(limits.header_timeout_s, self._head_late)  # the next request's head
+
+        def _arm(self, delay: float | None, fn: Any) -> None:
+            if self._deadline is not None:
+                self._deadline.cancel()
+                self._deadline = None
+            if delay is not None and not self.transport.is_closing():
+                self._deadline = asyncio.get_running_loop().call_later(delay, fn)
+
+        def _head_late(self) -> None:
+            self._deadline = None
+            state = self.conn.their_state
+            if state is h11.SEND_BODY:
+                self._arm(limits.body_timeout_s, self._body_late)
+            elif self.cycle is None or self.cycle.response_complete:
+                self._cut("header_timeout", _408)  # no (next) request head in time
+            # else: the request arrived whole and the app is still answering it
+
+        def _body_late(self) -> None:
+            self._deadline = None
+            if self.conn.their_state is h11.SEND_BODY:
+                self._cut("body_timeout", _408)
+
+        def _cut(self, reason: str, reply: bytes) -> None:
+            counts[reason] = counts.get(reason, 0) + 1
+            if not self.transport.is_closing():
+                if self.cycle is None or not self.cycle.response_started:
+                    self.transport.write(reply)
+                self.transport.close()
+
+    return _Bounded
 
 
 class _Server(uvicorn.Server):
@@ -65,11 +161,32 @@ def url_host(host: str) -> str:
     return host
 
 
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an address or ``localhost``, brackets allowed) is this machine only."""
+    host = host.strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 class AsgiServer:
     """Serve an ASGI app on ``host:port`` (0: any free port) until :meth:`aclose`."""
 
-    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        app: Any,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        limits: HttpLimits | None = None,
+        rejected: MutableMapping[str, int] | None = None,
+    ) -> None:
         self._app = app
+        self._limits = limits or HttpLimits()
+        self._rejected = rejected
         self._host = host
         self._port = port
         self._server: _Server | None = None
@@ -93,6 +210,9 @@ class AsgiServer:
             access_log=False,
             lifespan="off",
             ws="none",
+            http=bounded_protocol(self._limits, self._rejected),
+            timeout_keep_alive=int(self._limits.keep_alive_s) or 1,
+            h11_max_incomplete_event_size=self._limits.max_header_bytes,
             timeout_graceful_shutdown=2,
         )
         server = _Server(config)
@@ -135,17 +255,27 @@ class AsgiHandoff:
     over a socket whose request is for the app (the control app on a shared port) with
     :meth:`take`, and uvicorn's HTTP/1.1 protocol serves it from there (keep-alive too)."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(
+        self,
+        app: Any,
+        *,
+        limits: HttpLimits | None = None,
+        rejected: MutableMapping[str, int] | None = None,
+    ) -> None:
+        lim = limits or HttpLimits()
+        self._protocol = bounded_protocol(lim, rejected)
         self._config = uvicorn.Config(
             app, log_config=None, log_level="warning", access_log=False, lifespan="off",
-            ws="none", http="h11", proxy_headers=False,
+            ws="none", http=self._protocol, proxy_headers=False,
+            timeout_keep_alive=int(lim.keep_alive_s) or 1,
+            h11_max_incomplete_event_size=lim.max_header_bytes,
         )  # fmt: skip
         self._config.load()
         self._state = ServerState()
 
     def take(self, transport: asyncio.BaseTransport, data: bytes) -> None:
         """Serve the connection on ``transport``; ``data``: what was read from it so far."""
-        proto = H11Protocol(self._config, self._state, {})
+        proto = self._protocol(self._config, self._state, {})
         transport.set_protocol(proto)
         proto.connection_made(transport)  # type: ignore[arg-type]
         if data:

@@ -37,6 +37,7 @@ class Metrics:
         "callbacks",
         "close_codes",
         "connections_rejected",
+        "control_rejected",
         "decode_seconds",
         "doctor",
         "dtmf_received",
@@ -129,6 +130,8 @@ class Metrics:
         self.signature_checks: defaultdict[str, int] = defaultdict(int)
         # Control callbacks (control app)
         self.callbacks: defaultdict[str, int] = defaultdict(int)
+        # Control-app requests refused before the app saw them whole (reason)
+        self.control_rejected: defaultdict[str, int] = defaultdict(int)
 
     def retire(self, stream: StreamCounters) -> None:
         """Fold an ended stream's counters into the totals (idempotent)."""
@@ -350,6 +353,14 @@ class Metrics:
             "Provider callbacks received.",
             "kind",
             dict(self.callbacks),
+        )
+        labelled(
+            "control_rejected_total",
+            "counter",
+            "Control-app requests refused: header_timeout, body_timeout, max_connections, "
+            "body_too_large, unsigned, streams_not_local.",
+            "reason",
+            dict(self.control_rejected),
         )
         return "\n".join(out) + "\n"
 

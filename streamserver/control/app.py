@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import parse_qsl, urlsplit
@@ -16,9 +16,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from ..asgi import AsgiHandoff, AsgiServer, url_host
+from ..asgi import AsgiHandoff, AsgiServer, is_loopback, url_host
 from ..handler import BusEvent
-from ..logs import clean
+from ..logs import LogBudget, clean
 from ..rest import xml
 from ..signature import HEADER_MA_V3, HEADER_NONCE_V3, HEADER_V3, NonceCache, verify_v3
 from .settings import ControlSettings
@@ -62,6 +62,11 @@ class _BadRequest(Exception):
         self.status = status
         self.message = message
 
+    def response(self) -> Response:
+        # An unread body is not waited for: close the connection after the reply.
+        close = {"connection": "close"} if self.status == 413 else None
+        return PlainTextResponse(self.message + "\n", self.status, headers=close)
+
 
 def _first(params: Mapping[str, str], *names: str) -> str:
     for n in names:
@@ -69,6 +74,24 @@ def _first(params: Mapping[str, str], *names: str) -> str:
         if value:
             return value
     return ""
+
+
+async def _read_body(request: Request, limit: int, rejected: MutableMapping[str, int]) -> bytes:
+    """The body, refused with 413 by its ``Content-Length`` before a byte is read, or as
+    soon as what arrives passes ``limit`` (never more than ``limit`` + one chunk held)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.strip().isdigit() or int(declared) > limit):
+        rejected["body_too_large"] += 1
+        raise _BadRequest(413, f"request body over {limit} bytes")
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            rejected["body_too_large"] += 1
+            raise _BadRequest(413, f"request body over {limit} bytes")
+        parts.append(chunk)
+    return b"".join(parts)
 
 
 class ControlApp:
@@ -88,6 +111,7 @@ class ControlApp:
         tokens = [t for t in [plivo.auth_token, *plivo.extra_auth_tokens] if t]
         self._tokens = tokens if settings.verify_signatures else []
         self._nonces = NonceCache()
+        self._logs = LogBudget()  # a flood of refused requests: a few lines and a summary
         self._listeners: list[Callable[[Callback], None]] = []
         self._http: AsgiServer | None = None
         self.port = 0
@@ -103,7 +127,9 @@ class ControlApp:
         self.app = Starlette(routes=routes)
         self._handoff: AsgiHandoff | None = None
         if settings.shared:  # served on the stream server's port: it hands these paths over
-            self._handoff = AsgiHandoff(self.app)
+            self._handoff = AsgiHandoff(
+                self.app, limits=settings.http_limits, rejected=self.metrics.control_rejected
+            )
             server.http_app = self._handoff
             server.gate.http_paths = frozenset(r.path for r in routes if r.path != "/healthz")
 
@@ -122,6 +148,17 @@ class ControlApp:
     def public_url(self) -> str:
         """How Plivo reaches this app: ``[control] public_url``, else :attr:`base_url`."""
         return (self.settings.public_url or self.base_url).rstrip("/")
+
+    @property
+    def exposed(self) -> bool:
+        """Whether others than this machine may reach the app: its address (or the
+        server's, on a shared port) or its public URL is not loopback, and
+        ``open_access`` is off."""
+        if self.settings.open_access:
+            return False
+        host = self.server.settings.server.host if self.settings.shared else self.settings.host
+        public = urlsplit(self.public_url).hostname or ""
+        return not (is_loopback(host) and is_loopback(public))
 
     @property
     def answer_url(self) -> str:
@@ -165,7 +202,13 @@ class ControlApp:
         if s.shared:
             self.port = self.server.port
         else:
-            http = AsgiServer(self.app, s.host, int(s.port))
+            http = AsgiServer(
+                self.app,
+                s.host,
+                int(s.port),
+                limits=s.http_limits,
+                rejected=self.metrics.control_rejected,
+            )
             await http.start()  # raises OSError when the port cannot be bound
             self._http = http
             self.port = http.port
@@ -182,7 +225,15 @@ class ControlApp:
             self.stream_url,
             check,
         )
-        if not self._tokens:
+        if not self._tokens and self.exposed:
+            log.warning(
+                "control app: %s is not loopback and no signature is checked: unsigned "
+                "callbacks and /answer get 403 and /streams answers loopback clients only; "
+                "set plivo.auth_token (PLIVO_AUTH_TOKEN), or control.open_access = true to "
+                "accept them from anyone",
+                self.public_url,
+            )
+        elif not self._tokens:
             log.warning("control app: callbacks are accepted without checking who sent them")
         host = self.server.settings.server.host if s.shared else s.host
         if not self.server.settings.server.public_url and host != "127.0.0.1":
@@ -213,9 +264,7 @@ class ControlApp:
         """The request's parameters: the query for GET, the form body for POST."""
         if request.method == "GET":
             return {}
-        body = await request.body()
-        if len(body) > _MAX_BODY_BYTES:
-            raise _BadRequest(413, f"request body over {_MAX_BODY_BYTES} bytes")
+        body = await _read_body(request, _MAX_BODY_BYTES, self.metrics.control_rejected)
         if not body.strip():
             return {}
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -233,6 +282,12 @@ class ControlApp:
     def _verify(self, request: Request, body: Mapping[str, list[str]]) -> str | None:
         """Why the request's signature is not acceptable, or None when it is (or unchecked)."""
         if not self._tokens:
+            if self.exposed:
+                self.metrics.control_rejected["unsigned"] += 1
+                return (
+                    "unsigned request refused on a public address (set plivo.auth_token / "
+                    "PLIVO_AUTH_TOKEN, or control.open_access = true)"
+                )
             return None
         headers = request.headers
         offered = [v for v in (headers.get(HEADER_V3), headers.get(HEADER_MA_V3)) if v]
@@ -260,7 +315,10 @@ class ControlApp:
         problem = self._verify(request, body)
         if problem is not None:
             self.metrics.callbacks["rejected"] += 1
-            log.warning(
+            self._logs.log(
+                log,
+                logging.WARNING,
+                "rejected",
                 "rejected %s %s from %s: %s%s",
                 clean(request.method, 16),
                 clean(request.url.path),
@@ -280,7 +338,7 @@ class ControlApp:
         try:
             params = await self._read(request)
         except _BadRequest as exc:
-            return PlainTextResponse(exc.message + "\n", exc.status)
+            return exc.response()
         if params.get("Event") == "Hangup":
             # Without a hangup_url, Plivo sends the hangup callback to the answer URL.
             return self._deliver("hangup", params)
@@ -312,7 +370,7 @@ class ControlApp:
         try:
             params = await self._read(request)
         except _BadRequest as exc:
-            return PlainTextResponse(exc.message + "\n", exc.status)
+            return exc.response()
         return self._deliver(kind, params)
 
     def _deliver(self, kind: CallbackKind, params: dict[str, str]) -> Response:
@@ -383,6 +441,14 @@ class ControlApp:
             )
 
     async def _streams(self, request: Request) -> Response:
+        client = request.client.host if request.client else ""
+        if self.exposed and not is_loopback(client):
+            self.metrics.control_rejected["streams_not_local"] += 1
+            return PlainTextResponse(
+                "GET /streams answers loopback clients only on a public address "
+                "(control.open_access = true serves it to anyone)\n",
+                403,
+            )
         rows = []
         for session in self.server.active_sessions():
             if not session.started or session.ended:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, cast, get_args
 from urllib.parse import urlsplit
 
+from ..asgi import HttpLimits
 from ..config import ConfigError, read_table
 from ..rest import xml
 from ..settings import Settings
@@ -43,6 +44,21 @@ class ControlSettings:
     # Security and ops
     verify_signatures: bool = True
     streams_endpoint: bool = True
+    #: Serve unsigned callbacks and /streams to anyone on a non-loopback address.
+    open_access: bool = False
+    # Timeouts and limits of every connection (none: 0)
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
+    max_connections: int = 256
+
+    @property
+    def http_limits(self) -> HttpLimits:
+        """The bounds of each connection to the app (0 in a setting: that bound off)."""
+        return HttpLimits(
+            header_timeout_s=self.header_timeout_s or None,
+            body_timeout_s=self.body_timeout_s or None,
+            max_connections=self.max_connections or None,
+        )
 
     @property
     def shared(self) -> bool:
@@ -86,6 +102,9 @@ def load_control_settings(settings: Settings) -> ControlSettings:
             raise ConfigError("control.public_url: must not have a query or fragment")
     if cs.stream_timeout_s < 0:
         raise ConfigError("control.stream_timeout_s: must be >= 0 (0 = Plivo's default)")
+    for key in ("header_timeout_s", "body_timeout_s", "max_connections"):
+        if getattr(cs, key) < 0:
+            raise ConfigError(f"control.{key}: must be >= 0 (0 = no limit)")
     if cs.audio_track not in _AUDIO_TRACKS:
         raise ConfigError(
             f"control.audio_track: {cs.audio_track!r} is not one of {', '.join(_AUDIO_TRACKS)}"
