@@ -22,8 +22,9 @@ from typing import TYPE_CHECKING, Any, Literal
 from .control import ControlApp, load_control_settings
 from .handler import HandlerLoadError, HandlerSpec, installed_handlers
 from .net import StreamServer
+from .nonce_store import nonce_cache
 from .settings import ConfigError, Settings, check_handler_tables
-from .signature import NonceCache, UpgradeVerifier
+from .signature import UpgradeVerifier
 
 if TYPE_CHECKING:
     from .bus import Bus
@@ -162,7 +163,8 @@ class StreamService:
     def verify_upgrades(self, tokens: Sequence[str]) -> None:
         """Check stream upgrades' signatures over the URL the server is bound to (after
         :meth:`start`), for local runs whose public URL is not known in advance."""
-        self.server.verifier = UpgradeVerifier(list(tokens), self.server.url, NonceCache())
+        cache = nonce_cache(self.server.settings.server)
+        self.server.verifier = UpgradeVerifier(list(tokens), self.server.url, cache)
 
     async def aclose(self) -> None:
         """Drain the server (see ``drain_timeout_s``), then stop the control app."""

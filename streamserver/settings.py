@@ -60,6 +60,10 @@ class ServerSettings:
     drain_timeout_s: float = 30.0
     handler_stop_timeout_s: float = 10.0
     verify_signatures: bool = False
+    #: Where signed upgrades' nonces are kept across restarts ("" : in memory only).
+    nonce_dir: str = ".streamserver"
+    #: How long a nonce is remembered (a replay is refused), across restarts.
+    nonce_ttl_s: float = 86400.0
     log_level: str = "INFO"
     log_format: str = "text"
     #: Bytes queued for one peer before it is cut off (reading stops, 1008 unless it
@@ -369,6 +373,8 @@ def _validate(s: Settings) -> None:
     ):
         if getattr(sv, name) < 0:
             raise ConfigError(f"server.{name}: must be >= 0 (0 disables where noted)")
+    if sv.nonce_ttl_s <= 0:
+        raise ConfigError("server.nonce_ttl_s: must be > 0")
     if sv.log_level.upper() not in _LOG_LEVELS:
         raise ConfigError(f"server.log_level: {sv.log_level!r} is not one of {sorted(_LOG_LEVELS)}")
     sv.log_level = sv.log_level.upper()

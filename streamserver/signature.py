@@ -331,6 +331,28 @@ class NonceCache:
             self._expiry.popitem(last=False)
         return False
 
+    @property
+    def ttl_s(self) -> float:
+        """How long a nonce is remembered, in seconds of ``clock``."""
+        return self._ttl_s
+
+    def now(self) -> float:
+        """The cache's clock."""
+        return self._clock()
+
+    def remember(self, nonce: str, expires_at: float) -> None:
+        """Record ``nonce`` until ``expires_at`` (a cache restored from elsewhere); an
+        entry already past its expiry is ignored."""
+        if expires_at > self._clock() and nonce not in self._expiry:
+            self._expiry[nonce] = expires_at
+            while len(self._expiry) > self._max_items:
+                self._expiry.popitem(last=False)
+
+    def live(self) -> list[tuple[str, float]]:
+        """The nonces still remembered, with their expiry, oldest first."""
+        self._expire(self._clock())
+        return list(self._expiry.items())
+
     def _expire(self, now: float) -> None:
         expiry = self._expiry
         while expiry:

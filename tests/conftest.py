@@ -45,6 +45,7 @@ def make_settings(record_dir: Path) -> Callable[..., Settings]:
             environ=env,
             overrides={"server.host": "127.0.0.1", "server.port": 0, "server.gc_freeze": False},
         )
+        s.server.nonce_dir = str(record_dir.parent / "nonces")  # never the working directory
         for k, v in server.items():
             setattr(s.server, k, v)
         if routes is not None:

@@ -22,11 +22,12 @@ from ..audio import AudioFormat
 from ..handler import HandlerSpec, load_handler
 from ..logs import LogBudget
 from ..metrics import Metrics
+from ..nonce_store import nonce_cache
 from ..observer import StreamObserver
 from ..protocol.websocket import CloseCode
 from ..session import Route, Session, SessionLimits
 from ..settings import Settings
-from ..signature import NonceCache, TwilioUpgradeVerifier, UpgradeVerifier
+from ..signature import TwilioUpgradeVerifier, UpgradeVerifier
 from .batching import ReadBatcher, WriteCoalescer
 from .connection import CLOSE_TIMEOUT_S, Connection
 from .gate import Gate
@@ -116,7 +117,7 @@ class StreamServer:
             plivo, twilio = settings.plivo, settings.twilio
             tokens = [t for t in [plivo.auth_token, *plivo.extra_auth_tokens] if t]
             if tokens:
-                verifier = UpgradeVerifier(tokens, sv.public_url, NonceCache())
+                verifier = UpgradeVerifier(tokens, sv.public_url, nonce_cache(sv))
             tokens = [t for t in [twilio.auth_token, *twilio.extra_auth_tokens] if t]
             if tokens:
                 twilio_verifier = TwilioUpgradeVerifier(tokens, sv.public_url)
