@@ -78,8 +78,18 @@ class Calls:
             if not call.ended and call.runtime is not None:
                 call.runtime.request_end(SHUTDOWN)
         pending = [c.runtime.task for c in calls if c.runtime and c.runtime.task]
+        for call in list(calls):
+            # A dial still waiting for its CPS slot or ringing has nothing to clean up:
+            # cancel it rather than let thousands of them wake up one by one.
+            rt = call.runtime
+            if rt is not None and rt.task is not None and call.answer_time is None:
+                rt.task.cancel()
         if pending:
-            await asyncio.wait(pending, timeout=STOP_TIMEOUT_S)
+            _, late = await asyncio.wait(pending, timeout=STOP_TIMEOUT_S)
+            for task in late:
+                task.cancel()
+            if late:
+                await asyncio.wait(late, timeout=STOP_TIMEOUT_S)
 
     async def wait_call_ended(self, call_uuid: str, timeout_s: float = 30.0) -> Call:
         """Wait until the call has ended and its cleanup is done; return it."""

@@ -37,6 +37,11 @@ def _number_is(attr: str, wanted: str) -> Callable[[Call], bool]:
     return pred
 
 
+#: Destinations in one ``to`` (``a<b<c``). Our reference documents no limit for Plivo's bulk
+#: calls; one request creating thousands of calls is a mistake (or an attack) locally.
+MAX_DESTINATIONS = 100
+
+
 async def make_call(ctx: Ctx) -> Reply:
     """``POST Call/``"""
     p = ctx.params
@@ -45,6 +50,8 @@ async def make_call(ctx: Ctx) -> Reply:
     answer_url = p.url("answer_url", required=True)
     if not (NUMBER_RE.match(from_number) or SIP_RE.match(from_number)):
         raise ApiError(400, "invalid from number")
+    if to.count("<") >= MAX_DESTINATIONS:
+        raise ApiError(400, f"too many destinations: at most {MAX_DESTINATIONS} per request")
     destinations = [d.strip() for d in to.split("<")]
     if any(not d for d in destinations):
         raise ApiError(400, "invalid to: empty destination")

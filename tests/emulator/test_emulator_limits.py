@@ -1,0 +1,34 @@
+"""The emulator under a bulk request (issue 16): destinations capped, shutdown prompt."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from emulator_support import running
+from test_emulator_api import assert_error
+
+from streamserver.emulator.api.calls import MAX_DESTINATIONS
+
+
+async def test_too_many_destinations_get_a_plivo_shaped_400(tmp_path: Path) -> None:
+    async with running(tmp_path) as env:
+        ok = {"from": "+14155550100", "answer_url": env.hooks.url("/a")}
+        to = "<".join(f"1415556{i:04d}" for i in range(3000))
+        r = await env.http.post("Call/", json={**ok, "to": to})
+        assert_error(r, 400, f"too many destinations: at most {MAX_DESTINATIONS} per request")
+        assert (await env.http.get("Call/")).json()["meta"]["total_count"] == 0
+
+
+async def test_shutdown_cancels_pending_dials_at_once(tmp_path: Path) -> None:
+    # Calls waiting for their CPS slot are dropped on shutdown, not dialled one by one.
+    async with running(tmp_path, calls_per_second=1) as env:
+        env.hooks.xml["/a"] = '<Response><Wait length="30"/></Response>'
+        ok = {"from": "+14155550100", "answer_url": env.hooks.url("/a")}
+        to = "<".join(f"1415556{i:04d}" for i in range(MAX_DESTINATIONS))
+        for _ in range(30):  # 3,000 calls in all, 1 per second
+            r = await env.http.post("Call/", json={**ok, "to": to})
+            assert r.status_code == 201 and r.json()["message"] == "calls queued"
+        started = time.monotonic()
+        await env.emu.aclose()
+        assert time.monotonic() - started < 5.0
