@@ -9,7 +9,9 @@ plain function calls. Playback and checkpoints are :mod:`streamserver.playback`'
 session is the :class:`~streamserver.handler.StreamControl` its handlers' contexts use.
 
 Its states (AWAIT_START, STREAMING, ENDED) and their transitions are in
-:mod:`streamserver.session_state`.
+:mod:`streamserver.session_state`; what runs once per stream is beside it:
+:mod:`~streamserver.dialect_binding`, :mod:`~streamserver.stream_start`,
+:mod:`~streamserver.frame_faults`, :mod:`~streamserver.stream_report`.
 """
 
 from __future__ import annotations

@@ -55,6 +55,11 @@ CORE = (
     "streamserver.ordering",
     "streamserver.runner",
     "streamserver.session",
+    "streamserver.session_config",
+    "streamserver.dialect_binding",
+    "streamserver.stream_start",
+    "streamserver.frame_faults",
+    "streamserver.stream_report",
     "streamserver.handler",
 )
 #: What built-in handlers may import of ``streamserver`` (besides ``handlers.*`` itself and
