@@ -28,7 +28,8 @@ import msgspec
 import numpy as np
 import soundfile as sf
 
-from streamserver.audio import ENCODING_MULAW, silence_bytes, ulaw_decode
+from streamserver.audio import ENCODING_L16, ENCODING_MULAW, silence_bytes, ulaw_decode
+from streamserver.audio import decode as audio_decode
 from streamserver.audio import encode as audio_encode
 from streamserver.handler import AudioChunk, Gap, Handler, StopReason, StreamContext
 
@@ -229,6 +230,9 @@ class Recorder(Handler):
                 max((tr.pos for tr in self._tracks.values()), default=0) / self.ctx.sample_rate,
                 sum(tr.filled for tr in self._tracks.values()),
             )
+            if self.opts.write_sidecar:
+                # For whoever ships finished recordings (the service's storage upload).
+                self.publish("recording.finished", {"sidecar": str(self._sidecar)})
         elif not self._write_error_reported:
             self._raise_write_error()
 
@@ -319,6 +323,9 @@ class Recorder(Handler):
                 raw = b"".join(data)
                 if self._encoding == ENCODING_MULAW and not self._raw_ulaw_out:
                     raw = ulaw_decode(raw).astype("<i2", copy=False).tobytes()
+                elif self._encoding not in (ENCODING_MULAW, ENCODING_L16):
+                    # A-law, big-endian L16 (Telnyx): decoded once per flush, on this thread.
+                    raw = audio_decode(raw, self._encoding).astype("<i2", copy=False).tobytes()
                 elif self._encoding != ENCODING_MULAW and _BIG_ENDIAN:  # pragma: no cover
                     raw = np.frombuffer(raw, "<i2").astype(np.int16).tobytes()
                 f.write(raw)

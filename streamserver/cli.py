@@ -61,7 +61,22 @@ def _add_serve(sub: Any) -> None:
     p.add_argument("--record-dir", metavar="DIR", help="where the recorder writes files")
     p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], type=str.upper)
     p.add_argument("--log-format", choices=["text", "json"])
+    p.add_argument(
+        "--workers",
+        metavar="N|auto",
+        type=_workers_arg,
+        help="worker processes sharing the port (default 1; auto = usable cores)",
+    )
     p.set_defaults(func=_serve)
+
+
+def _workers_arg(value: str) -> int | str:
+    if value == "auto":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'auto', got {value!r}") from None
 
 
 def _serve_settings(args: argparse.Namespace) -> Settings:
@@ -70,6 +85,7 @@ def _serve_settings(args: argparse.Namespace) -> Settings:
         "server.port": args.port,
         "server.log_level": args.log_level,
         "server.log_format": args.log_format,
+        "server.workers": getattr(args, "workers", None),
         "handler.recorder.record_dir": args.record_dir,
     }
     settings = load_settings(args.config, overrides=overrides)
@@ -93,6 +109,12 @@ def _serve(args: argparse.Namespace) -> int:
     except (ConfigError, HandlerLoadError) as exc:
         print(f"streamserver: configuration error: {exc}", file=sys.stderr)
         return 2
+    from .supervisor import Supervisor, worker_count
+
+    workers = worker_count(settings.server.workers)
+    if workers > 1:
+        del service  # each worker builds its own after the fork
+        return Supervisor(settings, workers=workers, cpus=settings.server.worker_cpus).run()
 
     async def run() -> int:
         loop = asyncio.get_running_loop()
@@ -132,6 +154,7 @@ def _add_optional(sub: Any) -> None:
         "streamserver.commands.streams",
         "streamserver.commands.recordings",
         "streamserver.commands.demo",
+        "streamserver.commands.bus",
         "streamserver.loadtest.cli",
     ):
         try:

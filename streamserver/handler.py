@@ -165,6 +165,10 @@ class StreamControl(Protocol):
     def send_dtmf(self, digits: str) -> None:
         """Play DTMF tones into the call."""
 
+    def play_refused(self, what: str) -> None:
+        """A handler called ``what`` (``play``, ``checkpoint``, ...) on a one-way stream
+        (the stream doctor reports it, once)."""
+
     def publish(self, event: BusEvent) -> None:
         """Deliver ``event`` to every handler of the stream except its source."""
 
@@ -209,8 +213,11 @@ class StreamContext:
         route: str,
         bidirectional: bool,
         logger: logging.LoggerAdapter[logging.Logger],
+        provider: str = "plivo",
     ) -> None:
         self._control = control
+        #: the provider dialect of the stream: plivo, twilio, telnyx, exotel or vonage
+        self.provider = provider
         self.call_id = call_id
         self.stream_id = stream_id
         self.account_id = account_id
@@ -234,11 +241,14 @@ class StreamContext:
         """Live counters of the stream: frames, gaps, duplicates, handler drops..."""
         return self._control.summary()
 
-    def _require_bidirectional(self) -> None:
+    def _require_bidirectional(self, what: str = "play") -> None:
         if not self.bidirectional:
+            self._control.play_refused(what)
             raise NotBidirectionalError(
-                f"route {self.route!r} is not bidirectional; set bidirectional = true for it "
-                '(and bidirectional="true" in the <Stream> XML)'
+                f"this {self.provider} stream on route {self.route!r} is not bidirectional; "
+                "set bidirectional = true for the route and open the stream two-way "
+                '(Plivo: <Stream bidirectional="true">, Twilio: <Connect><Stream>; see '
+                "docs/providers.md)"
             )
 
     async def play(self, pcm: np.ndarray, rate: int | None = None) -> None:
@@ -252,11 +262,11 @@ class StreamContext:
 
     async def play_encoded(self, payload: bytes) -> None:
         """Send audio already encoded in the stream's format (e.g. forwarded bytes)."""
-        self._require_bidirectional()
+        self._require_bidirectional("play_encoded")
         await self._control.play_encoded(payload)
 
     def _play_encoded_refused(self, payload: bytes) -> None:
-        self._require_bidirectional()
+        self._require_bidirectional("play_encoded_nowait")
 
     def checkpoint(self, name: str) -> asyncio.Future[bool]:
         """Send a checkpoint after the audio queued so far.
@@ -264,17 +274,21 @@ class StreamContext:
         The future resolves to True when the provider reports it played (``playedStream``),
         and to False when the audio before it was cleared or the stream ended first.
         """
-        self._require_bidirectional()
+        self._require_bidirectional("checkpoint")
         return self._control.checkpoint(name)
 
     def clear(self) -> None:
         """Drop all queued, unplayed audio on the provider side (barge-in)."""
-        self._require_bidirectional()
+        self._require_bidirectional("clear")
         self._control.clear()
 
     def send_dtmf(self, digits: str) -> None:
-        """Play DTMF tones into the call."""
-        self._require_bidirectional()
+        """Play DTMF tones into the call.
+
+        Raises :class:`~streamserver.protocol.neutral.NotSupported` (a ``ValueError``) on
+        providers whose streams cannot send DTMF (all but Plivo).
+        """
+        self._require_bidirectional("send_dtmf")
         self._control.send_dtmf(digits)
 
     def count(self, handler: str, event: str, n: int = 1) -> None:

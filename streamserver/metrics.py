@@ -37,6 +37,7 @@ class Metrics:
         "close_codes",
         "connections_rejected",
         "decode_seconds",
+        "doctor",
         "dtmf_received",
         "duplicates",
         "events_unknown",
@@ -51,6 +52,7 @@ class Metrics:
         "handler_errors",
         "handler_events",
         "live",
+        "live_ids",
         "loop_lag_max_s",
         "loop_lag_s",
         "read_batch_stalls",
@@ -59,6 +61,7 @@ class Metrics:
         "started_at",
         "stop_reasons",
         "streams_active",
+        "streams_by_provider",
         "streams_read_batched",
         "streams_total",
     )
@@ -73,6 +76,12 @@ class Metrics:
         self.connections_rejected: defaultdict[str, int] = defaultdict(int)
         self.close_codes: defaultdict[int, int] = defaultdict(int)
         self.stop_reasons: defaultdict[str, int] = defaultdict(int)
+        #: started streams by dialect (plivo, twilio, ...)
+        self.streams_by_provider: defaultdict[str, int] = defaultdict(int)
+        #: the stream doctor's findings by kind (streamserver.doctor)
+        self.doctor: defaultdict[str, int] = defaultdict(int)
+        #: ids of the live streams (stream ids, route+call ids) -> how many hold them
+        self.live_ids: defaultdict[str, int] = defaultdict(int)
         # Frames. The receive counters are kept per stream (one attribute update per frame
         # instead of two): ``live`` holds the open streams, ``_closed`` the totals of the
         # ended ones, and the properties below add them up when read.
@@ -204,6 +213,20 @@ class Metrics:
             "Frames skipped as invalid.",
             "kind",
             dict(self.frames_invalid),
+        )
+        labelled(
+            "streams_by_provider_total",
+            "counter",
+            "Streams started, by provider dialect.",
+            "provider",
+            dict(self.streams_by_provider),
+        )
+        labelled(
+            "doctor_total",
+            "counter",
+            "Stream doctor findings (one-way play, duplicate stream, format, silence).",
+            "kind",
+            dict(self.doctor),
         )
         metric("events_unknown_total", "counter", "Unknown events ignored.", self.events_unknown)
         metric("dtmf_total", "counter", "DTMF events received.", self.dtmf_received)

@@ -19,7 +19,7 @@ import numpy as np
 from . import audio
 from .audio import AudioFormat
 from .metrics import Metrics
-from .protocol import plivo
+from .protocol.dialect import PLIVO, Dialect
 
 __all__ = ["Playback", "Sender"]
 
@@ -28,6 +28,7 @@ class Sender(Protocol):
     """What playback needs of the transport (a subset of ``session.Outlet``)."""
 
     def send_text(self, data: bytes, urgent: bool = True) -> None: ...
+    def send_binary(self, data: bytes, urgent: bool = True) -> None: ...
     def write_paused(self) -> bool: ...
     async def wait_writable(self) -> None: ...
 
@@ -42,10 +43,17 @@ class Playback:
     __slots__ = (
         "_checkpoints",
         "_clear_epoch",
+        "_dialect",
+        "_encode_play",
         "_metrics",
+        "_names",
         "_on_stuck",
         "_outlet",
+        "_pending",
+        "_send_audio",
         "_send_timeout_s",
+        "_step",
+        "_unique",
         "active",
         "fmt",
         "frames_sent",
@@ -74,14 +82,34 @@ class Playback:
         self.frames_sent = 0
         self._checkpoints: dict[str, deque[tuple[asyncio.Future[bool], int]]] = {}
         self._clear_epoch = 0
+        self._dialect: Dialect = PLIVO
+        self._encode_play = PLIVO.encode_play
+        self._send_audio = outlet.send_text
+        self._step = 0  # bytes per outbound audio frame
+        self._pending = b""  # audio waiting to fill a frame (dialects with play_frame_ms > 20)
+        self._unique = False  # checkpoints go out under unique wire names (name#n)
+        self._names: dict[str, str] = {}  # wire name -> the handler's name (unique mode)
 
     def start(
-        self, fmt: AudioFormat, stream_id: str, logger: logging.LoggerAdapter[logging.Logger]
+        self,
+        fmt: AudioFormat,
+        stream_id: str,
+        logger: logging.LoggerAdapter[logging.Logger],
+        dialect: Dialect = PLIVO,
     ) -> None:
-        """The stream started: its format and id are known."""
+        """The stream started: its format, id and dialect are known."""
         self.fmt = fmt
         self.stream_id = stream_id
         self.logger = logger
+        self._dialect = dialect
+        self._encode_play = dialect.encode_play
+        out = self._outlet
+        self._send_audio = out.send_binary if dialect.binary_audio else out.send_text
+        self._step = fmt.frame_bytes * dialect.play_frame_ms // 20
+        # Every provider but Plivo (whose names the emulator and load tester match) gets
+        # each checkpoint under a unique wire name: a mark echoed after a clear (Twilio
+        # documents it) can never resolve a newer checkpoint of the same name.
+        self._unique = dialect.name != PLIVO.name
         self.active = True
 
     def close(self) -> None:
@@ -101,6 +129,17 @@ class Playback:
         if not self.active:
             return
         self._outlet.send_text(data, urgent)
+        self._count(data)
+
+    def _send_frame(self, payload: bytes) -> None:
+        # One outbound audio frame, in the dialect's encoding and frame type.
+        fmt = self.fmt
+        assert fmt is not None
+        data = self._encode_play(payload, fmt.encoding, fmt.sample_rate, self.stream_id)
+        self._send_audio(data, False)
+        self._count(data)
+
+    def _count(self, data: bytes) -> None:
         self.frames_sent += 1
         m = self._metrics
         m.frames_sent += 1
@@ -132,23 +171,44 @@ class Playback:
                 self._on_stuck()
 
     def play_encoded_nowait(self, payload: bytes) -> None:
-        """Queue encoded audio as 20 ms ``playAudio`` frames without waiting."""
+        """Queue encoded audio as frames of the dialect's ``play_frame_ms`` (20 ms but on
+        Exotel, 200 ms) without waiting."""
         fmt = self.fmt
         if fmt is None or not self.active or not payload:
             return
-        step = fmt.frame_bytes
+        step = self._step
+        if self._pending or step != fmt.frame_bytes:
+            self._play_buffered(payload, step)
+            return
         if len(payload) <= step:
-            # One frame (the per-frame echo/bot case): _send inlined.
-            data = plivo.encode_play_audio(payload, fmt.encoding, fmt.sample_rate, self.stream_id)
-            self._outlet.send_text(data, False)
+            # One frame (the per-frame echo/bot case): _send_frame inlined.
+            data = self._encode_play(payload, fmt.encoding, fmt.sample_rate, self.stream_id)
+            self._send_audio(data, False)
             self.frames_sent += 1
             m = self._metrics
             m.frames_sent += 1
             m.bytes_sent += len(data)
             return
-        enc, rate, sid = fmt.encoding, fmt.sample_rate, self.stream_id
         for i in range(0, len(payload), step):
-            self._send(plivo.encode_play_audio(payload[i : i + step], enc, rate, sid), False)
+            self._send_frame(payload[i : i + step])
+
+    def _play_buffered(self, payload: bytes, step: int) -> None:
+        # Frames longer than what handlers hand over (Exotel: >= 3.2 kB): whole frames go
+        # now, the rest waits for more audio or the next checkpoint (flush_pending).
+        data = self._pending + payload
+        end = len(data) - len(data) % step
+        for i in range(0, end, step):
+            self._send_frame(data[i : i + step])
+        self._pending = data[end:]
+
+    def _flush_pending(self) -> None:
+        if self._pending:
+            tail, self._pending = self._pending, b""
+            fmt = self.fmt
+            assert fmt is not None
+            # A whole frame, padded with silence: Exotel takes no chunk under 3.2 kB.
+            missing = (self._step - len(tail)) // fmt.bytes_per_sample
+            self._send_frame(tail + audio.silence_bytes(fmt.encoding, missing))
 
     def checkpoint(self, name: str) -> asyncio.Future[bool]:
         """Send a checkpoint; resolved True by ``playedStream``, False by a clear or the end."""
@@ -156,31 +216,48 @@ class Playback:
         if not self.active:
             fut.set_result(False)
             return fut
-        self._checkpoints.setdefault(name, deque()).append((fut, self._clear_epoch))
-        self._send(plivo.encode_checkpoint(self.stream_id, name))
+        self._flush_pending()
+        wire = name
+        if self._unique:
+            wire = f"{name}#{self.frames_sent}"
+            self._names[wire] = name
+        self._checkpoints.setdefault(wire, deque()).append((fut, self._clear_epoch))
+        self._send(self._dialect.encode_checkpoint(self.stream_id, wire))
         return fut
 
     def clear(self) -> None:
-        """Send ``clearAudio``; checkpoints sent before it resolve False once it is done."""
+        """Send the dialect's clear; checkpoints sent before it resolve False once it is
+        done: at once on providers that do not answer a clear."""
         self._clear_epoch += 1
-        self._send(plivo.encode_clear_audio(self.stream_id))
+        self._pending = b""
+        self._send(self._dialect.encode_clear(self.stream_id))
+        if not self._dialect.acks_clear:
+            self.cleared()
 
     def send_dtmf(self, digits: str) -> None:
-        """Send ``sendDTMF``."""
-        self._send(plivo.encode_send_dtmf(digits))
+        """Send DTMF; raises the dialect's ``NotSupported`` where the provider has none."""
+        self._send(self._dialect.encode_dtmf(self.stream_id, digits))
 
     # -- the provider's answers --------------------------------------------------------------
 
-    def played(self, name: str) -> None:
-        """``playedStream``: the oldest pending checkpoint of that name resolves True."""
+    def played(self, name: str) -> str | None:
+        """A checkpoint's answer: the oldest pending checkpoint of that wire name resolves
+        True. Returns the handler's name for it, or None for an answer that resolves
+        nothing (a mark echoed after a clear)."""
         waiting = self._checkpoints.get(name)
+        found = False
         while waiting:
             fut, _ = waiting.popleft()
             if not fut.done():
                 fut.set_result(True)
+                found = True
                 break
         if waiting is not None and not waiting:
             del self._checkpoints[name]
+        if not self._unique:
+            return name
+        orig = self._names.pop(name, None)
+        return orig if found else None
 
     def cleared(self) -> None:
         """``clearedAudio``: checkpoints sent before the latest clear will never play."""
@@ -195,3 +272,4 @@ class Playback:
                 self._checkpoints[name] = keep
             else:
                 del self._checkpoints[name]
+                self._names.pop(name, None)

@@ -14,14 +14,20 @@ that are draining still land::
 from __future__ import annotations
 
 import dataclasses
+import socket
 from collections.abc import Mapping, Sequence
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from .control import ControlApp, load_control_settings
 from .handler import HandlerSpec
 from .net import StreamServer
-from .settings import Settings
+from .settings import ConfigError, Settings
 from .signature import NonceCache, UpgradeVerifier
+
+if TYPE_CHECKING:
+    from .bus import Bus
+    from .call_events import CallObserver
+    from .storage import RecordingUploader
 
 __all__ = ["ListenError", "StreamService"]
 
@@ -44,6 +50,9 @@ class StreamService:
 
     ``extra_handlers`` adds resolved handlers after a route's configured ones (a program
     embedding the server can hand its own classes in without registering entry points).
+    ``sock`` is a listening socket to serve on (a worker's, see
+    :mod:`streamserver.supervisor`); ``control=False`` leaves the control app out (it runs
+    in one worker of a host).
     """
 
     def __init__(
@@ -51,17 +60,55 @@ class StreamService:
         settings: Settings,
         *,
         extra_handlers: Mapping[str, Sequence[HandlerSpec]] | None = None,
+        sock: socket.socket | None = None,
+        control: bool = True,
+        worker: str | None = None,
     ) -> None:
         self.settings = settings
         control_settings = load_control_settings(settings)
-        self.server = StreamServer(settings)
+        self.server = StreamServer(settings, sock=sock)
         for path, specs in (extra_handlers or {}).items():
             route = self.server.routes[path]
             handlers = (*route.handlers, *specs)
             self.server.routes[path] = dataclasses.replace(route, handlers=handlers)
         self.control = (
-            ControlApp(self.server, control_settings) if control_settings.enabled else None
+            ControlApp(self.server, control_settings)
+            if control_settings.enabled and control
+            else None
         )
+        self.bus: Bus | None = None
+        self.uploader: RecordingUploader | None = None
+        self.observer: CallObserver | None = None
+        bus_table: dict[str, Any] = dict(settings.extra.get("bus") or {})
+        storage_table: dict[str, Any] = dict(settings.extra.get("storage") or {})
+        if bus_table.get("url") or storage_table.get("url"):
+            self._build_wiring(bus_table, storage_table, worker)
+
+    def _build_wiring(
+        self, bus_table: dict[str, Any], storage_table: dict[str, Any], worker: str | None
+    ) -> None:
+        # Imported only when configured: the default server needs no NATS or S3 client.
+        from .call_events import CallObserver
+
+        try:
+            if bus_table.get("url"):
+                from .bus import Bus, BusSettings
+
+                if worker is not None:
+                    bus_table.setdefault("worker", worker)
+                self.bus = Bus(BusSettings.from_table(bus_table))
+            if storage_table.get("url"):
+                from .storage import RecordingUploader, StorageSettings
+
+                recorder = self.settings.handler.get("recorder", {})
+                storage_table.setdefault("record_dir", recorder.get("record_dir", "recordings"))
+                self.uploader = RecordingUploader(StorageSettings.from_table(storage_table))
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
+        self.observer = CallObserver(self.bus, self.uploader)
+        if self.uploader is not None:
+            self.uploader.on_uploaded = self.observer.recording_uploaded
+        self.server.observer = self.observer
 
     @property
     def url(self) -> str:
@@ -72,9 +119,18 @@ class StreamService:
         """Listen: the server, then the control app (the server is stopped again when the
         control app cannot listen). Raises :class:`ListenError`."""
         sv = self.settings.server
+        if self.bus is not None:
+            await self.bus.start()  # never waits for NATS: events queue until it answers
+        if self.uploader is not None:
+            # Re-queues what a crash left in the spool; an unreachable S3 is retried later.
+            await self.uploader.start()
         try:
             await self.server.start()
         except OSError as exc:
+            if self.uploader is not None:
+                await self.uploader.aclose(0)
+            if self.bus is not None:
+                await self.bus.aclose(0)
             raise ListenError("server", sv.host, sv.port, exc) from exc
         if self.control is not None:
             try:
@@ -94,6 +150,12 @@ class StreamService:
         await self.server.shutdown()
         if self.control is not None:
             await self.control.aclose()
+        if self.observer is not None:
+            await self.observer.aclose()
+        if self.uploader is not None:
+            await self.uploader.aclose()  # what is left stays spooled for the next start
+        if self.bus is not None:
+            await self.bus.aclose()  # after the uploads: their recording.ready goes out
 
     async def __aenter__(self) -> StreamService:
         await self.start()

@@ -18,6 +18,7 @@ import asyncio
 import logging
 import re
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -26,6 +27,7 @@ import numpy as np
 
 from . import audio
 from .audio import AudioFormat
+from .doctor import Doctor, provider_bidirectional
 from .handler import (
     AudioChunk,
     BusEvent,
@@ -36,26 +38,37 @@ from .handler import (
     StreamContext,
 )
 from .metrics import Metrics
+from .observer import StreamObserver
 from .ordering import Ordering, OrderStats, TrackOrder
 from .playback import Playback
-from .protocol import plivo
-from .protocol.events import ClearedAudio, Dtmf, Event, Media, PlayedStream, Start, Stop, Unknown
+from .protocol import detect, plivo
+from .protocol.dialect import Dialect
+from .protocol.events import ClearedAudio, Dtmf, Media, PlayedStream, Start, Stop, Unknown
+from .protocol.neutral import AnyEvent, Connected, ProviderError
 from .protocol.websocket import CloseCode
 from .runner import HandlerRunner, StreamHandlers
 from .session_state import SessionState, Trigger, next_state
 
-__all__ = ["Outlet", "Route", "Session", "SessionLimits"]
+__all__ = ["Outlet", "Route", "Session", "SessionLimits", "safe_id"]
 
 log = logging.getLogger("streamserver.session")
 
-#: Ids become path parts (recordings); only safe characters are accepted.
-_SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}\Z")
+#: Ids become path parts (recordings): every id a real provider sends (Plivo uuids, Twilio
+#: ``MZ…``/``CA…``, Telnyx ``v3:AbC…_dEf-…``, Exotel hex) and nothing that could leave a
+#: directory: no ``/``, ``\``, NUL or leading dot, no ``..``, at most 256 characters.
+_SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,255}\Z")
+
+
+def safe_id(value: str) -> bool:
+    """True if the id from the network may become a path part."""
+    return _SAFE_ID.match(value) is not None and ".." not in value
 
 
 class Outlet(Protocol):
     """What a session needs from its transport."""
 
     def send_text(self, data: bytes, urgent: bool = True) -> None: ...
+    def send_binary(self, data: bytes, urgent: bool = True) -> None: ...
     def close(self, code: int, reason: str) -> None: ...
     def write_paused(self) -> bool: ...
     async def wait_writable(self) -> None: ...
@@ -63,11 +76,17 @@ class Outlet(Protocol):
 
 @dataclass(frozen=True)
 class Route:
-    """A WebSocket path and the handlers every stream on it gets."""
+    """A WebSocket path and the handlers every stream on it gets.
+
+    ``dialect`` pins the provider (``"twilio"``, ...); None detects it from the first
+    message. ``expect_format``: a stream in another media format is a doctor finding.
+    """
 
     path: str
     handlers: tuple[HandlerSpec, ...]
     bidirectional: bool = True
+    dialect: str | None = None
+    expect_format: AudioFormat | None = None
 
 
 @dataclass(frozen=True)
@@ -80,6 +99,7 @@ class SessionLimits:
     handler_queue_s: float = 10.0  # default audio bound per handler input
     start_timeout_s: float = 10.0  # no 'start' event this long after the upgrade: close 1008
     idle_timeout_s: float = 0.0  # no frame for this long: close 1008 (0: never)
+    doctor_silence_s: float = 10.0  # no inbound audio this long: a doctor finding (0: off)
 
 
 class Session:
@@ -91,8 +111,12 @@ class Session:
     """
 
     __slots__ = (
+        "_decode",
         "_encoding",
         "_invalid_logged",
+        "_live_keys",
+        "_media_at",
+        "_media_mark",
         "_odd_mask",
         "_playback",
         "_rate",
@@ -102,6 +126,8 @@ class Session:
         "call_id",
         "connected_at",
         "ctx",
+        "dialect",
+        "doctor",
         "ended",
         "fmt",
         "frames",
@@ -113,6 +139,7 @@ class Session:
         "logger",
         "media_frames",
         "metrics",
+        "observer",
         "order_stats",
         "outlet",
         "path",
@@ -152,6 +179,8 @@ class Session:
         self.started = False
         self.ended = False
         self.stop_reason: StopReason | None = None
+        #: told of start, DTMF, bus events and end (set by the server; None: nobody)
+        self.observer: StreamObserver | None = None
         self.start_event: Start | None = None
         self.stream_id = "-"
         self.call_id = "-"
@@ -192,6 +221,16 @@ class Session:
         self.logger: logging.LoggerAdapter[logging.Logger] = logging.LoggerAdapter(
             log, {"stream_id": "-", "call_id": "-"}
         )
+        #: the provider's dialect: the route's pin, else detected from the first message
+        self.dialect: Dialect | None = None
+        self._decode: Callable[[bytes], AnyEvent] = self._detect
+        if route.dialect is not None:
+            self.dialect = d = detect.get(route.dialect)
+            self._decode = d.decode
+        self.doctor = Doctor(metrics, self.publish, self.logger)
+        self._live_keys: tuple[str, ...] = ()
+        self._media_mark = 0  # media frames at the last tick that saw some
+        self._media_at = self.connected_at
 
     def _transition(self, trigger: Trigger) -> None:
         """The one place the state changes (and the flags derived from it)."""
@@ -220,6 +259,12 @@ class Session:
                 self.end(StopReason.TIMEOUT)
                 self.outlet.close(CloseCode.POLICY_VIOLATION, "start timeout: no start event")
             return False
+        if lim.doctor_silence_s:
+            if self.media_frames != self._media_mark:
+                self._media_mark = self.media_frames
+                self._media_at = now
+            elif now - self._media_at > lim.doctor_silence_s:
+                self.doctor.silence(now - self._media_at)
         if self.frames != self.idle_mark_frames:
             self.idle_mark_frames = self.frames
             self.last_rx = now
@@ -241,13 +286,13 @@ class Session:
         self.bytes_received += len(data)
         try:
             if frames & 15:
-                event = plivo.decode(data)
+                event = self._decode(data)
             else:
                 # Decode time is sampled (1 frame in 16, scaled): two clock reads per frame
                 # would cost more than the statistic is worth.
                 t0 = time.perf_counter()
                 try:
-                    event = plivo.decode(data)
+                    event = self._decode(data)
                 finally:
                     self.metrics.decode_seconds += (time.perf_counter() - t0) * 16
         except plivo.ProtocolError as exc:
@@ -257,7 +302,8 @@ class Session:
             if not self.started:
                 self._violation("media before start: the first event must be 'start'")
                 return
-            # The per-frame path, inline: validate, count, order (which delivers).
+            # The per-frame path, inline (a call would cost ~1 % per frame): validate,
+            # count, order (which delivers). Binary frames (Vonage) take _media.
             tr = self._tracks.get(event.track)
             payload = event.payload
             size = len(payload)
@@ -270,11 +316,58 @@ class Session:
             return
         self._on_event(event)
 
-    def feed_binary(self) -> None:
-        """Plivo sends only text frames; binary is unsupported data (1003)."""
-        self.metrics.frames_invalid["binary"] += 1
-        self.logger.warning("binary frame received; Plivo streams use text frames only")
-        self.close(CloseCode.UNSUPPORTED_DATA, "binary frames are not supported")
+    def _detect(self, data: bytes) -> AnyEvent:
+        """The first message(s) of an auto-detected stream: pick the dialect, decode with it."""
+        try:
+            dialect = detect.detect(data)
+        except plivo.ProtocolError as exc:
+            if exc.kind != "dialect":
+                raise
+            # No provider's ids: read it as Plivo (the first dialect) would, and detect
+            # again on the next message.
+            return plivo.decode(data)
+        if dialect is None:
+            return Connected()  # a bare 'connected' (Telnyx or Exotel): decide on 'start'
+        self.dialect = dialect
+        self._decode = dialect.decode
+        self.logger.debug("dialect detected: %s", dialect.name)
+        return dialect.decode(data)
+
+    def _media(self, event: Media) -> None:
+        """Media from a binary frame (Vonage): what feed_text does inline."""
+        if not self.started:
+            self._violation("media before start: the first event must be 'start'")
+            return
+        tr = self._tracks.get(event.track)
+        if tr is None or len(event.payload) & self._odd_mask:
+            self._bad_media(event)
+            return
+        self.media_frames += 1
+        self.audio_bytes += len(event.payload)
+        tr.push(event.chunk, event.timestamp_ms, event.payload)
+
+    def feed_binary(self, data: bytes) -> None:
+        """One binary frame: audio on Vonage (a binary first frame means Vonage); on every
+        other dialect unsupported data (1003)."""
+        if self.ended:
+            return
+        dialect = self.dialect
+        if dialect is None:
+            self.dialect = dialect = detect.detect_binary()
+            self._decode = dialect.decode
+        try:
+            event = dialect.decode_binary(data)
+        except plivo.ProtocolError as exc:
+            if exc.kind != "binary":
+                self._invalid(exc.kind, exc.reason)
+                return
+            self.metrics.frames_invalid["binary"] += 1
+            self.logger.warning("binary frame received; %s", exc.reason)
+            self.close(CloseCode.UNSUPPORTED_DATA, "binary frames are not supported")
+            return
+        self.frames += 1
+        self.bytes_received += len(data)
+        self._media(event)
 
     def _bad_media(self, media: Media) -> None:
         if media.track not in self._tracks:
@@ -298,7 +391,14 @@ class Session:
         self.logger.warning("closing stream: %s", reason)
         self.close(CloseCode.POLICY_VIOLATION, reason)
 
-    def _on_event(self, event: Event) -> None:
+    def _on_event(self, event: AnyEvent) -> None:
+        if type(event) is Connected:
+            return  # the provider's hello before 'start': nothing a stream needs
+        if type(event) is ProviderError:
+            self.logger.warning(
+                "provider reports an error: %s %s: %s", event.code, event.title, event.detail
+            )
+            return
         if type(event) is Start:
             if self.started:
                 self._invalid("duplicate_start", "a second 'start' event was ignored")
@@ -321,9 +421,14 @@ class Session:
             self.metrics.dtmf_received += 1
             self.logger.info("dtmf %s on %s", event.digit, event.track)
             self.handlers.push(event)
+            if self.observer is not None:
+                self.observer.stream_event(
+                    self, "dtmf", {"digit": event.digit, "track": event.track}
+                )
         elif type(event) is PlayedStream:
-            self._playback.played(event.name)
-            self.handlers.push(event)
+            played = self._playback.played(event.name)
+            if played is not None:  # None: a mark echoed after our clear, never played
+                self.handlers.push(event if played == event.name else PlayedStream(played))
         elif type(event) is ClearedAudio:
             self._playback.cleared()
             self.handlers.push(event)
@@ -331,19 +436,36 @@ class Session:
             self.end(StopReason.STOP_EVENT)
             self.close(CloseCode.NORMAL, "stream stopped")
 
-    def _on_start(self, start: Start) -> None:
-        for label, value in (("streamId", start.stream_id), ("callId", start.call_id)):
-            if not _SAFE_ID.match(value):
-                self._violation(f"invalid {label} {value[:64]!r}: expected [A-Za-z0-9._:-]")
-                return
-        if start.account_id and not _SAFE_ID.match(start.account_id):
+    def _ids(self, start: Start) -> tuple[str, str] | None:
+        """The stream and call ids (checked safe for paths), or None after closing.
+
+        A provider that sends no stream id (Vonage) gets a generated uuid unless the URL
+        query carries ``stream_id``; no call id: the query's ``call_id``/``uuid``, else the
+        stream id (the recording still gets a directory of its own).
+        """
+        q = self.query
+        sid = start.stream_id or q.get("stream_id") or str(uuid.uuid4())
+        cid = start.call_id or q.get("call_id") or q.get("uuid") or sid
+        for label, value in (("streamId", sid), ("callId", cid)):
+            if not safe_id(value):
+                self._violation(
+                    f"invalid {label} {value[:64]!r}: expected [A-Za-z0-9._:-], no '..'"
+                )
+                return None
+        if start.account_id and not safe_id(start.account_id):
             self._violation("invalid accountId")
+            return None
+        return sid, cid
+
+    def _on_start(self, start: Start) -> None:
+        ids = self._ids(start)
+        if ids is None:
             return
+        dialect = self.dialect or detect.get("plivo")
         self._transition(Trigger.START)
         self.started_at_wall = time.time()
         self.start_event = start
-        self.stream_id = sid = start.stream_id
-        self.call_id = cid = start.call_id
+        self.stream_id, self.call_id = sid, cid = ids
         self.fmt = fmt = AudioFormat(start.encoding, start.sample_rate)
         self._odd_mask = 1 if start.encoding == audio.ENCODING_L16 else 0
         self._rate = rate = start.sample_rate
@@ -360,7 +482,9 @@ class Session:
         self.order_stats = order.stats
         self._tracks = order.tracks
         self.logger = logging.LoggerAdapter(log, {"stream_id": sid, "call_id": cid})
-        self._playback.start(fmt, sid, self.logger)
+        self._playback.start(fmt, sid, self.logger, dialect)
+        said = provider_bidirectional(dialect.name, start)
+        bidirectional = self.route.bidirectional if said is None else said
         self.ctx = ctx = StreamContext(
             self,
             call_id=cid,
@@ -372,15 +496,19 @@ class Session:
             path=self.path,
             query=self.query,
             route=self.route.path,
-            bidirectional=self.route.bidirectional,
+            bidirectional=bidirectional,
             logger=logging.LoggerAdapter(
                 logging.getLogger("streamserver.handler"), {"stream_id": sid, "call_id": cid}
             ),
+            provider=dialect.name,
         )
         self.handlers.create(self.route.handlers, ctx, queue_s=self.limits.handler_queue_s)
+        self.metrics.streams_by_provider[dialect.name] += 1
+        self._examine(fmt, sid, cid, dialect.name)
         self.logger.info(
-            "stream started: call=%s stream=%s account=%s route=%s format=%s tracks=%s "
-            "handlers=%s peer=%s",
+            "stream started: provider=%s call=%s stream=%s account=%s route=%s format=%s "
+            "tracks=%s handlers=%s peer=%s",
+            dialect.name,
             cid,
             sid,
             start.account_id or "-",
@@ -390,6 +518,27 @@ class Session:
             ",".join(r.spec.name for r in self.runners) or "-",
             self.peer,
         )
+        if self.observer is not None:
+            self.observer.stream_started(self)
+
+    def _examine(self, fmt: AudioFormat, sid: str, cid: str, provider: str) -> None:
+        """The stream doctor's checks at start: the route's format, ids already live."""
+        doc = self.doctor
+        doc.logger = self.logger
+        doc.provider = provider
+        expected = self.route.expect_format
+        if expected is not None and expected != fmt:
+            doc.format_mismatch(fmt.content_type, expected.content_type, self.route.path)
+        live = self.metrics.live_ids
+        self._live_keys = keys = (f"s:{sid}", f"c:{self.route.path}:{cid}")
+        for key, what, value in zip(keys, ("stream id", "call id"), (sid, cid), strict=True):
+            if live[key]:
+                doc.duplicate(what, value)
+            live[key] += 1
+
+    def play_refused(self, what: str) -> None:
+        """A handler tried to play on a one-way stream: a doctor finding."""
+        self.doctor.one_way_play(what, self.route.path)
 
     # -- fan-out -------------------------------------------------------------------------
 
@@ -411,6 +560,8 @@ class Session:
     def publish(self, event: BusEvent) -> None:
         """Deliver a bus event to every handler of the stream except its source."""
         self.handlers.publish(event)
+        if self.observer is not None:
+            self.observer.stream_event(self, event.topic, event.data)
 
     # -- StreamControl (streamserver.handler): what handlers' contexts call -------------
 
@@ -459,6 +610,11 @@ class Session:
         self._transition(Trigger.END)
         self.stop_reason = reason
         self.metrics.retire(self)
+        live = self.metrics.live_ids
+        for key in self._live_keys:
+            live[key] -= 1
+            if live[key] <= 0:
+                del live[key]
         self._playback.close()  # pending checkpoints resolve False
         self.handlers.stop(reason)  # one after the other, in route order
         if self.started:
@@ -503,4 +659,5 @@ class Session:
             "duplicates": st.duplicates,
             "handler_dropped_samples": self.handlers.dropped_samples,
             "format": self.fmt.content_type if self.fmt else None,
+            "provider": self.dialect.name if self.dialect else None,
         }

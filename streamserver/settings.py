@@ -10,7 +10,8 @@ table and key), e.g. ``STREAMSERVER_SERVER__PORT=9000`` or
 when possible (``true``, ``8``, ``[\"a\"]``), else taken as strings; a text field keeps the
 text, a list of strings also reads ``a,b``. Values are cast strictly by
 :mod:`streamserver.config` (booleans are ``true``/``false``). Credentials come from
-``PLIVO_AUTH_ID`` / ``PLIVO_AUTH_TOKEN`` unless set in ``[plivo]``.
+``PLIVO_AUTH_ID`` / ``PLIVO_AUTH_TOKEN`` unless set in ``[plivo]``, and ``TWILIO_AUTH_TOKEN``
+unless set in ``[twilio]``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from .audio import AudioFormat
 from .config import ConfigError, env_value, read_table
 
 __all__ = [
@@ -31,6 +33,7 @@ __all__ = [
     "ServerSettings",
     "SessionSettings",
     "Settings",
+    "TwilioSettings",
     "load_settings",
 ]
 
@@ -54,6 +57,10 @@ class ServerSettings:
     log_format: str = "text"
     #: Freeze start-up objects out of the garbage collector (fewer, shorter GC pauses).
     gc_freeze: bool = True
+    #: Worker processes sharing the port: a number, or "auto" (the usable cores).
+    workers: int | str = 1
+    #: Pin worker n to CPU worker_cpus[n % len] (empty: no pinning).
+    worker_cpus: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -70,6 +77,9 @@ class SessionSettings:
     #: Coalesce only while at least this many streams are open: a lightly loaded server
     #: writes every frame at once (lowest latency), a busy one saves the syscalls.
     send_batch_min_streams: int = 200
+    #: The stream doctor: no inbound audio for this long on an open stream is reported
+    #: (a log line, streamserver_doctor_total{kind="silence"}, a doctor.silence event). 0 = off.
+    doctor_silence_s: float = 10.0
     #: Incoming frames per read for listen-only streams: 2+ asks the kernel to wake the
     #: server only when about that many frames are waiting (SO_RCVLOWAT, Linux), so one
     #: read, one wake-up and one ACK serve several frames; handlers get the audio up to
@@ -89,9 +99,24 @@ class PlivoSettings:
 
 
 @dataclass
+class TwilioSettings:
+    auth_token: str = ""
+    #: Extra tokens accepted for X-Twilio-Signature (e.g. during rotation).
+    extra_auth_tokens: list[str] = field(default_factory=list)
+
+
+#: ``dialect`` values of a route: auto-detection, or one provider.
+DIALECTS = ("auto", "plivo", "twilio", "telnyx", "exotel", "vonage")
+
+
+@dataclass
 class RouteSettings:
     handlers: list[str] = field(default_factory=list)
     bidirectional: bool = True
+    #: "auto" (detect from the first message) or a provider name that pins the dialect.
+    dialect: str = "auto"
+    #: e.g. "audio/x-mulaw;rate=8000": a stream in another format is a doctor finding.
+    expect_format: str = ""
 
 
 @dataclass
@@ -99,6 +124,7 @@ class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     session: SessionSettings = field(default_factory=SessionSettings)
     plivo: PlivoSettings = field(default_factory=PlivoSettings)
+    twilio: TwilioSettings = field(default_factory=TwilioSettings)
     #: WebSocket path -> route
     routes: dict[str, RouteSettings] = field(default_factory=dict)
     #: handler name -> its options table
@@ -113,14 +139,41 @@ _TYPED_TABLES: dict[str, type] = {
     "server": ServerSettings,
     "session": SessionSettings,
     "plivo": PlivoSettings,
+    "twilio": TwilioSettings,
 }
 
 DEFAULT_ROUTES = {"/stream": RouteSettings(handlers=["recorder"], bidirectional=True)}
 _LOG_LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
 
 
+def _read_workers(value: Any, key: str) -> int | str:
+    if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+        return value  # type: ignore[no-any-return]
+    raise ConfigError(f'{key}: expected a number of workers (>= 1) or "auto", got {value!r}')
+
+
+def _read_cpus(value: Any, key: str) -> list[int]:
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = [value]
+    if isinstance(value, str):
+        try:
+            value = [int(v) for v in value.split(",") if v.strip()]
+        except ValueError:
+            raise ConfigError(f"{key}: expected a list of CPU numbers, got {value!r}") from None
+    ok = isinstance(value, list) and all(isinstance(v, int) and v >= 0 for v in value)
+    if not ok or any(isinstance(v, bool) for v in value):
+        raise ConfigError(f"{key}: expected a list of CPU numbers, got {value!r}")
+    return list(value)
+
+
+_READERS: dict[str, dict[str, Any]] = {
+    "server": {"workers": _read_workers, "worker_cpus": _read_cpus},
+}
+
+
 def _fill(obj: Any, table: Mapping[str, Any], prefix: str) -> None:
-    for key, value in read_table(type(obj), table, prefix).items():
+    readers = _READERS.get(prefix)
+    for key, value in read_table(type(obj), table, prefix, readers=readers).items():
         setattr(obj, key, value)
 
 
@@ -182,7 +235,7 @@ def load_settings(
 
     s = Settings(source=source)
     for key, table in data.items():
-        if key in ("server", "session", "plivo"):
+        if key in ("server", "session", "plivo", "twilio"):
             if not isinstance(table, dict):
                 raise ConfigError(f"[{key}] must be a table")
             _fill(getattr(s, key), table, key)
@@ -196,6 +249,7 @@ def load_settings(
                     raise ConfigError(f'routes."{rpath}": a route path must start with "/"')
                 r = RouteSettings()
                 _fill(r, rtable, f'routes."{rpath}"')
+                _check_route(r, rpath)
                 s.routes[rpath] = r
         elif key == "handler":
             if not isinstance(table, dict) or not all(isinstance(v, dict) for v in table.values()):
@@ -212,8 +266,23 @@ def load_settings(
         s.plivo.auth_id = env.get("PLIVO_AUTH_ID", "")
     if not s.plivo.auth_token:
         s.plivo.auth_token = env.get("PLIVO_AUTH_TOKEN", "")
+    if not s.twilio.auth_token:
+        s.twilio.auth_token = env.get("TWILIO_AUTH_TOKEN", "")
     _validate(s)
     return s
+
+
+def _check_route(r: RouteSettings, path: str) -> None:
+    r.dialect = r.dialect.strip().lower()
+    if r.dialect not in DIALECTS:
+        raise ConfigError(
+            f'routes."{path}".dialect: {r.dialect!r} is not one of {", ".join(DIALECTS)}'
+        )
+    if r.expect_format:
+        try:
+            AudioFormat.from_content_type(r.expect_format)
+        except ValueError as exc:
+            raise ConfigError(f'routes."{path}".expect_format: {exc}') from None
 
 
 def _validate(s: Settings) -> None:
@@ -236,16 +305,23 @@ def _validate(s: Settings) -> None:
             f"server.public_url: {sv.public_url!r} must start with ws://, wss://, http:// or https://"
         )
     if sv.verify_signatures:
-        if not (s.plivo.auth_token or s.plivo.extra_auth_tokens):
+        if not (
+            s.plivo.auth_token
+            or s.plivo.extra_auth_tokens
+            or s.twilio.auth_token
+            or s.twilio.extra_auth_tokens
+        ):
             raise ConfigError(
-                "server.verify_signatures: needs plivo.auth_token (or PLIVO_AUTH_TOKEN) "
-                "to check signatures"
+                "server.verify_signatures: needs plivo.auth_token (or PLIVO_AUTH_TOKEN) or "
+                "twilio.auth_token (or TWILIO_AUTH_TOKEN) to check signatures"
             )
         if not sv.public_url:
             raise ConfigError(
                 "server.verify_signatures: needs server.public_url, the URL Plivo connects to"
             )
     ss = s.session
+    if ss.doctor_silence_s < 0:
+        raise ConfigError("session.doctor_silence_s: must be >= 0 (0 disables)")
     if ss.reorder_window < 0:
         raise ConfigError("session.reorder_window: must be >= 0")
     if ss.handler_queue_s <= 0:

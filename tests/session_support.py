@@ -29,6 +29,7 @@ class FakeOutlet:
     def __init__(self) -> None:
         self.sent: list[dict[str, Any]] = []
         self.urgent: list[bool] = []
+        self.binary: list[bytes] = []
         self.closes: list[tuple[int, str]] = []
         self.paused = False
         self.writable = asyncio.Event()
@@ -36,6 +37,9 @@ class FakeOutlet:
     def send_text(self, data: bytes, urgent: bool = True) -> None:
         self.sent.append(json.loads(data))
         self.urgent.append(urgent)
+
+    def send_binary(self, data: bytes, urgent: bool = True) -> None:
+        self.binary.append(data)
 
     def close(self, code: int, reason: str) -> None:
         self.closes.append((int(code), reason))

@@ -35,7 +35,7 @@ from streamserver.handler import (
 from streamserver.metrics import Metrics
 from streamserver.protocol.events import ClearedAudio, Dtmf, PlayedStream, Unknown
 from streamserver.protocol.websocket import CloseCode
-from streamserver.session import Session, SessionLimits
+from streamserver.session import Session, SessionLimits, safe_id
 from streamserver.session_state import (
     TRANSITIONS,
     SessionState,
@@ -357,7 +357,7 @@ async def test_too_many_invalid_frames_close_1007() -> None:
 async def test_binary_frames_close_1003() -> None:
     s, out = make_session()
     feed(s, pf.start())
-    s.feed_binary()
+    s.feed_binary(b"\x00\x01")
     assert out.close_code == CloseCode.UNSUPPORTED_DATA and s.ended
 
 
@@ -633,3 +633,24 @@ def test_the_fake_outlet_is_an_outlet() -> None:
 
     outlet: Outlet = FakeOutlet()
     assert outlet.write_paused() is False
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "v3:AbC9xYz_dEf-12GhI_jKl3mN-oPq",  # Telnyx call_control_id
+        "MZ18ad3ab5a668481ce02b83e7395059f0",  # Twilio
+        "b77e037d-4119-44b5-902d-25826b654539",  # Plivo
+        "a" * 256,
+    ],
+)
+def test_real_provider_ids_are_safe(value: str) -> None:
+    assert safe_id(value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["", ".hidden", "a/b", "a\\b", "a..b", "..", "a\x00b", "_lead", "a b", "a" * 257, "é"],
+)
+def test_unsafe_ids_are_refused(value: str) -> None:
+    assert not safe_id(value)

@@ -24,6 +24,7 @@ from streamserver.settings import (
     ServerSettings,
     SessionSettings,
     Settings,
+    TwilioSettings,
     load_settings,
 )
 
@@ -33,6 +34,7 @@ TYPED_TABLES: dict[str, type] = {
     "server": ServerSettings,
     "session": SessionSettings,
     "plivo": PlivoSettings,
+    "twilio": TwilioSettings,
 }
 TIMEOUT_S = 60.0  # generous bound for one CLI process; they normally take well under 1 s
 

@@ -19,13 +19,19 @@ from typing import Any, TextIO
 from urllib.parse import urlsplit
 
 from ..audio import PCM, AudioFormat, resample, to_int16
+from ..protocol.detect import PROVIDER_FORMATS, provider_format
 from .settings import EmulatorConfigError, parse_dtmf_script
 from .streamclient import PlivoStreamClient, StreamClientOptions, StreamReport
 
 __all__ = ["add_parser", "replay_main"]
 
 _PROG = "streamserver replay"
-_CONTENT_TYPES = ("audio/x-mulaw;rate=8000", "audio/x-l16;rate=8000", "audio/x-l16;rate=16000")
+_DIALECTS = tuple(PROVIDER_FORMATS)
+
+
+def _content_types(dialect: str) -> list[str]:
+    return [f"{encoding};rate={rate}" for encoding, rate in PROVIDER_FORMATS[dialect]]
+
 
 _DESCRIPTION = """\
 Stream an audio file to a stream server as Plivo would during a call.
@@ -34,7 +40,12 @@ AUDIO is any file libsndfile reads (WAV, FLAC, OGG, ...), any sample rate, mixed
 mono and resampled to the stream's rate. It is sent as the caller's voice: a `start`
 message, then 20 ms `media` frames on a real-time clock, DTMF digits at their time, then
 `stop` and a normal close. With --bidirectional the server's playAudio is played back in
-real time, checkpoints are answered with playedStream and clearAudio with clearedAudio."""
+real time, checkpoints are answered with playedStream and clearAudio with clearedAudio.
+
+--dialect plays another provider instead, in its own messages: twilio (connected, start,
+media, dtmf, mark echoes, stop; after a clear the pending marks are echoed too), telnyx
+(PCMU, PCMA or big-endian L16), exotel (16-bit PCM at 8/16/24 kHz) or vonage
+(websocket:connected, then binary L16 frames; notify and clear answered)."""
 
 _EPILOG = """\
 examples:
@@ -48,6 +59,10 @@ examples:
   # 16 kHz linear audio, both call legs, as fast as the server takes it
   streamserver replay caller.flac --url ws://127.0.0.1:8080/stream \\
       --content-type 'audio/x-l16;rate=16000' --tracks both --speed max
+
+  # the same caller as a Twilio Media Stream, or as Vonage at 16 kHz
+  streamserver replay caller.wav --url ws://127.0.0.1:8080/stream --dialect twilio
+  streamserver replay caller.wav --url ws://127.0.0.1:8080/stream --dialect vonage
 
   # the caller presses 5 after 2 s and # after 4.5 s; extra headers; signed upgrade
   streamserver replay caller.wav --url wss://media.example.com/stream \\
@@ -76,9 +91,8 @@ def _content_type(value: str) -> str:
     try:
         return AudioFormat.from_content_type(value).content_type
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(
-            f"{exc}; use one of: {', '.join(_CONTENT_TYPES)}"
-        ) from None
+        every = sorted({t for d in _DIALECTS for t in _content_types(d)})
+        raise argparse.ArgumentTypeError(f"{exc}; use one of: {', '.join(every)}") from None
 
 
 def _dtmf(value: str) -> list[tuple[float, str]]:
@@ -153,11 +167,21 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="let the server talk back (playAudio, checkpoint, clearAudio, sendDTMF)",
     )
     p.add_argument(
+        "--dialect",
+        choices=_DIALECTS,
+        default="plivo",
+        help="the provider to play, in its own messages (default: %(default)s)",
+    )
+    p.add_argument(
         "--content-type",
-        default=_CONTENT_TYPES[0],
+        default=None,
         type=_content_type,
         metavar="TYPE",
-        help=f"stream audio format: {', '.join(_CONTENT_TYPES)} (default: %(default)s)",
+        help="stream audio format; plivo: "
+        + ", ".join(_content_types("plivo"))
+        + "; twilio: μ-law 8 kHz; telnyx adds audio/x-alaw;rate=8000; exotel: audio/x-l16 "
+        "at 8000, 16000 or 24000; vonage: audio/x-l16 at 16000 or 8000 "
+        "(default: the dialect's first)",
     )
     p.add_argument(
         "--tracks",
@@ -287,7 +311,8 @@ def _summary(report: StreamReport) -> str:
     lines = [f"{_PROG}: {report.url}"]
     mode = "bidirectional" if report.bidirectional else "one-way"
     lines.append(
-        f"  stream     {report.stream_id} (call {report.call_id}), {report.content_type}, "
+        f"  stream     {report.dialect} {report.stream_id} (call {report.call_id}), "
+        f"{report.content_type}, "
         f"tracks {'+'.join(report.tracks)}, {mode}"
     )
     if not report.connected:
@@ -314,7 +339,9 @@ def _summary(report: StreamReport) -> str:
                 f"{len(report.received_events)} server messages"
             )
             for name, at in report.checkpoints[:10]:
-                lines.append(f"    playedStream {name!r} at {at:.3f} s")
+                lines.append(f"    checkpoint {name!r} played at {at:.3f} s")
+            if report.marks_after_clear:
+                lines.append(f"    {len(report.marks_after_clear)} marks echoed after a clear")
             if len(report.checkpoints) > 10:
                 lines.append(f"    ... and {len(report.checkpoints) - 10} more")
             rtt = report.echo_rtt
@@ -349,6 +376,12 @@ async def replay_main(args: argparse.Namespace) -> int:
         return _error("--bidirectional needs --tracks inbound (Plivo streams both ways only then)")
     if args.outbound is not None and args.tracks != "both":
         return _error("--outbound is only used with --tracks both")
+    if args.content_type is not None:
+        fmt = AudioFormat.from_content_type(args.content_type)
+        try:
+            provider_format(args.dialect, fmt.encoding, fmt.sample_rate)
+        except ValueError as exc:
+            return _error(f"--content-type: {exc}")
     if args.save_heard is not None and not args.save_heard.parent.is_dir():
         return _error(f"--save-heard: directory {args.save_heard.parent} does not exist")
     try:
@@ -377,6 +410,7 @@ async def replay_main(args: argparse.Namespace) -> int:
                 inbound=pcm,
                 source_rate=rate,
                 content_type=args.content_type,
+                dialect=args.dialect,
                 tracks=args.tracks,
                 outbound=outbound,
                 bidirectional=args.bidirectional,

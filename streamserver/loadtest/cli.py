@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..audio import AudioFormat
+from ..protocol.detect import PROVIDER_FORMATS, provider_format
 from .config import LoadTestConfig, Subject, Thresholds
 from .results import RunResult
 from .runner import run_loadtest
@@ -242,11 +243,18 @@ def _configure(p: argparse.ArgumentParser) -> None:
         help="caller audio, looped (default: the bundled hello-8k.wav)",
     )
     g.add_argument(
+        "--dialect",
+        choices=tuple(PROVIDER_FORMATS),
+        default="plivo",
+        help="the provider the streams play, in its own messages (default: %(default)s)",
+    )
+    g.add_argument(
         "--content-type",
         type=_content_type,
-        default=_CONTENT_TYPES[0],
+        default=None,
         metavar="TYPE",
-        help=f"{', '.join(_CONTENT_TYPES)} (default: %(default)s)",
+        help=f"{', '.join(_CONTENT_TYPES)} on plivo; each dialect's own formats "
+        "(see replay --help) elsewhere (default: the dialect's first, μ-law on plivo)",
     )
     g.add_argument("--tracks", choices=("inbound", "both"), default="inbound")
     g.add_argument(
@@ -359,6 +367,14 @@ def build_config(args: argparse.Namespace) -> LoadTestConfig:
         echo = "echo" in handlers and not args.url and not args.server_cmd
     if echo and args.tracks != "inbound":
         raise ValueError("--echo needs a bidirectional stream, whose track is inbound only")
+    if args.content_type is None:
+        content_type = "{};rate={}".format(*PROVIDER_FORMATS[args.dialect][0])
+    else:
+        content_type = args.content_type
+        asked = AudioFormat.from_content_type(content_type)
+        provider_format(args.dialect, asked.encoding, asked.sample_rate)  # ValueError if not
+    if args.dialect in ("exotel", "vonage") and args.tracks != "inbound":
+        raise ValueError(f"{args.dialect} streams carry the caller only: use --tracks inbound")
     verify = args.verify_recordings is not None
     record_dir = Path(args.verify_recordings) if args.verify_recordings else None
     if verify and args.url and record_dir is None:
@@ -388,7 +404,8 @@ def build_config(args: argparse.Namespace) -> LoadTestConfig:
         slot_ms=args.slot_ms,
         seed=args.seed,
         audio=args.audio,
-        content_type=args.content_type,
+        content_type=content_type,
+        dialect=args.dialect,
         tracks=args.tracks,
         echo=echo,
         verify=verify,

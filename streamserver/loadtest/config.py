@@ -67,6 +67,8 @@ class LoadTestConfig:
     # Audio
     audio: Path = SAMPLES_DIR / "hello-8k.wav"
     content_type: str = "audio/x-mulaw;rate=8000"
+    #: The provider the streams play: plivo, twilio, telnyx, exotel or vonage.
+    dialect: str = "plivo"
     tracks: str = "inbound"
     echo: bool = False
     verify: bool = False

@@ -12,6 +12,10 @@ The ticker never sends early. A late wake-up sends at once and records the laten
 delays never accumulate into drift; the lateness distribution says whether the generator
 kept up (a run where it did not is invalid, whatever the server did).
 
+``plan.dialect`` picks the provider the streams play (Plivo by default; Twilio, Telnyx,
+Exotel, Vonage): their templates, first messages and ``stop``; the server's audio is
+``playAudio`` (Plivo), ``media`` (Twilio, Telnyx, Exotel) or a binary frame (Vonage).
+
 Received frames are parsed in place (server frames are unmasked): ``playAudio`` is counted,
 its inter-arrival time gives the return-path gap, and with echo tagging the frame index in
 its payload gives the round trip against the send time of that frame.
@@ -57,9 +61,10 @@ from .wire import (
     Target,
     new_key,
     parse_response,
-    start_frame,
+    start_frames,
     stop_frame,
     tag_of,
+    tag_of_raw,
     tagged_frames,
     upgrade_request,
 )
@@ -83,6 +88,7 @@ class EnginePlan:
     url: str
     audio: bytes  # wire-encoded caller audio, whole frames, looped
     content_type: str = "audio/x-mulaw;rate=8000"
+    dialect: str = "plivo"
     tracks: str = "inbound"  # or "both"
     streams: int = 10
     frames: int = 500  # per stream (per track)
@@ -189,7 +195,7 @@ class _Stream(asyncio.Protocol):
         self.slot = slot
         self.call_id = str(uuid.uuid4())
         self.stream_id = str(uuid.uuid4())
-        self.sid = MediaTemplates.check_id(self.stream_id)
+        self.sid = engine.templates.frame_id(self.stream_id)
         self.mask = os.urandom(4)
         self.key = new_key()
         self.state = _CONNECTING
@@ -298,7 +304,11 @@ class _Stream(asyncio.Protocol):
             self.transport.write(client_frame(Opcode.PONG, payload, self.mask))
 
     def _on_binary(self, payload: bytes) -> None:
-        self.engine._error("unexpected binary message from the server")
+        e = self.engine
+        if not e.templates.binary:
+            e._error("unexpected binary message from the server")
+            return
+        e._on_play(self, tag_of_raw(payload[:3]) if e.plan.echo else -1)
 
     def _fail(self, message: str) -> None:
         self.error = message
@@ -312,11 +322,9 @@ class _Stream(asyncio.Protocol):
             return
         e = self.engine
         seq = 2 + self.k * len(e.tracks)
-        msg = stop_frame(seq, self.call_id, self.stream_id, e.tracks)
-        t.write(
-            client_frame(Opcode.TEXT, msg, self.mask)
-            + client_frame(Opcode.CLOSE, close_payload(CloseCode.NORMAL), self.mask)
-        )
+        msg = stop_frame(seq, self.call_id, self.stream_id, e.tracks, e.plan.dialect)
+        stop = b"" if msg is None else client_frame(Opcode.TEXT, msg, self.mask)
+        t.write(stop + client_frame(Opcode.CLOSE, close_payload(CloseCode.NORMAL), self.mask))
         self.state = _CLOSING
         self.close_handle = asyncio.get_running_loop().call_later(
             e.plan.close_timeout_s, self._close_timeout
@@ -357,7 +365,11 @@ class Engine:
         if plan.streams < 0 or plan.frames < 1:
             raise ValueError("need streams >= 0 and frames >= 1")
         payloads = tagged_frames(plan.audio, self.fmt.frame_bytes, plan.frames, tag=plan.echo)
-        self.templates = MediaTemplates(payloads, self.tracks, plan.extra_headers)
+        self.templates = MediaTemplates(
+            payloads, self.tracks, plan.extra_headers, dialect=plan.dialect
+        )
+        # How the server's audio starts (binary frames on Vonage need no marker).
+        self._play_marker = b'"playAudio"' if plan.dialect == "plivo" else b'"media"'
         self.on_window = on_window
         self.result = EngineResult(worker=plan.worker)
         self._rng = random.Random(plan.seed)
@@ -488,10 +500,11 @@ class Engine:
         """Upgrade accepted: send ``start``, join the ticker at the next slot time."""
         plan = self.plan
         assert st.transport is not None
-        msg = start_frame(
-            st.call_id, st.stream_id, self._account, self.tracks, self.fmt, plan.extra_headers
-        )
-        st.transport.write(client_frame(Opcode.TEXT, msg, st.mask))
+        msgs = start_frames(
+            plan.dialect, st.call_id, st.stream_id, self._account, self.tracks, self.fmt,
+            plan.extra_headers,
+        )  # fmt: skip
+        st.transport.write(b"".join(client_frame(Opcode.TEXT, m, st.mask) for m in msgs))
         now = _now()
         # First cycle whose slot time for this stream is not in the past.
         offset = self._base + st.slot * self._slot_s
@@ -589,10 +602,20 @@ class Engine:
 
     def _on_text(self, st: _Stream, data: bytes) -> None:
         """A text message from the server to stream ``st`` (its FrameReader's callback)."""
-        now = _now()
-        if data.find(b'"playAudio"') < 0:
+        if data.find(self._play_marker) < 0:
             self.result.other_received += 1
             return
+        k = -1
+        if self.plan.echo:
+            i = data.find(b'"payload"')
+            if i >= 0:
+                i = data.find(b'"', i + 9)
+            k = tag_of(data[i + 1 : i + 5]) if i >= 0 else -1
+        self._on_play(st, k)
+
+    def _on_play(self, st: _Stream, k: int) -> None:
+        """Audio from the server to ``st``, tagged with frame index ``k`` (-1: none)."""
+        now = _now()
         r = self.result
         r.play_received += 1
         last = st.last_play
@@ -602,10 +625,6 @@ class Engine:
         st.last_play = now
         if not self.plan.echo:
             return
-        i = data.find(b'"payload"')
-        if i >= 0:
-            i = data.find(b'"', i + 9)
-        k = tag_of(data[i + 1 : i + 5]) if i >= 0 else -1
         if 0 <= k < st.k and st.k - k <= _RING:
             self._rtt.append((now - st.sent_at[k & _RING_MASK]) * 1000.0)
             r.echo_matched += 1

@@ -140,7 +140,7 @@ def markdown(result: RunResult, images: list[Path] | None = None) -> str:
         f"- machine: {result.machine.get('cpu') or '?'}, {result.machine.get('cores')} cores, "
         f"Python {result.machine.get('python')}; load average at start "
         f"{result.machine.get('loadavg_at_start')}",
-        f"- load: {s['content_type']}, tracks {s['tracks']}, "
+        f"- load: {s.get('dialect', 'plivo')} streams, {s['content_type']}, tracks {s['tracks']}, "
         f"{'echo round trip measured' if s['echo'] else 'no echo'}, "
         f"{s['duration_s']:g} s of audio per stream, {ramp}, "
         f"{'all streams on one beat (burst)' if s['burst'] else 'random phases'}, "

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..audio import AudioFormat
+from ..protocol.detect import provider_format
 from .collector import WindowCollector
 from .config import LoadTestConfig, Subject
 from .engine import Engine, EnginePlan, EngineResult, worker_main
@@ -62,7 +63,9 @@ def machine_info() -> dict[str, Any]:
 class _Runner:
     def __init__(self, cfg: LoadTestConfig) -> None:
         self.cfg = cfg
-        self.fmt = AudioFormat.from_content_type(cfg.content_type)
+        asked = AudioFormat.from_content_type(cfg.content_type)
+        # The wire format (Telnyx L16 is big-endian); ValueError if the provider has none such.
+        self.fmt = AudioFormat(*provider_format(cfg.dialect, asked.encoding, asked.sample_rate))
         self.audio = load_audio(cfg.audio, self.fmt)
         self.frames = max(1, round(cfg.duration_s * 50))
         payloads = tagged_frames(self.audio, self.fmt.frame_bytes, self.frames, tag=cfg.echo)
@@ -140,7 +143,8 @@ class _Runner:
         return EnginePlan(
             url=url,
             audio=self.audio,
-            content_type=cfg.content_type,
+            content_type=self.fmt.content_type,
+            dialect=cfg.dialect,
             tracks=cfg.tracks,
             streams=share,
             frames=self.frames,
@@ -419,6 +423,7 @@ async def run_loadtest(
         "processes": cfg.processes,
         "slot_ms": cfg.slot_ms,
         "content_type": cfg.content_type,
+        "dialect": cfg.dialect,
         "tracks": cfg.tracks,
         "echo": cfg.echo,
         "verify_recordings": cfg.verify,

@@ -13,6 +13,11 @@ through a μ-law decode/encode round trip). An echoing server sends the bytes ba
 :func:`tag_of` reads ``k`` from the first four base64 characters of the returned payload
 without decoding the rest.
 
+Dialects: ``dialect`` picks the provider whose messages the templates hold (Plivo by
+default; Twilio, Telnyx, Exotel from their :class:`~streamserver.protocol.dialect.ProviderSide`
+encoders with the same placeholder trick; Vonage's media frames are binary, the audio itself,
+with no stream id in them). :func:`start_frames` and :func:`stop_frame` follow the dialect.
+
 The upgrade is a hand-written HTTP/1.1 request (RFC 6455 §4.1) and response check: it runs
 once per connection, and owning it keeps the frame parser free of any handshake state.
 """
@@ -32,7 +37,9 @@ import soundfile as sf
 
 from .. import __version__
 from ..audio import PCM, AudioFormat, resample, to_int16
-from ..protocol import plivo
+from ..protocol import Start, plivo
+from ..protocol.detect import get_provider
+from ..protocol.neutral import PLIVO
 from ..signature import sign_headers
 
 __all__ = [
@@ -44,8 +51,10 @@ __all__ = [
     "load_audio",
     "parse_response",
     "start_frame",
+    "start_frames",
     "stop_frame",
     "tag_of",
+    "tag_of_raw",
     "tagged_frames",
     "upgrade_request",
 ]
@@ -155,13 +164,14 @@ def client_frame(opcode: int, payload: bytes, mask: bytes) -> bytes:
     return head + mask + apply_mask(payload, mask)
 
 
-def _text_header(n: int) -> bytes:
-    """Header of a final masked text frame of ``n`` bytes, without the mask key."""
+def _text_header(n: int, first: int = 0x81) -> bytes:
+    """Header of a final masked text (``first=0x82``: binary) frame of ``n`` bytes, without
+    the mask key."""
     if n < 126:
-        return struct.pack("!BB", 0x81, 0x80 | n)
+        return struct.pack("!BB", first, 0x80 | n)
     if n < 65536:
-        return struct.pack("!BBH", 0x81, 0xFE, n)
-    return struct.pack("!BBQ", 0x81, 0xFF, n)
+        return struct.pack("!BBH", first, 0xFE, n)
+    return struct.pack("!BBQ", first, 0xFF, n)
 
 
 def start_frame(
@@ -178,9 +188,33 @@ def start_frame(
     )
 
 
-def stop_frame(seq: int, call_id: str, stream_id: str, tracks: tuple[str, ...]) -> bytes:
-    """The ``stop`` message Plivo sends when the call ends."""
-    return plivo.encode_stop(seq, call_id, stream_id, tracks)
+def start_frames(
+    dialect: str,
+    call_id: str,
+    stream_id: str,
+    account_id: str,
+    tracks: tuple[str, ...],
+    fmt: AudioFormat,
+    extra_headers: str,
+) -> list[bytes]:
+    """The provider's first text messages: ``connected`` where it sends one, then ``start``
+    (sequenceNumber 1); Plivo's as :func:`start_frame` writes it."""
+    if dialect == PLIVO:
+        return [start_frame(call_id, stream_id, account_id, tracks, fmt, extra_headers)]
+    side = get_provider(dialect)
+    start = Start(stream_id, call_id, account_id, tracks, fmt.encoding, fmt.sample_rate, {}, 1)
+    connected = side.encode_connected()
+    return ([] if connected is None else [connected]) + [side.encode_start(start)]
+
+
+def stop_frame(
+    seq: int, call_id: str, stream_id: str, tracks: tuple[str, ...], dialect: str = PLIVO
+) -> bytes | None:
+    """The ``stop`` message the provider sends when the call ends (None: Vonage, which just
+    closes)."""
+    if dialect == PLIVO:
+        return plivo.encode_stop(seq, call_id, stream_id, tracks)
+    return get_provider(dialect).encode_stop(stream_id, call_id, "", seq, None)
 
 
 def load_audio(path: Path, fmt: AudioFormat) -> bytes:
@@ -221,6 +255,16 @@ def tag_of(b64: bytes) -> int:
     return (d2 * _TAG_BASE + d1) * _TAG_BASE + d0
 
 
+def tag_of_raw(raw: bytes) -> int:
+    """The frame index tagged into raw (binary-frame) audio; -1 when it carries none."""
+    if len(raw) < 3:
+        return -1
+    d2, d1, d0 = 0xFE - raw[0], 0xFE - raw[1], 0xFE - raw[2]
+    if not (0 <= d0 < _TAG_BASE and 0 <= d1 < _TAG_BASE and 0 <= d2 < _TAG_BASE):
+        return -1
+    return (d2 * _TAG_BASE + d1) * _TAG_BASE + d0
+
+
 def tagged_frames(audio: bytes, frame_bytes: int, n: int, *, tag: bool) -> list[bytes]:
     """Frame payloads 0..n-1: the audio looped, each optionally tagged with its index."""
     per_loop = len(audio) // frame_bytes
@@ -242,7 +286,8 @@ class MediaTemplates:
     ``pre[t][k] + stream_id + post[t][k]`` is the JSON text of track ``t``'s frame ``k``;
     ``head[t][k]`` is its WebSocket frame header up to (not including) the mask key.
     sequenceNumber counts every message of the stream: ``start`` is 1, then the media
-    messages one per track per tick.
+    messages one per track per tick. On a binary dialect (Vonage) ``pre`` is the audio,
+    ``post`` is empty and the stream id is not in the frame (:meth:`frame_id` is ``b""``).
     """
 
     def __init__(
@@ -251,27 +296,39 @@ class MediaTemplates:
         tracks: tuple[str, ...],
         extra_headers: str,
         frame_ms: int = 20,
+        dialect: str = PLIVO,
     ) -> None:
-        encode_media = plivo.encode_media
         placeholder = _PLACEHOLDER.encode()
         n_tracks = len(tracks)
         self.tracks = tracks
+        self.dialect = dialect
         self.n = len(payloads)
         self.pre: list[list[bytes]] = []
         self.post: list[list[bytes]] = []
         self.head: list[list[bytes]] = []
+        side = get_provider(dialect)
+        self.binary = side.binary_media
+        first = 0x82 if self.binary else 0x81
         for t, track in enumerate(tracks):
             pre, post, head = [], [], []
             for k, payload in enumerate(payloads):
                 seq = 2 + k * n_tracks + t
-                text = encode_media(
-                    seq, _PLACEHOLDER, track, k * frame_ms, k + 1, payload, extra_headers
-                )
-                a, sep, b = text.partition(placeholder)
-                assert sep, "stream id placeholder not found"
+                if dialect == PLIVO:
+                    text = plivo.encode_media(
+                        seq, _PLACEHOLDER, track, k * frame_ms, k + 1, payload, extra_headers
+                    )
+                else:
+                    text = side.encode_media(payload, _PLACEHOLDER, seq, k + 1, k * frame_ms, track)
+                if self.binary:
+                    a, b = text, b""
+                    n = len(text)
+                else:
+                    a, sep, b = text.partition(placeholder)
+                    assert sep, "stream id placeholder not found"
+                    n = len(text)
                 pre.append(a)
                 post.append(b)
-                head.append(_text_header(len(text)))
+                head.append(_text_header(n, first))
             self.pre.append(pre)
             self.post.append(post)
             self.head.append(head)
@@ -282,6 +339,10 @@ class MediaTemplates:
         if len(stream_id) != _ID_LEN:
             raise ValueError(f"stream ids must be {_ID_LEN} characters, got {stream_id!r}")
         return stream_id.encode()
+
+    def frame_id(self, stream_id: str) -> bytes:
+        """What goes between ``pre`` and ``post`` for this stream (nothing on Vonage)."""
+        return b"" if self.binary else self.check_id(stream_id)
 
     def stop_seq(self) -> int:
         """sequenceNumber of ``stop`` after all ``n`` ticks."""

@@ -264,6 +264,16 @@ class Connection(asyncio.Protocol):
         elif len(out) == 1:
             self.out_due = w.schedule(self)
 
+    def send_binary(self, data: bytes, urgent: bool = True) -> None:
+        """Send one binary message (Vonage audio) at once, after the queued audio."""
+        if self.state is not _OPEN or self.transport is None:
+            return
+        self.interactive = True  # a conversation: reads are not batched (see send_text)
+        if self.read_batch > 0:
+            self._reads.release(self)
+        self._flush_out()
+        self.transport.write(frame_header(Opcode.BINARY, len(data)) + data)
+
     def close(self, code: int, reason: str) -> None:
         """Start the closing handshake (RFC 6455 §5.5.1); abort if the peer never answers."""
         if self.state is not _OPEN or self.transport is None:
@@ -447,7 +457,7 @@ class Connection(asyncio.Protocol):
 
     def _on_binary(self, data: bytes) -> None:
         if self.session is not None:
-            self.session.feed_binary()
+            self.session.feed_binary(data)
 
     def _on_ping(self, payload: bytes) -> None:
         if self.transport is not None:

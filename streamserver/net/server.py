@@ -12,16 +12,19 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import socket
 import time
 from collections.abc import Iterable
 from typing import Any
 
+from ..audio import AudioFormat
 from ..handler import HandlerSpec, load_handler
 from ..metrics import Metrics
+from ..observer import StreamObserver
 from ..protocol.websocket import CloseCode
 from ..session import Route, Session, SessionLimits
 from ..settings import Settings
-from ..signature import NonceCache, UpgradeVerifier
+from ..signature import NonceCache, TwilioUpgradeVerifier, UpgradeVerifier
 from .batching import ReadBatcher, WriteCoalescer
 from .connection import CLOSE_TIMEOUT_S, Connection
 from .gate import Gate
@@ -44,7 +47,15 @@ def build_routes(settings: Settings) -> dict[str, Route]:
             if name not in specs:
                 specs[name] = load_handler(name, settings.handler.get(name, {}))
             resolved.append(specs[name])
-        routes[path] = Route(path, tuple(resolved), rs.bidirectional)
+        routes[path] = Route(
+            path,
+            tuple(resolved),
+            rs.bidirectional,
+            dialect=None if rs.dialect == "auto" else rs.dialect,
+            expect_format=(
+                AudioFormat.from_content_type(rs.expect_format) if rs.expect_format else None
+            ),
+        )
     return routes
 
 
@@ -55,8 +66,17 @@ class StreamServer:
     finished yet; ``connections`` every open TCP connection.
     """
 
-    def __init__(self, settings: Settings, *, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        metrics: Metrics | None = None,
+        sock: socket.socket | None = None,
+    ) -> None:
         self.settings = settings
+        #: A listening socket to serve on instead of binding host:port (a worker's,
+        #: inherited from its supervisor).
+        self.sock = sock
         self.metrics = metrics or Metrics()
         sv, ss = settings.server, settings.session
         self.limits = SessionLimits(
@@ -66,14 +86,23 @@ class StreamServer:
             handler_queue_s=ss.handler_queue_s,
             start_timeout_s=sv.start_timeout_s,
             idle_timeout_s=sv.idle_timeout_s,
+            doctor_silence_s=ss.doctor_silence_s,
         )
-        verifier = None
+        verifier = twilio_verifier = None
         if sv.verify_signatures:
-            plivo = settings.plivo
+            plivo, twilio = settings.plivo, settings.twilio
             tokens = [t for t in [plivo.auth_token, *plivo.extra_auth_tokens] if t]
-            verifier = UpgradeVerifier(tokens, sv.public_url, NonceCache())
+            if tokens:
+                verifier = UpgradeVerifier(tokens, sv.public_url, NonceCache())
+            tokens = [t for t in [twilio.auth_token, *twilio.extra_auth_tokens] if t]
+            if tokens:
+                twilio_verifier = TwilioUpgradeVerifier(tokens, sv.public_url)
         self.gate = Gate(
-            build_routes(settings), self.metrics, max_streams=sv.max_streams, verifier=verifier
+            build_routes(settings),
+            self.metrics,
+            max_streams=sv.max_streams,
+            verifier=verifier,
+            twilio_verifier=twilio_verifier,
         )
         self.reads = ReadBatcher(
             self.metrics, frames=ss.read_batch_frames, min_streams=ss.read_batch_min_streams
@@ -85,6 +114,8 @@ class StreamServer:
         )
         self.connections: set[Connection] = set()
         self.sessions: set[Session] = set()
+        #: handed to every session (the service's bus wiring); None: nobody listens
+        self.observer: StreamObserver | None = None
         self.port = 0
         self._server: asyncio.Server | None = None
         self._finishing: set[asyncio.Task[None]] = set()
@@ -133,6 +164,7 @@ class StreamServer:
         m.streams_active += 1
         m.streams_total += 1
         self.sessions.add(conn.session)
+        conn.session.observer = self.observer
 
     def connection_lost(self, conn: Connection) -> None:
         self.connections.discard(conn)
@@ -151,9 +183,14 @@ class StreamServer:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         sv = self.settings.server
-        self._server = await loop.create_server(
-            lambda: Connection(self), sv.host, sv.port, reuse_port=None, backlog=1024
-        )
+        if self.sock is not None:
+            self._server = await loop.create_server(
+                lambda: Connection(self), sock=self.sock, backlog=1024
+            )
+        else:
+            self._server = await loop.create_server(
+                lambda: Connection(self), sv.host, sv.port, reuse_port=None, backlog=1024
+            )
         sockets = self._server.sockets
         self.port = sockets[0].getsockname()[1] if sockets else sv.port
         self._tick_task = loop.create_task(self._tick(), name="streamserver-tick")
@@ -251,6 +288,10 @@ class StreamServer:
         try:
             await session.wait_handlers(self.settings.server.handler_stop_timeout_s)
         finally:
+            observer = session.observer
+            if observer is not None and session.started and session.stop_reason is not None:
+                # After every on_stop: a final transcript or recording comes before it.
+                observer.stream_stopped(session, session.stop_reason)
             self.sessions.discard(session)
             if not self.sessions:
                 self._idle.set()

@@ -20,10 +20,30 @@ from collections.abc import Mapping
 from typing import Any
 
 from . import exotel, telnyx, twilio, vonage
-from .dialect import PLIVO, Dialect, ProviderSide
-from .neutral import PROVIDERS, ProtocolError, decode_object
+from .dialect import PLIVO, PLIVO_PROVIDER, Dialect, ProviderSide
+from .events import ENCODING_L16, ENCODING_MULAW
+from .neutral import (
+    ENCODING_ALAW,
+    ENCODING_L16_BE,
+    EXOTEL,
+    PROVIDERS,
+    TELNYX,
+    TWILIO,
+    VONAGE,
+    ProtocolError,
+    decode_object,
+)
 
-__all__ = ["DIALECTS", "PROVIDER_SIDES", "detect", "detect_binary", "get"]
+__all__ = [
+    "DIALECTS",
+    "PROVIDER_FORMATS",
+    "PROVIDER_SIDES",
+    "detect",
+    "detect_binary",
+    "get",
+    "get_provider",
+    "provider_format",
+]
 
 #: Every server-side dialect by provider name.
 DIALECTS: Mapping[str, Dialect] = {
@@ -33,11 +53,48 @@ DIALECTS: Mapping[str, Dialect] = {
     exotel.DIALECT.name: exotel.DIALECT,
     vonage.DIALECT.name: vonage.DIALECT,
 }
-#: The provider sides (replay client, load tester) by provider name; Plivo's lives in the
-#: emulator's stream client.
+#: The provider sides (replay client, load tester) by provider name.
 PROVIDER_SIDES: Mapping[str, ProviderSide] = {
-    p.name: p for p in (twilio.PROVIDER, telnyx.PROVIDER, exotel.PROVIDER, vonage.PROVIDER)
+    p.name: p
+    for p in (PLIVO_PROVIDER, twilio.PROVIDER, telnyx.PROVIDER, exotel.PROVIDER, vonage.PROVIDER)
 }
+
+_MULAW_8K = (ENCODING_MULAW, 8000)
+_L16 = {rate: (ENCODING_L16, rate) for rate in (8000, 16000, 24000)}
+#: The media formats each provider streams, as (encoding, rate), the first being the
+#: default. Telnyx's ``L16`` is big-endian on the wire: :func:`provider_format` says so.
+PROVIDER_FORMATS: Mapping[str, tuple[tuple[str, int], ...]] = {
+    PLIVO.name: (_MULAW_8K, _L16[8000], _L16[16000]),
+    TWILIO: (_MULAW_8K,),
+    TELNYX: (_MULAW_8K, (ENCODING_ALAW, 8000), _L16[8000], _L16[16000]),
+    EXOTEL: (_L16[8000], _L16[16000], _L16[24000]),
+    VONAGE: (_L16[16000], _L16[8000]),
+}
+
+
+def get_provider(name: str) -> ProviderSide:
+    """The provider side for a provider name (``--dialect twilio``)."""
+    try:
+        return PROVIDER_SIDES[name.strip().lower()]
+    except KeyError:
+        raise ValueError(f"unknown dialect {name!r}; expected one of {PROVIDERS}") from None
+
+
+def provider_format(provider: str, encoding: str, sample_rate: int) -> tuple[str, int]:
+    """The wire format a provider streams for ``encoding`` at ``sample_rate`` (Telnyx L16 is
+    big-endian, :data:`~.neutral.ENCODING_L16_BE`); ValueError naming the formats the
+    provider has when it has no such one."""
+    formats = PROVIDER_FORMATS[provider]
+    wanted = (ENCODING_L16 if encoding == ENCODING_L16_BE else encoding, sample_rate)
+    if wanted not in formats:
+        have = ", ".join(f"{e};rate={r}" for e, r in formats)
+        raise ValueError(
+            f"{provider} streams have no {encoding};rate={sample_rate}; use one of: {have}"
+        )
+    if provider == TELNYX and wanted[0] == ENCODING_L16:
+        return ENCODING_L16_BE, sample_rate
+    return wanted
+
 
 # Id fields, top level or inside the event's body, that only one dialect uses.
 _MARKERS: tuple[tuple[str, Dialect], ...] = (

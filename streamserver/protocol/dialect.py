@@ -43,16 +43,29 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from . import plivo
-from .events import Media, Start
+from .events import Checkpoint as PlivoCheckpoint
+from .events import ClearAudio, Media, PlayAudio, Start, Unknown
+from .events import SendDtmf as PlivoSendDtmf
 from .neutral import PLIVO as PLIVO_NAME
-from .neutral import AnyEvent, BinaryNotSupported, Command
+from .neutral import (
+    AnyEvent,
+    BinaryNotSupported,
+    Checkpoint,
+    Clear,
+    Command,
+    Play,
+    ProtocolError,
+    SendDtmf,
+)
 
 __all__ = [
     "PLIVO",
+    "PLIVO_PROVIDER",
     "Dialect",
     "ProviderDialect",
     "ProviderSide",
     "ServerDialect",
+    "plivo_provider",
     "text_only",
     "text_only_commands",
 ]
@@ -240,3 +253,81 @@ PLIVO = ServerDialect(
     acks_clear=True,
     supports_dtmf_out=True,
 )
+
+
+# --- Plivo's side behind ProviderSide ------------------------------------------------------
+# plivo.py keeps its own positional, fast encoders (the emulator's client and the load
+# tester's templates call them directly); this adapter only reorders arguments.
+
+
+def _plivo_command(data: bytes | str) -> Command:
+    cmd = plivo.decode_command(data)
+    if type(cmd) is PlayAudio:
+        return Play(cmd.payload, cmd.stream_id)
+    match cmd:
+        case PlivoCheckpoint(name=name, stream_id=sid):
+            return Checkpoint(name, sid)
+        case ClearAudio(stream_id=sid):
+            return Clear(sid)
+        case PlivoSendDtmf(digits=digits):
+            return SendDtmf(digits)
+        case Unknown(event=event):
+            raise ProtocolError("schema", f"not a Plivo command: event {event!r}")
+    raise AssertionError(f"unhandled command {type(cmd).__name__}")  # pragma: no cover
+
+
+def plivo_provider(extra_headers: str = "") -> ProviderDialect:
+    """Plivo's side as a :class:`ProviderSide`, with ``extra_headers`` (the text
+    :func:`.plivo.format_extra_headers` writes) in ``start``, ``media`` and ``dtmf``.
+
+    Plivo has no ``connected``; ``dtmf`` carries timestamp 0 (the interface has none: the
+    stream client calls :func:`.plivo.encode_dtmf` itself to send the digit's time);
+    ``decode_command`` drops ``playAudio``'s format (the stream's) and rejects commands
+    Plivo does not know, which :func:`.plivo.decode_command` returns as ``Unknown``.
+    """
+
+    def start(s: Start) -> bytes:
+        return plivo.encode_start(
+            s.sequence_number or 1, s.call_id, s.stream_id, s.account_id, s.tracks,
+            s.encoding, s.sample_rate, extra_headers,
+        )  # fmt: skip
+
+    def media(
+        payload: bytes, stream_id: str, seq: int, chunk: int, timestamp_ms: int, track: str
+    ) -> bytes:
+        return plivo.encode_media(
+            seq, stream_id, track, timestamp_ms, chunk, payload, extra_headers
+        )
+
+    def dtmf(digit: str, stream_id: str, seq: int) -> bytes:
+        return plivo.encode_dtmf(seq, stream_id, digit, 0, "inbound", extra_headers)
+
+    def played(name: str, stream_id: str, seq: int) -> bytes:
+        return plivo.encode_played_stream(seq, stream_id, name)
+
+    def cleared(stream_id: str, seq: int) -> bytes:
+        return plivo.encode_cleared_audio(seq, stream_id)
+
+    def stop(stream_id: str, call_id: str, account_id: str, seq: int, reason: str | None) -> bytes:
+        return plivo.encode_stop(seq, call_id, stream_id, ("inbound",))
+
+    return ProviderDialect(
+        name=PLIVO_NAME,
+        encode_connected=_no_connected,
+        encode_start=start,
+        encode_media=media,
+        encode_dtmf=dtmf,
+        encode_played=played,
+        encode_cleared=cleared,
+        encode_stop=stop,
+        decode_command=_plivo_command,
+        decode_command_binary=text_only_commands(PLIVO_NAME),
+    )
+
+
+def _no_connected() -> None:
+    return None
+
+
+#: Plivo's side (no extra headers), for the replay client and the load tester.
+PLIVO_PROVIDER = plivo_provider()

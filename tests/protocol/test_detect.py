@@ -101,7 +101,7 @@ def test_pinning_by_name() -> None:
     assert detect.get(" Twilio ") is twilio.DIALECT
     with pytest.raises(ValueError, match="unknown dialect"):
         detect.get("signalwire")
-    assert set(detect.PROVIDER_SIDES) == set(PROVIDERS) - {"plivo"}
+    assert set(detect.PROVIDER_SIDES) == set(PROVIDERS)
 
 
 def test_every_dialect_satisfies_the_interface() -> None:

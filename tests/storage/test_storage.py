@@ -69,6 +69,9 @@ class _Session:
     def summary(self) -> dict[str, Any]:
         return {"frames": 0}
 
+    def publish(self, event: Any) -> None:  # the recorder's recording.finished
+        pass
+
 
 def _ctx(call_id: str, stream_id: str, tracks: tuple[str, ...]) -> StreamContext:
     return StreamContext(

@@ -1,4 +1,5 @@
-"""The Plivo side of an Audio Stream: a paced WebSocket client that behaves like Plivo.
+"""The provider side of an audio stream: a paced WebSocket client that behaves like Plivo
+(or Twilio, Telnyx, Exotel, Vonage: ``StreamClientOptions.dialect``).
 
 :class:`PlivoStreamClient` plays the part of Plivo's media server for one call. It opens the
 WebSocket (signed like Plivo when an auth token is given), sends ``start``, then the caller's
@@ -7,7 +8,10 @@ end an optional ``stop`` and a normal close (1000). On a bidirectional stream it
 back what the server sends, the way the caller would hear it: ``playAudio`` is queued and
 played out in real time, ``checkpoint`` is answered with ``playedStream`` once everything
 queued before it has played, ``clearAudio`` drops the unplayed queue and is answered with
-``clearedAudio``.
+``clearedAudio``. Other dialects send and answer the same things in their own words
+(:mod:`.wire`): Twilio echoes a ``mark`` once its audio has played and, after a ``clear``,
+echoes the marks still pending too; Vonage streams binary audio and answers ``notify`` with
+``websocket:notify`` and ``clear`` with ``websocket:cleared``.
 
 Everything that happens ends up in a :class:`StreamReport`. A refused upgrade, a server that
 closes early or sends garbage is recorded there, never raised; only invalid options raise
@@ -54,11 +58,11 @@ from ...audio import PCM, AudioFormat, Resampler, silence_bytes
 from ...protocol import (
     Checkpoint,
     ClearAudio,
+    Command,
     PlayAudio,
     ProtocolError,
     SendDtmf,
     Unknown,
-    plivo,
 )
 from ...protocol.websocket import OK_CLOSE_CODES, CloseCode
 from ...signature import sign_headers
@@ -66,6 +70,7 @@ from .options import StreamClientOptions, prepare
 from .playback import EchoTracker, Playback, Sleeper
 from .playback import now as _now
 from .report import StreamReport, wire_record
+from .wire import ClientWire
 
 __all__ = ["PlivoStreamClient"]
 
@@ -103,7 +108,17 @@ class PlivoStreamClient:
         self._fs = fmt.sample_rate * options.frame_ms // 1000
         self._tracks = prepared.tracks
         self._silence = silence_bytes(fmt.encoding, self._fs)
-        self._extra = prepared.extra_headers
+        self._wire = ClientWire(
+            prepared.dialect,
+            call_id=options.call_id,
+            stream_id=options.stream_id,
+            account_id=options.account_id,
+            tracks=prepared.tracks,
+            encoding=fmt.encoding,
+            sample_rate=fmt.sample_rate,
+            extra_headers=options.extra_headers,
+        )
+        self._provider = prepared.dialect.capitalize()
 
         # DTMF digit at t goes right before the first frame whose timestamp is >= t.
         self._dtmf = sorted(
@@ -128,6 +143,7 @@ class PlivoStreamClient:
             sample_rate=fmt.sample_rate,
             tracks=self._tracks,
             bidirectional=options.bidirectional,
+            dialect=prepared.dialect,
             frames_total=n_ticks * len(self._tracks),
             audio_s=n_ticks * self._frame_s,
         )
@@ -232,12 +248,15 @@ class PlivoStreamClient:
         cancelled = False
         try:
             try:
-                await self._send(self._start_frame())
+                for frame in self._wire.opening(self._next_seq()):
+                    await self._send(frame)
                 await self._send_media()
                 await self._tail(receiver)
                 if o.send_stop and not receiver.done():
-                    await self._send(self._stop_frame())
-                    report.stop_sent = True
+                    stop = self._wire.stop(self._next_seq())
+                    if stop is not None:
+                        await self._send(stop)
+                        report.stop_sent = True
             except ConnectionClosed:
                 pass  # the server closed: recorded below from the connection's state
             self._close_called = True
@@ -311,27 +330,16 @@ class PlivoStreamClient:
         self._seq += 1
         return self._seq
 
-    async def _send(self, data: bytes) -> None:
+    async def _send(self, data: bytes, *, text: bool = True) -> None:
         # Frames are built and handed to the socket without an await in between, so
         # sequenceNumber order is wire order even with the player and receiver sending too.
         assert self._ws is not None
         self._report.bytes_sent += len(data)
         self._report.messages_sent += 1
-        await self._ws.send(data, text=True)
-
-    def _start_frame(self) -> bytes:
-        o, fmt = self._o, self._fmt
-        return plivo.encode_start(
-            self._next_seq(), o.call_id, o.stream_id, o.account_id, self._tracks,
-            fmt.encoding, self._rate, self._extra,
-        )  # fmt: skip
-
-    def _stop_frame(self) -> bytes:
-        o = self._o
-        return plivo.encode_stop(self._next_seq(), o.call_id, o.stream_id, self._tracks)
+        await self._ws.send(data, text=text)
 
     async def _send_played(self, name: str) -> None:
-        await self._send(plivo.encode_played_stream(self._next_seq(), self._o.stream_id, name))
+        await self._send(self._wire.played(self._next_seq(), name))
 
     def _payload(self, pcm: PCM | None, tick: int) -> bytes:
         if pcm is None:
@@ -350,8 +358,8 @@ class PlivoStreamClient:
 
     async def _send_media(self) -> None:
         o, report = self._o, self._report
-        stream_id, extra = o.stream_id, self._extra
-        encode_media, encode_dtmf = plivo.encode_media, plivo.encode_dtmf
+        wire = self._wire
+        encode_media, text = wire.media, not wire.binary_media
         # Without outbound audio the outbound track carries silence, as the options say.
         sources: dict[str, PCM | None] = {"inbound": self._inbound, "outbound": self._outbound}
         chunks = dict.fromkeys(self._tracks, 0)
@@ -376,8 +384,7 @@ class PlivoStreamClient:
             while next_dtmf < len(dtmf) and dtmf[next_dtmf][0] <= tick:
                 _, at_ms, digit = dtmf[next_dtmf]
                 next_dtmf += 1
-                frame = encode_dtmf(self._next_seq(), stream_id, digit, at_ms, "inbound", extra)
-                await self._send(frame)
+                await self._send(wire.dtmf(self._next_seq(), digit, at_ms))
                 report.dtmf_sent += 1
             timestamp = tick * self._frame_ms
             for track in self._tracks:
@@ -385,10 +392,8 @@ class PlivoStreamClient:
                 chunks[track] += 1
                 if echo is not None and track == "inbound":
                     echo.sent(payload, _now())
-                frame = encode_media(
-                    self._next_seq(), stream_id, track, timestamp, chunks[track], payload, extra
-                )
-                await self._send(frame)
+                frame = encode_media(self._next_seq(), track, timestamp, chunks[track], payload)
+                await self._send(frame, text=text)
                 report.frames_sent += 1
             if o.on_progress is not None:
                 o.on_progress(report.frames_sent, report.frames_total)
@@ -399,12 +404,6 @@ class PlivoStreamClient:
         try:
             async for message in ws:
                 now = _now()
-                if not isinstance(message, str):
-                    self._report.add_error(
-                        f"the server sent a binary frame ({len(message)} bytes); "
-                        "Plivo expects JSON text frames"
-                    )
-                    continue
                 try:
                     await self._on_message(message, now)
                 except ConnectionClosed:
@@ -417,22 +416,34 @@ class PlivoStreamClient:
             # A sender waiting for its next frame finds out now, not at its next send.
             self._sleeper.wake()
 
-    async def _on_message(self, message: str, now: float) -> None:
+    async def _on_message(self, message: str | bytes, now: float) -> None:
         report = self._report
+        provider = self._provider
+        cmd: Command
         try:
-            cmd = plivo.decode_command(message)
+            if isinstance(message, str):
+                cmd = self._wire.decode(message)
+            else:
+                cmd = self._wire.decode_binary(message)
         except ProtocolError as exc:
-            if exc.kind == "json":
+            if exc.kind == "binary":
+                report.add_error(
+                    f"the server sent a binary frame ({len(message)} bytes); "
+                    f"{provider} expects JSON text frames"
+                )
+            elif exc.kind == "json":
                 report.add_error(f"the server sent {exc.reason}: {message[:80]!r}")
             else:
-                report.add_error(f"the server sent a frame Plivo rejects: {exc.reason}")
+                report.add_error(f"the server sent a frame {provider} rejects: {exc.reason}")
             return
         report.received_events.append(wire_record(cmd))
         if isinstance(cmd, Unknown):
             return  # kept in received_events and otherwise ignored, as Plivo does
         if not self._o.bidirectional:
             event = report.received_events[-1]["event"]
-            report.add_error(f"{event} on a stream that is not bidirectional; Plivo ignores it")
+            report.add_error(
+                f"{event} on a stream that is not bidirectional; {provider} ignores it"
+            )
             return
         if type(cmd) is PlayAudio:
             self._check_stream_id("playAudio", cmd.stream_id)
@@ -446,10 +457,16 @@ class PlivoStreamClient:
                 playback.enqueue(name)
             case ClearAudio(stream_id=sid):
                 self._check_stream_id("clearAudio", sid)
-                playback.clear()
+                pending = playback.clear()
                 report.cleared.append(now - self._t0)
-                stream_id = self._o.stream_id
-                await self._send(plivo.encode_cleared_audio(self._next_seq(), stream_id))
+                if self._wire.echoes_marks_on_clear:
+                    # Twilio sends the pending marks back although their audio never played.
+                    for name in pending:
+                        report.marks_after_clear.append(name)
+                        await self._send(self._wire.played(self._next_seq(), name))
+                answer = self._wire.cleared(self._next_seq())
+                if answer is not None:
+                    await self._send(answer)
             case SendDtmf():
                 pass  # tones played into the call: nothing to answer
 

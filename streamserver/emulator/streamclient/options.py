@@ -14,6 +14,8 @@ import numpy as np
 
 from ...audio import PCM, AudioFormat, resample, to_int16
 from ...protocol import DTMF_DIGITS, plivo
+from ...protocol.detect import PROVIDER_FORMATS, provider_format
+from ...protocol.neutral import EXOTEL, PLIVO, VONAGE
 
 __all__ = ["STREAMED_TRACKS", "Prepared", "StreamClientOptions", "prepare"]
 
@@ -38,12 +40,15 @@ class StreamClientOptions:
     differ. ``tracks`` is Plivo's ``audioTrack``; ``outbound`` feeds the outbound track when
     it is streamed (silence otherwise). ``dtmf`` holds ``(seconds from start, digit)`` pairs.
     ``speed`` is 1.0 for real time, 2.0 for twice as fast, None for as fast as possible.
+    ``dialect`` is the provider to play (``plivo``, ``twilio``, ``telnyx``, ``exotel``,
+    ``vonage``); ``content_type`` must be one of its formats (None: its first).
     """
 
     url: str
     inbound: Any
     source_rate: int = 8000
-    content_type: str = "audio/x-mulaw;rate=8000"
+    content_type: str | None = None
+    dialect: str = PLIVO
     tracks: str = "inbound"
     outbound: Any | None = None
     bidirectional: bool = False
@@ -71,9 +76,10 @@ class StreamClientOptions:
 
 @dataclass(frozen=True, slots=True)
 class Prepared:
-    """Checked options: the stream's format and tracks, the audio at the stream's rate and
-    the ``extra_headers`` text."""
+    """Checked options: the dialect, the stream's wire format and tracks, the audio at the
+    stream's rate and the ``extra_headers`` text (Plivo)."""
 
+    dialect: str
     fmt: AudioFormat
     tracks: tuple[str, ...]
     inbound: PCM
@@ -86,9 +92,19 @@ def prepare(o: StreamClientOptions) -> Prepared:
     parts = urlsplit(o.url)
     if parts.scheme not in ("ws", "wss") or not parts.hostname:
         raise ValueError(f"url must be ws:// or wss:// with a host, got {o.url!r}")
-    fmt = AudioFormat.from_content_type(o.content_type)
+    dialect = o.dialect.strip().lower()
+    if dialect not in PROVIDER_FORMATS:
+        known = ", ".join(PROVIDER_FORMATS)
+        raise ValueError(f"unknown dialect {o.dialect!r}; expected one of {known}")
+    if o.content_type is None:
+        fmt = AudioFormat(*PROVIDER_FORMATS[dialect][0])
+    else:
+        asked = AudioFormat.from_content_type(o.content_type)
+        fmt = AudioFormat(*provider_format(dialect, asked.encoding, asked.sample_rate))
     if o.tracks not in STREAMED_TRACKS:
         raise ValueError(f"tracks must be inbound, outbound or both, got {o.tracks!r}")
+    if dialect in (EXOTEL, VONAGE) and o.tracks != "inbound":
+        raise ValueError(f"{dialect} streams carry the caller only: use tracks='inbound'")
     if o.bidirectional and o.tracks != "inbound":
         raise ValueError("a bidirectional stream must use tracks='inbound' (a Plivo rule)")
     if o.speed is not None and not (math.isfinite(o.speed) and o.speed > 0):
@@ -101,7 +117,7 @@ def prepare(o: StreamClientOptions) -> Prepared:
         value = getattr(o, name)
         if not (math.isfinite(value) and value >= 0):
             raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    extra_headers = plivo.format_extra_headers(o.extra_headers)
+    extra_headers = plivo.format_extra_headers(o.extra_headers) if dialect == PLIVO else ""
     for at, digit in o.dtmf:
         if len(digit) != 1 or digit not in DTMF_DIGITS:
             raise ValueError(f"DTMF digit must be one of 0-9 * # A-D, got {digit!r}")
@@ -118,4 +134,4 @@ def prepare(o: StreamClientOptions) -> Prepared:
 
     inbound = prepare(o.inbound, "inbound")
     outbound = None if o.outbound is None else prepare(o.outbound, "outbound")
-    return Prepared(fmt, STREAMED_TRACKS[o.tracks], inbound, outbound, extra_headers)
+    return Prepared(dialect, fmt, STREAMED_TRACKS[o.tracks], inbound, outbound, extra_headers)

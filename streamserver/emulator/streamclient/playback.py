@@ -160,14 +160,17 @@ class Playback:
         self._idle.clear()
         self._wake.set()
 
-    def clear(self) -> None:
-        """Drop unplayed audio and unanswered checkpoints (the sounding tick plays on)."""
+    def clear(self) -> list[str]:
+        """Drop unplayed audio and unanswered checkpoints (the sounding tick plays on);
+        return the dropped checkpoints' names, in order."""
+        dropped = self._finishing + [item for item in self._queue if isinstance(item, str)]
         self._queue.clear()
         self._offset = 0
         self.queued_samples = 0
         self._finishing.clear()
         self._idle.set()
         self._wake.set()
+        return dropped
 
     def heard(self, min_samples: int) -> PCM:
         """What was played, at least ``min_samples`` long (silence-padded)."""

@@ -61,6 +61,8 @@ class StreamReport:
     sample_rate: int
     tracks: tuple[str, ...]
     bidirectional: bool
+    #: The provider played (``plivo``, ``twilio``, ...).
+    dialect: str = "plivo"
     #: The WebSocket upgrade succeeded.
     connected: bool = False
     #: HTTP status of a refused upgrade.
@@ -86,6 +88,8 @@ class StreamReport:
     checkpoints: list[tuple[str, float]] = field(default_factory=list)
     #: Times a clearAudio was received.
     cleared: list[float] = field(default_factory=list)
+    #: Checkpoints pending at a clear and echoed anyway (Twilio's marks), never played.
+    marks_after_clear: list[str] = field(default_factory=list)
     #: Every well-formed (or unknown) server message, in its wire shape; ``playAudio`` carries
     #: ``payload_bytes`` instead of the audio.
     received_events: list[dict[str, Any]] = field(default_factory=list)
