@@ -80,8 +80,6 @@ KNOWN_VIOLATIONS: frozenset[tuple[str, str, str]] = frozenset(
     {
         # session.py becomes ordering/runner/session.
         ("size", "streamserver/session.py", ">500 lines"),
-        # loadtest/engine.py gets protocol/websocket.py's frame codec instead of its own.
-        ("size", "streamserver/loadtest/engine.py", ">500 lines"),
     }
 )
 
