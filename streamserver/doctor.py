@@ -22,6 +22,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from .audio import AudioFormat
 from .handler import BusEvent
 from .metrics import Metrics
 from .protocol.events import Start
@@ -77,9 +78,20 @@ class Doctor:
     """One stream's findings: :meth:`report` logs, counts and publishes each kind once.
 
     ``publish`` delivers a bus event to the stream's handlers (the session's ``publish``).
+    The session's hooks: :meth:`examine` at start, :meth:`watch` in its ``tick``,
+    :meth:`release` at its end (and :meth:`one_way_play` from its handlers' contexts).
     """
 
-    __slots__ = ("_publish", "logger", "metrics", "provider", "seen")
+    __slots__ = (
+        "_publish",
+        "live_keys",
+        "logger",
+        "media_at",
+        "media_mark",
+        "metrics",
+        "provider",
+        "seen",
+    )
 
     def __init__(
         self,
@@ -87,12 +99,57 @@ class Doctor:
         publish: Callable[[BusEvent], None],
         logger: logging.LoggerAdapter[logging.Logger],
         provider: str = PLIVO,
+        *,
+        now: float = 0.0,
     ) -> None:
         self.metrics = metrics
         self._publish = publish
         self.logger = logger
         self.provider = provider
         self.seen: set[str] = set()
+        #: the stream's keys in ``Metrics.live_ids`` (set by :meth:`examine`)
+        self.live_keys: tuple[str, ...] = ()
+        self.media_mark = 0  # media frames at the last watch that saw some
+        self.media_at = now  # time.monotonic() of that watch
+
+    def examine(
+        self,
+        fmt: AudioFormat,
+        expected: AudioFormat | None,
+        route: str,
+        ids: tuple[str, str],
+        logger: logging.LoggerAdapter[logging.Logger],
+        provider: str,
+    ) -> None:
+        """The checks at start: the route's format, ids already live (then counted live)."""
+        self.logger = logger
+        self.provider = provider
+        if expected is not None and expected != fmt:
+            self.format_mismatch(fmt.content_type, expected.content_type, route)
+        sid, cid = ids
+        live = self.metrics.live_ids
+        self.live_keys = keys = (f"s:{sid}", f"c:{route}:{cid}")
+        for key, what, value in zip(keys, ("stream id", "call id"), (sid, cid), strict=True):
+            if live[key]:
+                self.duplicate(what, value)
+            live[key] += 1
+
+    def watch(self, now: float, media_frames: int, silence_s: float) -> None:
+        """In the session's tick: a silence finding after ``silence_s`` without media."""
+        if media_frames != self.media_mark:
+            self.media_mark = media_frames
+            self.media_at = now
+        elif now - self.media_at > silence_s:
+            self.silence(now - self.media_at)
+
+    def release(self) -> None:
+        """The stream ended: its ids are no longer live."""
+        live = self.metrics.live_ids
+        for key in self.live_keys:
+            live[key] -= 1
+            if live[key] <= 0:
+                del live[key]
+        self.live_keys = ()
 
     def report(self, kind: str, message: str, **details: Any) -> bool:
         """Report a finding; False (and nothing done) if this kind was reported already."""

@@ -9,35 +9,27 @@ plain function calls. Playback and checkpoints are :mod:`streamserver.playback`'
 session is the :class:`~streamserver.handler.StreamControl` its handlers' contexts use.
 
 Its states (AWAIT_START, STREAMING, ENDED) and their transitions are in
-:mod:`streamserver.session_state`.
+:mod:`streamserver.session_state`; what runs once per stream is beside it:
+:mod:`~streamserver.dialect_binding`, :mod:`~streamserver.stream_start`,
+:mod:`~streamserver.frame_faults`, :mod:`~streamserver.stream_report`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
-import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
-import msgspec
 import numpy as np
 
 from . import audio
 from .audio import AudioFormat
-from .doctor import Doctor, provider_bidirectional
-from .handler import (
-    AudioChunk,
-    BusEvent,
-    Gap,
-    Handler,
-    HandlerSpec,
-    StopReason,
-    StreamContext,
-)
+from .dialect_binding import DialectBinding
+from .doctor import Doctor
+from .frame_faults import FrameFaults
+from .handler import AudioChunk, BusEvent, Gap, Handler, StopReason, StreamContext
 from .logs import LogBudget, clean
 from .metrics import Metrics
 from .observer import StreamObserver
@@ -45,86 +37,18 @@ from .ordering import Ordering, OrderStats, TrackOrder
 from .playback import Playback
 from .protocol import detect, plivo
 from .protocol.dialect import Dialect
-from .protocol.events import (
-    DTMF_DIGITS,
-    ClearedAudio,
-    Dtmf,
-    Media,
-    PlayedStream,
-    Start,
-    Stop,
-    Unknown,
-)
+from .protocol.events import ClearedAudio, Dtmf, Media, PlayedStream, Start, Stop, Unknown
 from .protocol.neutral import AnyEvent, Connected, ProviderError
 from .protocol.websocket import CloseCode
 from .runner import HandlerRunner, StreamHandlers
+from .session_config import Outlet, Route, SessionLimits
 from .session_state import SessionState, Trigger, next_state
+from .stream_report import log_ended, summary
+from .stream_start import log_started, safe_id, stream_context, stream_ids
 
 __all__ = ["Outlet", "Route", "Session", "SessionLimits", "safe_id"]
 
 log = logging.getLogger("streamserver.session")
-
-#: Ids become path parts (recordings): every id a real provider sends (Plivo uuids, Twilio
-#: ``MZ…``/``CA…``, Telnyx ``v3:AbC…_dEf-…``, Exotel hex) and nothing that could leave a
-#: directory: no ``/``, ``\``, NUL or leading dot, no ``..``, at most 256 characters.
-#: One key of the DTMF alphabet (``a-d`` are taken as ``A-D``); anything else is invalid.
-_DTMF_OK = frozenset(DTMF_DIGITS + DTMF_DIGITS[12:].lower())
-_DTMF_LOWER = frozenset(DTMF_DIGITS[12:].lower())
-_SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,255}\Z")
-
-
-def safe_id(value: str) -> bool:
-    """True if the id from the network may become a path part."""
-    return _SAFE_ID.match(value) is not None and ".." not in value
-
-
-def _is_utf8(data: bytes) -> bool:
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
-
-
-class Outlet(Protocol):
-    """What a session needs from its transport."""
-
-    def send_text(self, data: bytes, urgent: bool = True) -> None: ...
-    def send_binary(self, data: bytes, urgent: bool = True) -> None: ...
-    def close(self, code: int, reason: str) -> None: ...
-    def write_paused(self) -> bool: ...
-    async def wait_writable(self) -> None: ...
-
-
-@dataclass(frozen=True)
-class Route:
-    """A WebSocket path and the handlers every stream on it gets.
-
-    ``dialect`` pins the provider (``"twilio"``, ...); None detects it from the first
-    message. ``expect_format``: a stream in another media format is a doctor finding.
-    """
-
-    path: str
-    handlers: tuple[HandlerSpec, ...]
-    bidirectional: bool = True
-    dialect: str | None = None
-    expect_format: AudioFormat | None = None
-
-
-@dataclass(frozen=True)
-class SessionLimits:
-    """Per-stream tunables (see ``[session]`` in the config)."""
-
-    reorder_window: int = 5  # frames held while waiting for a missing chunk
-    max_invalid_frames: int = 100  # then close 1007
-    send_timeout_s: float = 5.0  # a blocked socket for this long ends the session
-    handler_queue_s: float = 10.0  # default audio bound per handler input
-    start_timeout_s: float = 10.0  # no 'start' event this long after the upgrade: close 1008
-    idle_timeout_s: float = 0.0  # no frame for this long: close 1008 (0: never)
-    max_gap_s: float = 5.0  # longer gaps are cut to this (the timeline resyncs)
-    handler_max_events: int = 1000  # events queued per handler, then dropped and counted
-    close_on_capped_gap: bool = False  # a capped gap closes the stream with 1007
-    doctor_silence_s: float = 10.0  # no inbound audio this long: a doctor finding (0: off)
 
 
 class Session:
@@ -136,13 +60,11 @@ class Session:
     """
 
     __slots__ = (
+        "_binding",
         "_decode",
         "_encoding",
-        "_invalid_logged",
-        "_live_keys",
+        "_faults",
         "_logs",
-        "_media_at",
-        "_media_mark",
         "_odd_mask",
         "_playback",
         "_rate",
@@ -159,7 +81,6 @@ class Session:
         "frames",
         "handlers",
         "idle_mark_frames",
-        "invalid_frames",
         "last_rx",
         "limits",
         "logger",
@@ -227,14 +148,12 @@ class Session:
         # counters (also reported per stream)
         self.frames = 0
         self.media_frames = 0
-        self.invalid_frames = 0
         self.unknown_events = 0
         self.bytes_received = 0
         self.audio_bytes = 0
         #: duplicates, reordered, gaps (the ordering's own once started)
         self.order_stats = OrderStats()
         metrics.live.add(self)
-        self._invalid_logged: set[str] = set()
         #: per-stream budget of repetitive lines (DTMF...): a flood gets a summary line
         self._logs = LogBudget(5, 10.0, counter=metrics.log_suppressed)
         self._playback = pb = Playback(
@@ -249,16 +168,21 @@ class Session:
         self.logger: logging.LoggerAdapter[logging.Logger] = logging.LoggerAdapter(
             log, {"stream_id": "-", "call_id": "-"}
         )
+        #: bad frames: counted, logged once per kind, too many close the stream
+        self._faults = FrameFaults(metrics, self.limits, self.close, self.logger)
         #: the provider's dialect: the route's pin, else detected from the first message
         self.dialect: Dialect | None = None
-        self._decode: Callable[[bytes], AnyEvent] = self._detect
+        self._binding = binding = DialectBinding(self._bind)
+        self._decode: Callable[[bytes], AnyEvent] = binding.detect_first
         if route.dialect is not None:
-            self.dialect = d = detect.get(route.dialect)
-            self._decode = d.decode
-        self.doctor = Doctor(metrics, self.publish, self.logger)
-        self._live_keys: tuple[str, ...] = ()
-        self._media_mark = 0  # media frames at the last tick that saw some
-        self._media_at = self.connected_at
+            binding.pin(route.dialect)
+        self.doctor = Doctor(metrics, self.publish, self.logger, now=self.connected_at)
+
+    def _bind(self, dialect: Dialect) -> None:
+        # The dialect binding's callback: from now on frames go to the dialect's decode.
+        self.dialect = dialect
+        self._decode = dialect.decode
+        self.logger.debug("dialect: %s", dialect.name)
 
     def _transition(self, trigger: Trigger) -> None:
         """The one place the state changes (and the flags derived from it)."""
@@ -288,11 +212,7 @@ class Session:
                 self.outlet.close(CloseCode.POLICY_VIOLATION, "start timeout: no start event")
             return False
         if lim.doctor_silence_s:
-            if self.media_frames != self._media_mark:
-                self._media_mark = self.media_frames
-                self._media_at = now
-            elif now - self._media_at > lim.doctor_silence_s:
-                self.doctor.silence(now - self._media_at)
+            self.doctor.watch(now, self.media_frames, lim.doctor_silence_s)
         if self.frames != self.idle_mark_frames:
             self.idle_mark_frames = self.frames
             self.last_rx = now
@@ -324,16 +244,11 @@ class Session:
                 finally:
                     self.metrics.decode_seconds += (time.perf_counter() - t0) * 16
         except plivo.ProtocolError as exc:
-            if not _is_utf8(data):  # a text frame must be UTF-8 (RFC 6455 §8.1): 1007
-                self.metrics.frames_invalid["utf8"] += 1
-                self.logger.warning("closing stream: text frame is not valid UTF-8")
-                self.close(CloseCode.INVALID_DATA, "text frame is not valid UTF-8")
-                return
-            self._invalid(exc.kind, exc.reason)
+            self._faults.undecodable(exc, data)
             return
         if type(event) is Media:
             if not self.started:
-                self._violation("media before start: the first event must be 'start'")
+                self._faults.violation("media before start: the first event must be 'start'")
                 return
             # The per-frame path, inline (a call would cost ~1 % per frame): validate,
             # count, order (which delivers). Binary frames (Vonage) take _media.
@@ -341,7 +256,7 @@ class Session:
             payload = event.payload
             size = len(payload)
             if tr is None or size & self._odd_mask:
-                self._bad_media(event)
+                self._faults.bad_media(event, tr is not None)
                 return
             self.media_frames += 1
             self.audio_bytes += size
@@ -349,31 +264,14 @@ class Session:
             return
         self._on_event(event)
 
-    def _detect(self, data: bytes) -> AnyEvent:
-        """The first message(s) of an auto-detected stream: pick the dialect, decode with it."""
-        try:
-            dialect = detect.detect(data)
-        except plivo.ProtocolError as exc:
-            if exc.kind != "dialect":
-                raise
-            # No provider's ids: read it as Plivo (the first dialect) would, and detect
-            # again on the next message.
-            return plivo.decode(data)
-        if dialect is None:
-            return Connected()  # a bare 'connected' (Telnyx or Exotel): decide on 'start'
-        self.dialect = dialect
-        self._decode = dialect.decode
-        self.logger.debug("dialect detected: %s", dialect.name)
-        return dialect.decode(data)
-
     def _media(self, event: Media) -> None:
         """Media from a binary frame (Vonage): what feed_text does inline."""
         if not self.started:
-            self._violation("media before start: the first event must be 'start'")
+            self._faults.violation("media before start: the first event must be 'start'")
             return
         tr = self._tracks.get(event.track)
         if tr is None or len(event.payload) & self._odd_mask:
-            self._bad_media(event)
+            self._faults.bad_media(event, tr is not None)
             return
         self.media_frames += 1
         self.audio_bytes += len(event.payload)
@@ -386,45 +284,20 @@ class Session:
             return
         dialect = self.dialect
         if dialect is None:
-            self.dialect = dialect = detect.detect_binary()
-            self._decode = dialect.decode
+            dialect = self._binding.detect_binary()
         try:
             event = dialect.decode_binary(data)
         except plivo.ProtocolError as exc:
-            if exc.kind != "binary":
-                self._invalid(exc.kind, exc.reason)
-                return
-            self.metrics.frames_invalid["binary"] += 1
-            self.logger.warning("binary frame received; %s", exc.reason)
-            self.close(CloseCode.UNSUPPORTED_DATA, "binary frames are not supported")
+            self._faults.bad_binary(exc)
             return
         self.frames += 1
         self.bytes_received += len(data)
         self._media(event)
 
-    def _bad_media(self, media: Media) -> None:
-        if media.track not in self._tracks:
-            self._invalid(
-                "track", f"media for track {clean(media.track, 32)!r} not announced in start"
-            )
-        else:
-            self._invalid("audio", f"L16 payload of odd length {len(media.payload)}")
-
-    def _invalid(self, kind: str, reason: str) -> None:
-        self.metrics.frames_invalid[kind] += 1
-        self.invalid_frames += 1
-        if kind not in self._invalid_logged:
-            self._invalid_logged.add(kind)
-            self.logger.warning("invalid frame skipped (%s): %s", kind, reason)
-        else:
-            self.logger.debug("invalid frame skipped (%s): %s", kind, reason)
-        if self.invalid_frames > self.limits.max_invalid_frames:
-            self.close(CloseCode.INVALID_DATA, f"too many invalid frames (last: {kind})")
-
-    def _violation(self, reason: str) -> None:
-        self.metrics.frames_invalid["policy"] += 1
-        self.logger.warning("closing stream: %s", reason)
-        self.close(CloseCode.POLICY_VIOLATION, reason)
+    @property
+    def invalid_frames(self) -> int:
+        """Invalid frames skipped so far."""
+        return self._faults.count
 
     def _on_event(self, event: AnyEvent) -> None:
         if type(event) is Connected:
@@ -432,14 +305,12 @@ class Session:
         if type(event) is ProviderError:
             self.logger.warning(
                 "provider reports an error: %s %s: %s",
-                clean(event.code, 32),
-                clean(event.title),
-                clean(event.detail, 300),
+                *(clean(event.code, 32), clean(event.title), clean(event.detail, 300)),
             )
             return
         if type(event) is Start:
             if self.started:
-                self._invalid("duplicate_start", "a second 'start' event was ignored")
+                self._faults.invalid("duplicate_start", "a second 'start' event was ignored")
             else:
                 self._on_start(event)
             return
@@ -453,28 +324,18 @@ class Session:
             return
         if not self.started:
             name = type(event).__name__
-            self._violation(f"{name} before start: the first event must be 'start'")
+            self._faults.violation(f"{name} before start: the first event must be 'start'")
             return
         if type(event) is Dtmf:
-            if event.digit not in _DTMF_OK:
-                self._invalid("dtmf", f"dtmf digit {clean(event.digit, 16)!r} is not 0-9*#A-D")
+            dtmf = self._faults.dtmf(event)
+            if dtmf is None:
                 return
-            if event.digit in _DTMF_LOWER:  # a-d: the alphabet's letters in the other case
-                event = msgspec.structs.replace(event, digit=event.digit.upper())
             self.metrics.dtmf_received += 1
-            self._logs.log(
-                self.logger,
-                logging.INFO,
-                "dtmf",
-                "dtmf %s on %s",
-                event.digit,
-                clean(event.track, 32),
-            )
-            self.handlers.push(event)
+            track = clean(dtmf.track, 32)
+            self._logs.log(self.logger, logging.INFO, "dtmf", "dtmf %s on %s", dtmf.digit, track)
+            self.handlers.push(dtmf)
             if self.observer is not None:
-                self.observer.stream_event(
-                    self, "dtmf", {"digit": event.digit, "track": event.track}
-                )
+                self.observer.stream_event(self, "dtmf", {"digit": dtmf.digit, "track": dtmf.track})
         elif type(event) is PlayedStream:
             played = self._playback.played(event.name)
             if played is not None:  # None: a mark echoed after our clear, never played
@@ -486,30 +347,10 @@ class Session:
             self.end(StopReason.STOP_EVENT)
             self.close(CloseCode.NORMAL, "stream stopped")
 
-    def _ids(self, start: Start) -> tuple[str, str] | None:
-        """The stream and call ids (checked safe for paths), or None after closing.
-
-        A provider that sends no stream id (Vonage) gets a generated uuid unless the URL
-        query carries ``stream_id``; no call id: the query's ``call_id``/``uuid``, else the
-        stream id (the recording still gets a directory of its own).
-        """
-        q = self.query
-        sid = start.stream_id or q.get("stream_id") or str(uuid.uuid4())
-        cid = start.call_id or q.get("call_id") or q.get("uuid") or sid
-        for label, value in (("streamId", sid), ("callId", cid)):
-            if not safe_id(value):
-                self._violation(
-                    f"invalid {label} {value[:64]!r}: expected [A-Za-z0-9._:-], no '..'"
-                )
-                return None
-        if start.account_id and not safe_id(start.account_id):
-            self._violation("invalid accountId")
-            return None
-        return sid, cid
-
     def _on_start(self, start: Start) -> None:
-        ids = self._ids(start)
-        if ids is None:
+        ids = stream_ids(start, self.query)
+        if isinstance(ids, str):
+            self._faults.violation(ids)
             return
         dialect = self.dialect or detect.get("plivo")
         self._transition(Trigger.START)
@@ -518,7 +359,7 @@ class Session:
         self.stream_id, self.call_id = sid, cid = ids
         self.fmt = fmt = AudioFormat(start.encoding, start.sample_rate)
         self._odd_mask = 1 if start.encoding == audio.ENCODING_L16 else 0
-        self._rate = rate = start.sample_rate
+        self._rate = self._faults.rate = rate = start.sample_rate
         self._encoding = start.encoding
         order = Ordering(
             start.tracks,
@@ -529,69 +370,34 @@ class Session:
             gap=self._on_gap,
             totals=self.metrics,
             max_gap_samples=max(1, int(self.limits.max_gap_s * rate)),
-            anomaly=self._on_jump,
+            anomaly=self._faults.timeline,
         )
         self.order_stats = order.stats
         self._tracks = order.tracks
-        self.logger = logging.LoggerAdapter(log, {"stream_id": sid, "call_id": cid})
+        self.logger = self._faults.logger = logging.LoggerAdapter(
+            log, {"stream_id": sid, "call_id": cid}
+        )
         self._playback.start(fmt, sid, self.logger, dialect)
-        said = provider_bidirectional(dialect.name, start)
-        bidirectional = self.route.bidirectional if said is None else said
-        self.ctx = ctx = StreamContext(
+        self.ctx = ctx = stream_context(
             self,
-            call_id=cid,
-            stream_id=sid,
-            account_id=start.account_id,
-            format=fmt,
-            tracks=start.tracks,
-            extra_headers=start.extra_headers,
+            start,
+            self.route,
+            provider=dialect.name,
+            fmt=fmt,
+            ids=ids,
             path=self.path,
             query=self.query,
-            route=self.route.path,
-            bidirectional=bidirectional,
-            logger=logging.LoggerAdapter(
-                logging.getLogger("streamserver.handler"), {"stream_id": sid, "call_id": cid}
-            ),
-            provider=dialect.name,
         )
+        lim = self.limits
         self.handlers.create(
-            self.route.handlers,
-            ctx,
-            queue_s=self.limits.handler_queue_s,
-            max_events=self.limits.handler_max_events,
+            self.route.handlers, ctx, queue_s=lim.handler_queue_s, max_events=lim.handler_max_events
         )
         self.metrics.streams_by_provider[dialect.name] += 1
-        self._examine(fmt, sid, cid, dialect.name)
-        self.logger.info(
-            "stream started: provider=%s call=%s stream=%s account=%s route=%s format=%s "
-            "tracks=%s handlers=%s peer=%s",
-            dialect.name,
-            cid,
-            sid,
-            start.account_id or "-",
-            self.route.path,
-            fmt.content_type,
-            clean(",".join(start.tracks), 64),
-            ",".join(r.spec.name for r in self.runners) or "-",
-            self.peer,
-        )
+        route = self.route
+        self.doctor.examine(fmt, route.expect_format, route.path, ids, self.logger, dialect.name)
+        log_started(self.logger, ctx, [r.spec.name for r in self.runners], self.peer)
         if self.observer is not None:
             self.observer.stream_started(self)
-
-    def _examine(self, fmt: AudioFormat, sid: str, cid: str, provider: str) -> None:
-        """The stream doctor's checks at start: the route's format, ids already live."""
-        doc = self.doctor
-        doc.logger = self.logger
-        doc.provider = provider
-        expected = self.route.expect_format
-        if expected is not None and expected != fmt:
-            doc.format_mismatch(fmt.content_type, expected.content_type, self.route.path)
-        live = self.metrics.live_ids
-        self._live_keys = keys = (f"s:{sid}", f"c:{self.route.path}:{cid}")
-        for key, what, value in zip(keys, ("stream id", "call id"), (sid, cid), strict=True):
-            if live[key]:
-                doc.duplicate(what, value)
-            live[key] += 1
 
     def play_refused(self, what: str) -> None:
         """A handler tried to play on a one-way stream: a doctor finding."""
@@ -613,24 +419,6 @@ class Session:
         # The ordering's gap callback.
         self.logger.debug("gap of %d samples on %s at %d", num_samples, track, position)
         self.handlers.push(Gap(track, position, num_samples))
-
-    def _on_jump(self, track: str, kind: str, samples: int) -> None:
-        # The ordering's anomaly callback (rare): a lone jumping frame is invalid input;
-        # a capped gap or a resync is logged once per stream.
-        if kind == "jump":
-            self._invalid("jump", f"media on {track} jumps far from its timeline; dropped")
-            return
-        if kind not in self._invalid_logged:
-            self._invalid_logged.add(kind)
-            self.logger.warning(
-                "%s on %s: the timeline moved by %.1fs (gaps are cut to max_gap_s=%.1fs)",
-                "gap capped" if kind == "gap_capped" else "timeline resynced",
-                track,
-                samples / self._rate,
-                self.limits.max_gap_s,
-            )
-        if kind == "gap_capped" and self.limits.close_on_capped_gap:
-            self.close(CloseCode.INVALID_DATA, "media timeline jumped beyond max_gap_s")
 
     def publish(self, event: BusEvent) -> None:
         """Deliver a bus event to every handler of the stream except its source."""
@@ -686,32 +474,12 @@ class Session:
         self._transition(Trigger.END)
         self.stop_reason = reason
         self.metrics.retire(self)
-        live = self.metrics.live_ids
-        for key in self._live_keys:
-            live[key] -= 1
-            if live[key] <= 0:
-                del live[key]
+        self.doctor.release()
         self._playback.close()  # pending checkpoints resolve False
         self.handlers.stop(reason)  # one after the other, in route order
         if self.started:
             self.metrics.stop_reasons[reason.value] += 1
-            st = self.order_stats
-            self.logger.info(
-                "stream ended: call=%s stream=%s reason=%s duration=%.1fs frames=%d media=%d "
-                "gaps=%d gap_samples=%d duplicates=%d invalid=%d handler_drops=%d sent=%d",
-                self.call_id,
-                self.stream_id,
-                reason.value,
-                time.monotonic() - self.connected_at,
-                self.frames,
-                self.media_frames,
-                st.gaps,
-                st.gap_samples,
-                st.duplicates,
-                self.invalid_frames,
-                self.handlers.dropped_samples,
-                self._playback.frames_sent,
-            )
+            log_ended(self.logger, self, reason, self._playback.frames_sent)
 
     async def wait_handlers(self, timeout_s: float) -> None:
         """Wait for every handler's ``on_stop`` to finish (cancel after ``timeout_s``)."""
@@ -719,21 +487,4 @@ class Session:
 
     def summary(self) -> dict[str, Any]:
         """Live numbers for ops endpoints (and ``StreamContext.stats``)."""
-        st = self.order_stats
-        return {
-            "call_id": self.call_id,
-            "stream_id": self.stream_id,
-            "route": self.route.path,
-            "state": self.state.value,
-            "handlers": [r.spec.name for r in self.runners],
-            "failed_handlers": [r.spec.name for r in self.runners if r.failed],
-            "duration_s": round(time.monotonic() - self.connected_at, 3),
-            "frames": self.frames,
-            "media_frames": self.media_frames,
-            "gaps": st.gaps,
-            "gap_samples": st.gap_samples,
-            "duplicates": st.duplicates,
-            "handler_dropped_samples": self.handlers.dropped_samples,
-            "format": self.fmt.content_type if self.fmt else None,
-            "provider": self.dialect.name if self.dialect else None,
-        }
+        return summary(self)

@@ -8,18 +8,57 @@ from pathlib import Path
 import pytest
 
 PKG = Path(__file__).parent.parent / "streamserver"
-CORE = ("doctor", "handler", "ordering", "playback", "runner", "session", "session_state")
+CORE = (
+    "dialect_binding",
+    "doctor",
+    "frame_faults",
+    "handler",
+    "ordering",
+    "playback",
+    "runner",
+    "session",
+    "session_config",
+    "session_state",
+    "stream_report",
+    "stream_start",
+)
 #: What each core module may import of ours (besides itself).
 ALLOWED = {
     "ordering": set(),
     "session_state": set(),
     "handler": {"audio", "protocol.events"},
-    "doctor": {"handler", "metrics", "protocol.events", "protocol.neutral"},
+    "doctor": {"audio", "handler", "metrics", "protocol.events", "protocol.neutral"},
+    "session_config": {"audio", "handler"},
+    "dialect_binding": {
+        "protocol.detect",
+        "protocol.dialect",
+        "protocol.neutral",
+        "protocol.plivo",
+    },
+    "frame_faults": {
+        "metrics",
+        "protocol.events",
+        "protocol.plivo",
+        "protocol.websocket",
+        "session_config",
+    },
+    "stream_start": {"audio", "doctor", "handler", "protocol.events", "session_config"},
+    "stream_report": {
+        "audio",
+        "handler",
+        "ordering",
+        "protocol.dialect",
+        "runner",
+        "session_config",
+        "session_state",
+    },
     "playback": {"audio", "metrics", "protocol.dialect"},
     "runner": {"handler", "metrics", "protocol.events"},
     "session": {
         "audio",
+        "dialect_binding",
         "doctor",
+        "frame_faults",
         "handler",
         "logs",
         "metrics",
@@ -33,7 +72,10 @@ ALLOWED = {
         "protocol.plivo",
         "protocol.websocket",
         "runner",
+        "session_config",
         "session_state",
+        "stream_report",
+        "stream_start",
     },
 }
 #: No sockets in the core: the network layer owns them.

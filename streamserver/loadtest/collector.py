@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from .engine import Window
 from .stats import Histogram, LatencySummary
+from .tally import Window
 
 __all__ = ["WindowCollector"]
 

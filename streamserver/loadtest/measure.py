@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from .collector import WindowCollector
-from .engine import EngineResult
 from .results import LevelResult
+from .tally import EngineResult
 from .target import ProcSample
 
 __all__ = ["METRIC_PREFIX", "fill_level", "metric_sum", "steady_mean", "steady_window"]

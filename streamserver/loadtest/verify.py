@@ -17,7 +17,7 @@ import numpy as np
 import soundfile as sf
 
 from ..audio import PCM, AudioFormat
-from .engine import StreamRecord
+from .tally import StreamRecord
 
 __all__ = ["VerifyResult", "verify_recordings", "wait_for_sidecars"]
 

@@ -99,11 +99,11 @@ class Connection(asyncio.Protocol):
         "_close_handle",
         "_fast",
         "_fast_max",
+        "_fast_session",
         "_handshake",
         "_head",
         "_lim",
         "_metrics",
-        "_on_text",
         "_out",
         "_overflow_at",
         "_owner",
@@ -126,6 +126,8 @@ class Connection(asyncio.Protocol):
         "transport",
     )
 
+    _fast_session: Session  # (no value until the stream opens; only _fast reads it)
+
     def __init__(self, owner: ConnectionOwner) -> None:
         self._owner = owner
         self._metrics = owner.metrics
@@ -141,10 +143,11 @@ class Connection(asyncio.Protocol):
         self._handshake: ServerProtocol | None = None
         self._head = bytearray()  # the request head as it arrives
         self._reader: FrameReader | None = None
-        # True while the next read may take the one-frame fast path (see data_received).
+        # True while the next read may take the one-frame fast path (see data_received),
+        # which hands the frame to _fast_session (the session, set when the stream opens;
+        # these three slots share the object's first cache line).
         self._fast = False
         self._fast_max = owner.max_message_bytes + 8
-        self._on_text = _discard
         #: The code of the close frame that began the closing handshake (either side's).
         self.close_code: int | None = None
         self._close_handle: asyncio.TimerHandle | None = None
@@ -191,7 +194,7 @@ class Connection(asyncio.Protocol):
                 and data[1] == 0xFE
                 and ((data[2] << 8) | data[3]) + 8 == n
             ):
-                self._on_text(apply_mask(data[8:], data[4:8]))
+                self._fast_session.feed_text(apply_mask(data[8:], data[4:8]))
                 return
         self._received(data)
 
@@ -491,8 +494,7 @@ class Connection(asyncio.Protocol):
             limits=owner.limits,
             peer=self.peer,
         )
-        self.session = session
-        self._on_text = session.feed_text
+        self.session = self._fast_session = session
         self._reader = FrameReader(
             on_text=session.feed_text,
             on_binary=self._on_binary,
@@ -547,7 +549,3 @@ class Connection(asyncio.Protocol):
             # Half-close, not close: a close() with the peer's unread bytes still queued
             # would reset the connection and could lose our close frame on the way.
             transport.write_eof()
-
-
-def _discard(data: bytes) -> None:
-    pass

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from streamserver.loadtest.collector import WindowCollector
 from streamserver.loadtest.config import Thresholds
-from streamserver.loadtest.engine import EngineResult
 from streamserver.loadtest.judge import judge
 from streamserver.loadtest.measure import fill_level, metric_sum, steady_window
 from streamserver.loadtest.results import LevelResult, file_slug
 from streamserver.loadtest.stats import LatencySummary
+from streamserver.loadtest.tally import EngineResult
 from streamserver.loadtest.target import ProcSample
 
 

@@ -30,8 +30,8 @@ from streamserver.loadtest import (
     Thresholds,
     run_loadtest,
 )
-from streamserver.loadtest.engine import StreamRecord
 from streamserver.loadtest.stats import sparse_of
+from streamserver.loadtest.tally import StreamRecord
 from streamserver.loadtest.target import parse_metrics
 from streamserver.loadtest.verify import verify_recordings
 from streamserver.loadtest.wire import (
