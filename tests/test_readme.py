@@ -141,7 +141,10 @@ def test_every_skipped_snippet_says_why() -> None:
 
 def test_readme_snippets_run(tmp_path: Path) -> None:
     venv_bin = Path(sys.executable).parent
-    for name in (".venv", "config", "scripts", "streamserver"):
+    # The snippets say .venv/bin/...: that is the environment running this test (it may
+    # be another one than the clone's .venv, e.g. make test-latest's .venv-latest).
+    (tmp_path / ".venv").symlink_to(Path(sys.prefix))
+    for name in ("config", "scripts", "streamserver"):
         (tmp_path / name).symlink_to(ROOT / name)
     server, control, emulator = _free_ports(3)
     ports = {"8080": str(server), "8081": str(control), "8090": str(emulator)}
