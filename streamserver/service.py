@@ -47,7 +47,7 @@ class ListenError(OSError):
 
 
 class StreamService:
-    """A :class:`~streamserver.server.StreamServer` and, when ``[control] enabled``, its
+    """A :class:`~streamserver.net.StreamServer` and, when ``[control] enabled``, its
     :class:`~streamserver.control.ControlApp`.
 
     ``extra_handlers`` adds resolved handlers after a route's configured ones (a program

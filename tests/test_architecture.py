@@ -47,8 +47,8 @@ LONG_FILES: dict[str, str] = {
     "share (transport, retries, streamed downloads), so the two stay line-for-line alike",
 }
 
-#: The wire layer, where the sockets are (``server.py`` until it moves into ``net/``).
-NET = ("streamserver.net", "streamserver.server")
+#: The wire layer, where the sockets are.
+NET = ("streamserver.net",)
 #: Pure modules: no I/O, nothing of ours outside ``protocol/``.
 PURE = ("streamserver.protocol", "streamserver.audio", "streamserver.signature")
 #: Per-stream logic that must not know about sockets.

@@ -95,7 +95,7 @@ async def _read_body(request: Request, limit: int, rejected: MutableMapping[str,
 
 
 class ControlApp:
-    """The control app of one :class:`~streamserver.server.StreamServer`.
+    """The control app of one :class:`~streamserver.net.StreamServer`.
 
     ``await start()`` binds ``settings.host:port`` (0: any free port) and serves in the
     running loop; ``await aclose()`` stops it. Credentials and metrics are the server's.
