@@ -121,12 +121,16 @@ async def test_a_lone_frame_is_flushed_after_the_delay() -> None:
     t0 = loop.time()
     a.due = w.schedule(a)
     b.due = w.schedule(b)
-    assert a.due == pytest.approx(t0 + 0.03, abs=0.005)
-    await asyncio.sleep(0.015)
-    assert a.flushed == b.flushed == []
-    await asyncio.sleep(0.05)
+    t1 = loop.time()
+    assert t0 + 0.03 <= a.due <= t1 + 0.03 and b.due == a.due
+    await asyncio.sleep(0)
+    assert a.flushed == b.flushed == []  # never at once
+    for _ in range(1000):  # bounds a hang only: a loaded machine may wake late
+        if a.flushed and b.flushed:
+            break
+        await asyncio.sleep(0.01)
     assert len(a.flushed) == len(b.flushed) == 1
-    assert a.flushed[0] - t0 >= 0.03 - 0.005
+    assert a.flushed[0] >= a.due - 0.002  # never early (the loop's clock resolution)
 
 
 async def test_an_entry_already_flushed_is_skipped_and_close_stops_the_timer() -> None:

@@ -310,7 +310,9 @@ class PlivoStreamClient:
         waiters: list[asyncio.Task[Any]] = [aborted]
         try:
             if o.tail_s > 0:
-                await asyncio.wait([receiver, aborted], timeout=o.tail_s)
+                await asyncio.wait(
+                    [receiver, aborted], timeout=o.tail_s, return_when=asyncio.FIRST_COMPLETED
+                )
             playback = self._playback
             if playback is not None and not playback.idle and not aborted.done():
                 idle = asyncio.create_task(playback.wait_idle())
