@@ -13,6 +13,13 @@ queued before it has played, ``clearAudio`` drops the unplayed queue and is answ
 echoes the marks still pending too; Vonage streams binary audio and answers ``notify`` with
 ``websocket:notify`` and ``clear`` with ``websocket:cleared``.
 
+``StreamClientOptions.faults`` makes the network bad on purpose
+(:mod:`streamserver.netfaults`): frames dropped, duplicated, reordered, jittered, held in
+bursts or sent on a drifting clock follow the fault plan; a socket vanishes (a reset, or a
+path gone quiet), a new socket resumes the stream, a second one opens beside it, the
+playback side reads slowly. What was done is in the report (``faults``, ``fault_counts``,
+``links``).
+
 Everything that happens ends up in a :class:`StreamReport`. A refused upgrade, a server that
 closes early or sends garbage is recorded there, never raised; only invalid options raise
 ``ValueError``. The call emulator, ``streamserver replay`` and the end-to-end tests use this
@@ -22,16 +29,19 @@ its own lean engine.
 Clocks
 ------
 ``t0`` is the ``time.monotonic()`` reading just before ``start`` is sent. Media frame ``k``
-is due at ``t0 + k * frame_ms / speed``, never sent before it; a late frame is sent at once
-and its lateness recorded, so delays never accumulate into drift. With ``speed=None``
-frames go out as fast as the socket accepts them and no lateness is recorded.
+is due at ``t0 + k * frame_ms / speed`` (or at its send time in the fault plan), never sent
+before it; a late frame is sent at once and its lateness recorded, so delays never
+accumulate into drift. With ``speed=None`` frames go out as fast as the socket accepts
+them and no lateness is recorded.
 
 Playback always runs in real time on ticks ``t0 + j * frame_ms``, whatever ``speed`` is: a
-phone's loudspeaker does not speed up because the caller's audio was sent faster. Audio that
-arrives while nothing is playing starts at the next tick (as a media server's 20 ms mixer
-would), so ``heard`` sample ``j * frame_samples`` is what sounded at ``t0 + j * frame_ms``.
-All times in the report are seconds since ``t0`` on that real-time clock; at ``speed=1.0``
-they line up with the caller's audio.
+phone's loudspeaker does not speed up because the caller's audio was sent faster.
+``heard`` sample ``j * frame_samples`` is what sounded at ``t0 + j * frame_ms``; what
+sounds is decided by when the audio arrived, never by when a task got to run
+(:mod:`.speaker`), and an answer (``playedStream``) always goes out after every media
+frame due before the moment its audio ended, so the server's inbound position when it
+arrives is where the caller's playback was. All times in the report are seconds since
+``t0``; at ``speed=1.0`` they line up with the caller's audio.
 
 Ending
 ------
@@ -47,48 +57,27 @@ from __future__ import annotations
 import asyncio
 import math
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed
 
-from ... import __version__
-from ...audio import PCM, AudioFormat, Resampler, silence_bytes
-from ...protocol import (
-    Checkpoint,
-    ClearAudio,
-    Command,
-    PlayAudio,
-    ProtocolError,
-    SendDtmf,
-    Unknown,
-)
+from ...netfaults import carriers, plan_frames
 from ...protocol.websocket import OK_CLOSE_CODES, CloseCode
-from ...signature import sign_headers
+from .links import Link, connect
 from .options import StreamClientOptions, prepare
 from .playback import EchoTracker, Playback, Sleeper
 from .playback import now as _now
-from .report import StreamReport, wire_record
+from .receive import Receiver
+from .report import StreamReport
+from .speaker import Answer, Speaker
 from .wire import ClientWire
 
 __all__ = ["PlivoStreamClient"]
 
-_USER_AGENT = f"streamserver-plivo-emulator/{__version__}"
-
-# Limits
-_MAX_MESSAGE_BYTES = 16 * 2**20  # servers may send a whole prompt in one playAudio
 _ECHO_WINDOW_S = 10.0  # sent payloads remembered for echo matching
 # In speed=None mode, yield to the loop every this many ticks so received frames are handled.
 _YIELD_EVERY = 16
-_COMMANDS = (PlayAudio, Checkpoint, ClearAudio, SendDtmf)
-
-
-def _http_url(ws_url: str) -> str:
-    """The URL Plivo signs for an upgrade: ``http(s)://host[:port]/path[?query]``."""
-    parts = urlsplit(ws_url)
-    scheme = "https" if parts.scheme == "wss" else "http"
-    return urlunsplit((scheme, parts.netloc, parts.path or "/", parts.query, ""))
 
 
 class PlivoStreamClient:
@@ -100,15 +89,14 @@ class PlivoStreamClient:
     def __init__(self, options: StreamClientOptions) -> None:
         self._o = options
         prepared = prepare(options)
-        self._fmt = fmt = prepared.fmt
-        self._inbound, self._outbound = prepared.inbound, prepared.outbound
+        self._prepared = prepared
+        fmt = prepared.fmt
         self._rate = fmt.sample_rate
         self._frame_ms = options.frame_ms
         self._frame_s = options.frame_ms / 1000.0
-        self._fs = fmt.sample_rate * options.frame_ms // 1000
+        self._fs = prepared.frame_samples
         self._tracks = prepared.tracks
-        self._silence = silence_bytes(fmt.encoding, self._fs)
-        self._wire = ClientWire(
+        self.wire = ClientWire(
             prepared.dialect,
             call_id=options.call_id,
             stream_id=options.stream_id,
@@ -118,22 +106,9 @@ class PlivoStreamClient:
             sample_rate=fmt.sample_rate,
             extra_headers=options.extra_headers,
         )
-        self._provider = prepared.dialect.capitalize()
-
-        # DTMF digit at t goes right before the first frame whose timestamp is >= t.
-        self._dtmf = sorted(
-            (math.ceil(round(at * 1000) / self._frame_ms), round(at * 1000), digit)
-            for at, digit in options.dtmf
-        )
-        n_audio = max(
-            self._inbound.shape[0] if "inbound" in self._tracks or self._outbound is None else 0,
-            0 if self._outbound is None else self._outbound.shape[0],
-        )
-        n_ticks = -(-n_audio // self._fs)
-        if self._dtmf:
-            # The caller stays on the line (silence) until its last digit has been pressed.
-            n_ticks = max(n_ticks, self._dtmf[-1][0] + 1)
-        self._n_ticks = n_ticks
+        self._n_ticks = n_ticks = prepared.n_ticks
+        self._faults = faults = options.faults.seeded() if options.faults else options.faults
+        self._plan = plan_frames(faults, n_ticks, self._frame_s)
 
         self._report = StreamReport(
             url=options.url,
@@ -146,23 +121,46 @@ class PlivoStreamClient:
             dialect=prepared.dialect,
             frames_total=n_ticks * len(self._tracks),
             audio_s=n_ticks * self._frame_s,
+            faults=faults.describe() if faults else "",
         )
+        if faults:
+            self._report.fault_counts = {**self._plan.counts(), "lost": 0}
         self._seq = 0
         self._state = "new"
         self._abort = asyncio.Event()
         self._finished = asyncio.Event()
+        self._links_gone = asyncio.Event()
         self._sleeper = Sleeper()
-        self._ws: ClientConnection | None = None
+        self._lock = asyncio.Lock()  # one writer at a time: answers and frames keep order
         self._t0 = 0.0
+        self._links: list[Link] = []
+        self._connecting: asyncio.Task[None] | None = None
+        self._vanished = False
+        self._next_send = 0.0  # when the next media send is due (seconds since t0)
+        self._sent_plan = 0  # sends of the plan done
         self._playback: Playback | None = None
         self._echo = EchoTracker(_ECHO_WINDOW_S) if options.bidirectional else None
-        self._resamplers: dict[int, Resampler] = {}
-        self._close_called = False
+        self._receiver = Receiver(self, options.bidirectional, self._echo)
 
     @property
     def report(self) -> StreamReport:
         """The report, filled in as the stream runs."""
         return self._report
+
+    @property
+    def playback(self) -> Playback | None:
+        """The caller's loudspeaker (bidirectional streams, once started)."""
+        return self._playback
+
+    @property
+    def send_lock(self) -> asyncio.Lock:
+        """Held while messages are written, so answers and frames keep their order."""
+        return self._lock
+
+    @property
+    def t0(self) -> float:
+        """The stream's start (:func:`~.playback.now` time)."""
+        return self._t0
 
     async def aclose(self) -> None:
         """Stop early, like a caller hanging up: ``stop`` (if configured), close, return."""
@@ -191,104 +189,153 @@ class PlivoStreamClient:
 
     # --- connection ---------------------------------------------------------------------
 
+    async def _open_socket(self) -> ClientConnection | str:
+        o = self._o
+        slow = self._faults.slow_read_at_s is not None
+        return await connect(
+            o.url,
+            auth_token=o.auth_token,
+            main_account_token=o.main_account_token,
+            open_timeout_s=o.connect_timeout_s,
+            close_timeout_s=o.close_timeout_s,
+            max_queue=2 if slow else None,  # a slow reader backs up into the kernel soon
+        )
+
     async def _connect(self) -> ClientConnection | None:
-        o, report = self._o, self._report
-        headers: dict[str, str] = {}
-        if o.auth_token:
-            headers = sign_headers(
-                _http_url(o.url),
-                o.auth_token,
-                method="GET",
-                main_account_token=o.main_account_token,
-            )
-        try:
-            return await connect(
-                o.url,
-                additional_headers=headers,
-                compression=None,  # Plivo sends base64 audio uncompressed
-                open_timeout=o.connect_timeout_s,
-                close_timeout=o.close_timeout_s,
-                ping_interval=None,  # measuring the server, not keeping NAT state alive
-                max_size=_MAX_MESSAGE_BYTES,
-                user_agent_header=_USER_AGENT,
-                proxy=None,  # Plivo connects directly; never via the local HTTP(S)_PROXY
-            )
-        except InvalidStatus as exc:
-            response = exc.response
-            report.http_status = response.status_code
-            status = f"HTTP {response.status_code} {response.reason_phrase}".strip()
-            body = response.body.decode("utf-8", "replace").strip()[:200] if response.body else ""
+        report = self._report
+        got = await self._open_socket()
+        if not isinstance(got, str):
+            return got
+        if got.startswith("HTTP "):
+            status, _, body = got.partition(": ")
+            report.http_status = int(status.split()[1])
             report.close_reason = status
-            detail = f": {body}" if body else ""
-            report.add_error(f"the server refused the WebSocket upgrade: {status}{detail}")
-        except TimeoutError:
-            report.add_error(f"connecting to {o.url} timed out after {o.connect_timeout_s} s")
-        except OSError as exc:
-            report.add_error(f"cannot connect to {o.url}: {exc}")
-        except InvalidHandshake as exc:
-            report.add_error(f"WebSocket handshake with {o.url} failed: {exc}")
+            report.add_error(
+                f"the server refused the WebSocket upgrade: {status}{': ' + body if body else ''}"
+            )
+        else:
+            report.add_error(got)
         return None
 
+    def _add_link(self, ws: ClientConnection) -> Link:
+        f = self._faults
+        link = Link(
+            len(self._links),
+            ws,
+            t0=self._t0,
+            on_message=self._receiver.on_message,
+            slow_read=f.slow_reading if f.slow_read_at_s is not None else None,
+            read_rate=f.slow_read_bytes_per_s,
+            slow_until=(f.slow_read_at_s or 0.0) + f.slow_read_s if f.slow_read_s else math.inf,
+            wake=self._link_ended,
+        )
+        self._links.append(link)
+        self._report.links.append(link.report)
+        link.start()
+        return link
+
+    def _link_ended(self) -> None:
+        self._sleeper.wake()
+        if not any(link.alive for link in self._links) and not self._more_links_coming():
+            self._links_gone.set()
+
+    def _more_links_coming(self) -> bool:
+        f = self._faults
+        if f.reconnect_after_s is None and f.second_socket_at_s is None:
+            return False
+        return len(self._links) < 2 and (self._connecting is None or not self._connecting.done())
+
+    async def _open_second(self, why: str) -> None:
+        """Open socket 1 (the reconnect, or the second socket): start, then frames."""
+        got = await self._open_socket()
+        if isinstance(got, str):
+            self._report.add_error(f"{why} failed: {got}")
+            self._link_ended()
+            return
+        async with self._lock:
+            link = self._add_link(got)
+            await self._send_opening(link)
+
+    async def _connection_faults(self, at: float) -> None:
+        """The connection faults due by ``at`` (seconds of the stream's audio)."""
+        f = self._faults
+        if f.vanish_at_s is not None and at >= f.vanish_at_s and not self._vanished:
+            self._vanished = True
+            self._links[0].vanish(f.vanish)
+            playback = self._playback
+            if playback is not None and not any(link.alive for link in self._links):
+                playback.clear(_now())  # the call's audio path is gone: nothing more plays
+            self._link_ended()
+        opens = None
+        if f.second_socket_at_s is not None and at >= f.second_socket_at_s:
+            opens = "the second socket"
+        elif f.reconnect_after_s is not None and self._vanished:
+            assert f.vanish_at_s is not None
+            if at >= f.vanish_at_s + f.reconnect_after_s:
+                opens = "the reconnect"
+        if opens and self._connecting is None:
+            self._connecting = asyncio.get_running_loop().create_task(self._open_second(opens))
+
+    # --- the stream ---------------------------------------------------------------------
+
     async def _stream(self, ws: ClientConnection) -> None:
-        o, report = self._o, self._report
-        self._ws = ws
+        o = self._o
         self._t0 = _now()
+        first = self._add_link(ws)
         if o.bidirectional:
-            self._playback = Playback(
-                t0=self._t0,
+            speaker = Speaker(
                 rate=self._rate,
                 frame_samples=self._fs,
                 frame_s=self._frame_s,
-                record_heard=o.record_heard,
-                report=report,
-                send_played=self._send_played,
+                record=o.record_heard,
             )
-        receiver = asyncio.create_task(self._receive(ws))
+            speaker.segments = self._report.played_segments
+            self._playback = Playback(
+                t0=self._t0,
+                speaker=speaker,
+                report=self._report,
+                deliver=self._deliver,
+                media_limit=self._media_limit,
+            )
         player = asyncio.create_task(self._playback.run()) if self._playback else None
         cancelled = False
         try:
             try:
-                for frame in self._wire.opening(self._next_seq()):
-                    await self._send(frame)
+                async with self._lock:
+                    await self._send_opening(first)
                 await self._send_media()
-                await self._tail(receiver)
-                if o.send_stop and not receiver.done():
-                    stop = self._wire.stop(self._next_seq())
-                    if stop is not None:
-                        await self._send(stop)
-                        report.stop_sent = True
+                await self._tail()
+                if o.send_stop:
+                    await self._send_stop()
             except ConnectionClosed:
                 pass  # the server closed: recorded below from the connection's state
-            self._close_called = True
-            await ws.close(CloseCode.NORMAL)
-            await receiver
+            for link in self._links:
+                await link.close(CloseCode.NORMAL)
         except asyncio.CancelledError:
             cancelled = True
             raise
         finally:
-            for task in (player, receiver):
+            for task in (player, self._connecting):
                 if task is not None and not task.done():
                     task.cancel()
-            if cancelled:
-                ws.transport.abort()  # no waiting for a close handshake on cancellation
-            else:
-                await asyncio.gather(
-                    *(t for t in (player, receiver) if t is not None), return_exceptions=True
-                )
-            self._finish(ws)
+            if player is not None and not cancelled:
+                await asyncio.gather(player, return_exceptions=True)
+            for link in self._links:
+                await link.finish(cancelled=cancelled)
+            self._finish()
 
-    def _finish(self, ws: ClientConnection) -> None:
+    def _finish(self) -> None:
         report = self._report
         report.duration_s = _now() - self._t0
-        report.close_code = ws.close_code
-        report.close_reason = ws.close_reason or ""
-        protocol = ws.protocol
-        report.closed_by_server = bool(protocol.close_rcvd_then_sent) or (
-            protocol.close_rcvd is None and not self._close_called
-        )
-        code = report.close_code
-        what = f"code {code}" + (f" ({report.close_reason})" if report.close_reason else "")
-        if report.closed_by_server and report.frames_sent < report.frames_total:
+        last = self._links[-1].report
+        report.close_code = last.close_code
+        report.close_reason = last.close_reason
+        report.closed_by_server = last.closed_by_server
+        code = last.close_code
+        what = f"code {code}" + (f" ({last.close_reason})" if last.close_reason else "")
+        if last.vanished:
+            pass  # made to vanish: no close to judge
+        elif last.closed_by_server and self._sent_plan < len(self._plan):
             report.add_error(
                 f"the server closed the stream early, after {report.frames_sent} of "
                 f"{report.frames_total} frames: {what}"
@@ -301,26 +348,23 @@ class PlivoStreamClient:
         elif self._o.record_heard:
             report.heard = np.zeros(total, dtype=np.int16)
 
-    async def _tail(self, receiver: asyncio.Task[None]) -> None:
+    async def _tail(self) -> None:
         """Keep listening after the last frame; let queued playback finish (bounded)."""
-        if self._abort.is_set() or receiver.done():
+        if self._abort.is_set() or self._links_gone.is_set():
             return
         o = self._o
+        gone = asyncio.create_task(self._links_gone.wait())
         aborted = asyncio.create_task(self._abort.wait())
-        waiters: list[asyncio.Task[Any]] = [aborted]
+        waiters: list[asyncio.Task[Any]] = [gone, aborted]
         try:
             if o.tail_s > 0:
-                await asyncio.wait(
-                    [receiver, aborted], timeout=o.tail_s, return_when=asyncio.FIRST_COMPLETED
-                )
+                await asyncio.wait(waiters, timeout=o.tail_s, return_when=asyncio.FIRST_COMPLETED)
             playback = self._playback
-            if playback is not None and not playback.idle and not aborted.done():
+            if playback is not None and not playback.idle and not (gone.done() or aborted.done()):
                 idle = asyncio.create_task(playback.wait_idle())
                 waiters.append(idle)
                 await asyncio.wait(
-                    [receiver, aborted, idle],
-                    timeout=o.drain_timeout_s,
-                    return_when=asyncio.FIRST_COMPLETED,
+                    waiters, timeout=o.drain_timeout_s, return_when=asyncio.FIRST_COMPLETED
                 )
         finally:
             for task in waiters:
@@ -328,175 +372,126 @@ class PlivoStreamClient:
 
     # --- sending ------------------------------------------------------------------------
 
-    def _next_seq(self) -> int:
+    def next_seq(self) -> int:
+        """The next sequence number (one counter over every message of the stream)."""
         self._seq += 1
         return self._seq
 
-    async def _send(self, data: bytes, *, text: bool = True) -> None:
-        # Frames are built and handed to the socket without an await in between, so
-        # sequenceNumber order is wire order even with the player and receiver sending too.
-        assert self._ws is not None
-        self._report.bytes_sent += len(data)
-        self._report.messages_sent += 1
-        await self._ws.send(data, text=text)
-
-    async def _send_played(self, name: str) -> None:
-        await self._send(self._wire.played(self._next_seq(), name))
-
-    def _payload(self, pcm: PCM | None, tick: int) -> bytes:
-        if pcm is None:
-            return self._silence
-        fs = self._fs
-        start = tick * fs
-        frame = pcm[start : start + fs]
-        n = frame.shape[0]
-        if n < fs:
-            if n == 0:
-                return self._silence
-            padded = np.zeros(fs, dtype=np.int16)
-            padded[:n] = frame
-            frame = padded
-        return self._fmt.encode(frame)
-
-    async def _send_media(self) -> None:
-        o, report = self._o, self._report
-        wire = self._wire
-        encode_media, text = wire.media, not wire.binary_media
-        # Without outbound audio the outbound track carries silence, as the options say.
-        sources: dict[str, PCM | None] = {"inbound": self._inbound, "outbound": self._outbound}
-        chunks = dict.fromkeys(self._tracks, 0)
-        step = self._frame_s / o.speed if o.speed is not None else 0.0
-        lateness = report.lateness_ms
-        dtmf = self._dtmf
-        next_dtmf = 0
-        echo = self._echo
-        for tick in range(self._n_ticks):
-            if self._abort.is_set():
-                return
-            if o.speed is not None:
-                due = self._t0 + tick * step
-                if _now() < due:
-                    await self._sleeper.until(due)
-                    if self._abort.is_set():
-                        return
-                now = _now()
-                lateness.append(max(0.0, (now - due) * 1000.0))
-            elif tick and tick % _YIELD_EVERY == 0:
-                await asyncio.sleep(0)  # let received frames and playback run
-            while next_dtmf < len(dtmf) and dtmf[next_dtmf][0] <= tick:
-                _, at_ms, digit = dtmf[next_dtmf]
-                next_dtmf += 1
-                await self._send(wire.dtmf(self._next_seq(), digit, at_ms))
-                report.dtmf_sent += 1
-            timestamp = tick * self._frame_ms
-            for track in self._tracks:
-                payload = self._payload(sources[track], tick)
-                chunks[track] += 1
-                if echo is not None and track == "inbound":
-                    echo.sent(payload, _now())
-                frame = encode_media(self._next_seq(), track, timestamp, chunks[track], payload)
-                await self._send(frame, text=text)
-                report.frames_sent += 1
-            if o.on_progress is not None:
-                o.on_progress(report.frames_sent, report.frames_total)
-
-    # --- receiving ----------------------------------------------------------------------
-
-    async def _receive(self, ws: ClientConnection) -> None:
-        try:
-            async for message in ws:
-                now = _now()
-                try:
-                    await self._on_message(message, now)
-                except ConnectionClosed:
-                    raise
-                except Exception as exc:  # task boundary: one bad frame must not end the call
-                    self._report.add_error(f"failed to handle a server frame: {exc!r}")
-        except ConnectionClosed:
-            pass
-        finally:
-            # A sender waiting for its next frame finds out now, not at its next send.
-            self._sleeper.wake()
-
-    async def _on_message(self, message: str | bytes, now: float) -> None:
+    async def send(self, link: Link, data: bytes, *, text: bool = True) -> bool:
+        """Send on ``link`` (the caller holds the send lock); False if it no longer sends.
+        A socket the server closed is recorded by its link, never raised from here unless
+        it was the only one."""
         report = self._report
-        provider = self._provider
-        cmd: Command
         try:
-            if isinstance(message, str):
-                cmd = self._wire.decode(message)
-            else:
-                cmd = self._wire.decode_binary(message)
-        except ProtocolError as exc:
-            if exc.kind == "binary":
-                report.add_error(
-                    f"the server sent a binary frame ({len(message)} bytes); "
-                    f"{provider} expects JSON text frames"
-                )
-            elif exc.kind == "json":
-                report.add_error(f"the server sent {exc.reason}: {message[:80]!r}")
-            else:
-                report.add_error(f"the server sent a frame {provider} rejects: {exc.reason}")
-            return
-        report.received_events.append(wire_record(cmd))
-        if isinstance(cmd, Unknown):
-            return  # kept in received_events and otherwise ignored, as Plivo does
-        if not self._o.bidirectional:
-            event = report.received_events[-1]["event"]
-            report.add_error(
-                f"{event} on a stream that is not bidirectional; {provider} ignores it"
-            )
-            return
-        if type(cmd) is PlayAudio:
-            self._check_stream_id("playAudio", cmd.stream_id)
-            self._on_play_audio(cmd, now)
-            return
+            sent = await link.send(data, text=text)
+        except ConnectionClosed:
+            if len(self._links) == 1 and not self._more_links_coming():
+                raise
+            return False
+        if sent:
+            report.bytes_sent += len(data)
+            report.messages_sent += 1
+        return sent
+
+    async def send_answers(self, answers: list[Answer]) -> None:
+        """``playedStream`` (or the dialect's word) for each answer, on its own socket."""
+        for a in answers:
+            if a.link < len(self._links):
+                await self.send(self._links[a.link], self.wire.played(self.next_seq(), a.name))
+
+    async def _deliver(self, limit: float) -> None:
+        # The playback task's way to answer: under the send lock, like the media sender.
         playback = self._playback
         assert playback is not None
-        match cmd:
-            case Checkpoint(name=name, stream_id=sid):
-                self._check_stream_id("checkpoint", sid)
-                playback.enqueue(name)
-            case ClearAudio(stream_id=sid):
-                self._check_stream_id("clearAudio", sid)
-                pending = playback.clear()
-                report.cleared.append(now - self._t0)
-                if self._wire.echoes_marks_on_clear:
-                    # Twilio sends the pending marks back although their audio never played.
-                    for name in pending:
-                        report.marks_after_clear.append(name)
-                        await self._send(self._wire.played(self._next_seq(), name))
-                answer = self._wire.cleared(self._next_seq())
-                if answer is not None:
-                    await self._send(answer)
-            case SendDtmf():
-                pass  # tones played into the call: nothing to answer
+        async with self._lock:
+            await self.send_answers(playback.take(limit))
 
-    def _check_stream_id(self, event: str, sid: str | None) -> None:
-        if sid is not None and sid != self._o.stream_id:
-            self._report.add_error(
-                f"{event} for streamId {sid!r}, but this stream is {self._o.stream_id!r}"
-            )
+    def _media_limit(self) -> float:
+        return self._next_send
 
-    def _on_play_audio(self, cmd: PlayAudio, now: float) -> None:
-        report = self._report
-        fmt = AudioFormat(cmd.encoding, cmd.sample_rate)  # checked by decode_command
-        raw = cmd.payload
+    async def _send_opening(self, link: Link) -> None:
+        for frame in self.wire.opening(self.next_seq()):
+            await self.send(link, frame)
+
+    async def _send_stop(self) -> None:
+        async with self._lock:
+            for link in self._links:
+                if link.alive:
+                    stop = self.wire.stop(self.next_seq())
+                    if stop is not None and await self.send(link, stop):
+                        self._report.stop_sent = True
+
+    async def _send_media(self) -> None:
         try:
-            pcm = fmt.decode(raw)
-        except ValueError as exc:
-            report.add_error(f"playAudio payload rejected: {exc}")
-            return
-        if self._echo is not None:
-            rtt = self._echo.match(raw, now)
-            if rtt is not None:
-                report.echo_rtt_ms.append(rtt)
-        if fmt.sample_rate != self._rate:
-            resampler = self._resamplers.get(fmt.sample_rate)
-            if resampler is None:
-                # "QQ": sample-by-sample output, so resampling adds no playback latency.
-                resampler = Resampler(fmt.sample_rate, self._rate, quality="QQ")
-                self._resamplers[fmt.sample_rate] = resampler
-            pcm = resampler.process(pcm)
-        assert self._playback is not None
-        self._playback.enqueue(pcm)
+            await self._send_plan()
+        finally:
+            self._next_send = math.inf
+            if self._playback is not None:
+                self._playback.media_moved()
+
+    async def _send_plan(self) -> None:
+        o, report, wire, plan = self._o, self._report, self.wire, self._plan
+        encode_media, text = wire.media, not wire.binary_media
+        payload_of = self._prepared.payload
+        speed = o.speed
+        lateness = report.lateness_ms
+        dtmf = self._prepared.dtmf
+        next_dtmf = 0
+        echo = self._echo
+        playback = self._playback
+        faults = self._faults
+        connection_faults = faults.connection_faults
+        links = self._links
+        counts = report.fault_counts
+        frames: list[bytes] = []
+        for i in range(len(plan)):
+            at, k = plan.at_s[i], plan.frames[i]
+            rel = at / speed if speed is not None else 0.0
+            self._next_send = rel
+            if self._abort.is_set() or self._links_gone.is_set():
+                return
+            if speed is not None:
+                due = self._t0 + rel
+                if _now() < due:
+                    await self._sleeper.until(due)
+                    if self._abort.is_set() or self._links_gone.is_set():
+                        return
+                lateness.append(max(0.0, (_now() - due) * 1000.0))
+            elif i and i % _YIELD_EVERY == 0:
+                await asyncio.sleep(0)  # let received frames and playback run
+            if connection_faults:
+                await self._connection_faults(at)
+                targets = [links[c] for c in carriers(faults, at) if c < len(links)]
+                targets = [link for link in targets if link.alive]
+            else:
+                targets = links[:1]
+            async with self._lock:
+                if playback is not None:
+                    await self.send_answers(playback.take(rel))
+                while next_dtmf < len(dtmf) and dtmf[next_dtmf][0] <= k:
+                    _, at_ms, digit = dtmf[next_dtmf]
+                    next_dtmf += 1
+                    message = wire.dtmf(self.next_seq(), digit, at_ms)
+                    for link in targets:
+                        if await self.send(link, message):
+                            report.dtmf_sent += 1
+                if not plan.copies[i]:  # a duplicate goes out as the very same bytes
+                    frames = []
+                    timestamp = k * self._frame_ms
+                    for track in self._tracks:
+                        payload = payload_of(track, k)
+                        if echo is not None and track == "inbound":
+                            echo.sent(payload, _now())
+                        seq = self.next_seq()
+                        frames.append(encode_media(seq, track, timestamp, k + 1, payload))
+                if not targets:
+                    counts["lost"] = counts.get("lost", 0) + len(frames)
+                for link in targets:
+                    for frame in frames:
+                        if await self.send(link, frame, text=text):
+                            report.frames_sent += 1
+            self._sent_plan = i + 1
+            if playback is not None:
+                playback.media_moved()
+            if o.on_progress is not None:
+                o.on_progress(report.frames_sent, report.frames_total)

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from ...audio import PCM, AudioFormat, resample, to_int16
+from ...netfaults import NetFaults
 from ...protocol import DTMF_DIGITS, plivo
 from ...protocol.detect import PROVIDER_FORMATS, provider_format
 from ...protocol.neutral import EXOTEL, PLIVO, VONAGE
@@ -42,6 +43,8 @@ class StreamClientOptions:
     ``speed`` is 1.0 for real time, 2.0 for twice as fast, None for as fast as possible.
     ``dialect`` is the provider to play (``plivo``, ``twilio``, ``telnyx``, ``exotel``,
     ``vonage``); ``content_type`` must be one of its formats (None: its first).
+    ``faults`` is what goes wrong on the way (:mod:`streamserver.netfaults`; fault times
+    are seconds of the stream's audio, real time at ``speed=1.0``).
     """
 
     url: str
@@ -64,6 +67,7 @@ class StreamClientOptions:
     auth_token: str | None = None
     main_account_token: str | None = None
     frame_ms: int = 20
+    faults: NetFaults = field(default_factory=NetFaults)
     #: Keep the played audio in ``StreamReport.heard``; a load tester may turn it off.
     record_heard: bool = True
     on_progress: Callable[[int, int], None] | None = None
@@ -77,7 +81,9 @@ class StreamClientOptions:
 @dataclass(frozen=True, slots=True)
 class Prepared:
     """Checked options: the dialect, the stream's wire format and tracks, the audio at the
-    stream's rate and the ``extra_headers`` text (Plivo)."""
+    stream's rate, the ``extra_headers`` text (Plivo), the frame length in samples, the
+    number of frame ticks and the DTMF schedule ``(tick, timestamp ms, digit)`` (a digit
+    at ``t`` goes right before the first frame whose timestamp is >= ``t``)."""
 
     dialect: str
     fmt: AudioFormat
@@ -85,6 +91,22 @@ class Prepared:
     inbound: PCM
     outbound: PCM | None
     extra_headers: str
+    frame_samples: int
+    n_ticks: int
+    dtmf: list[tuple[int, int, str]]
+
+    def payload(self, track: str, tick: int) -> bytes:
+        """The encoded audio of ``track`` in frame ``tick`` (silence-padded at the end;
+        the outbound track without outbound audio is silence)."""
+        pcm = self.inbound if track == "inbound" else self.outbound
+        fs = self.frame_samples
+        frame = pcm[tick * fs : (tick + 1) * fs] if pcm is not None else pcm
+        if frame is None or frame.shape[0] < fs:
+            padded = np.zeros(fs, dtype=np.int16)
+            if frame is not None:
+                padded[: frame.shape[0]] = frame
+            frame = padded
+        return self.fmt.encode(frame)
 
 
 def prepare(o: StreamClientOptions) -> Prepared:
@@ -117,6 +139,10 @@ def prepare(o: StreamClientOptions) -> Prepared:
         value = getattr(o, name)
         if not (math.isfinite(value) and value >= 0):
             raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    if not isinstance(o.faults, NetFaults):
+        raise ValueError(f"faults must be a NetFaults, got {type(o.faults).__name__}")
+    if o.faults.connection_faults and o.speed is None:
+        raise ValueError("connection faults happen at a time: they need a speed, not max")
     extra_headers = plivo.format_extra_headers(o.extra_headers) if dialect == PLIVO else ""
     for at, digit in o.dtmf:
         if len(digit) != 1 or digit not in DTMF_DIGITS:
@@ -134,4 +160,17 @@ def prepare(o: StreamClientOptions) -> Prepared:
 
     inbound = prepare(o.inbound, "inbound")
     outbound = None if o.outbound is None else prepare(o.outbound, "outbound")
-    return Prepared(dialect, fmt, STREAMED_TRACKS[o.tracks], inbound, outbound, extra_headers)
+    tracks = STREAMED_TRACKS[o.tracks]
+    fs = fmt.sample_rate * o.frame_ms // 1000
+    dtmf = sorted(
+        (math.ceil(round(at * 1000) / o.frame_ms), round(at * 1000), digit) for at, digit in o.dtmf
+    )
+    n_audio = max(
+        inbound.shape[0] if "inbound" in tracks or outbound is None else 0,
+        0 if outbound is None else outbound.shape[0],
+    )
+    n_ticks = -(-n_audio // fs)
+    if dtmf:
+        # The caller stays on the line (silence) until its last digit has been pressed.
+        n_ticks = max(n_ticks, dtmf[-1][0] + 1)
+    return Prepared(dialect, fmt, tracks, inbound, outbound, extra_headers, fs, n_ticks, dtmf)

@@ -1,20 +1,20 @@
-"""The caller's side of playback: the real-time loudspeaker (:class:`Playback`), the
-never-early :class:`Sleeper` and the echo matcher (:class:`EchoTracker`)."""
+"""The caller's side of playback: :class:`Playback` drives the loudspeaker
+(:class:`~.speaker.Speaker`) on the real-time clock, the never-early :class:`Sleeper` waits
+for it and :class:`EchoTracker` matches echoes."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 
-import numpy as np
 from websockets.exceptions import ConnectionClosed
 
 from ...audio import PCM
 from .report import StreamReport
+from .speaker import Answer, Speaker
 
 __all__ = ["EchoTracker", "Playback", "Sleeper", "now"]
 
@@ -103,93 +103,84 @@ class EchoTracker:
 
 
 class Playback:
-    """The caller's loudspeaker: plays queued audio on the real-time tick clock.
+    """The caller's loudspeaker in real time: a :class:`~.speaker.Speaker` moved forward on
+    its schedule, its answers handed to ``deliver``.
 
-    The queue holds int16 arrays at the stream's rate and checkpoint names (str) in arrival
-    order. At tick ``j`` the audio of tick ``j - 1`` has finished sounding, so checkpoints
-    reached then are answered; a checkpoint reached in the middle of a tick waits for the
-    end of that tick. Answering is never early, at most one tick late.
-
-    Where audio plays is decided by when it arrived, not by when this task got to run:
-    audio that arrives while the speaker is busy follows on without a gap, and audio that
-    arrives while it is silent starts at the first tick after its arrival. A loop that
-    wakes late therefore answers late but never changes what was heard.
+    The speaker decides what was heard and when each checkpoint's audio ended, from
+    arrival times alone; this task only decides when to look. It never looks past
+    ``media_limit()`` (seconds since ``t0``: when the next media frame is due to go out),
+    so an answer stamped ``t`` always follows every media frame due before ``t`` on the
+    wire, however late either task runs: the server's inbound position when the answer
+    arrives is where the caller's playback really was. The media sender moves the
+    speaker forward itself before each frame (:meth:`take` under its send lock).
     """
 
     def __init__(
         self,
         *,
         t0: float,
-        rate: int,
-        frame_samples: int,
-        frame_s: float,
-        record_heard: bool,
+        speaker: Speaker,
         report: StreamReport,
-        send_played: Callable[[str], Awaitable[None]],
+        deliver: Callable[[float], Awaitable[None]],
+        media_limit: Callable[[], float],
     ) -> None:
         self._t0 = t0
-        self._sleeper = Sleeper()
-        self._rate = rate
-        self._fs = frame_samples
-        self._frame_s = frame_s
-        self._record = record_heard
+        self.speaker = speaker
         self._report = report
-        self._send_played = send_played
-        self._queue: deque[PCM | str] = deque()
-        self._arrivals: deque[float] = deque()  # arrival time of each queued array, in order
-        self._offset = 0  # samples of the queue's head array already played
-        self.queued_samples = 0
-        self._free_tick = 0  # first tick at which nothing is sounding any more
-        self._finishing: list[str] = []  # checkpoints reached during the sounding tick
+        self._deliver = deliver
+        self._media_limit = media_limit
+        self._sleeper = Sleeper()
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
-        self._heard = np.zeros(0, dtype=np.int16)
-        self.heard_end = 0  # samples
 
     @property
     def idle(self) -> bool:
         """Nothing queued or waiting to be answered."""
-        return not self._queue and not self._finishing
+        return self.speaker.idle
+
+    @property
+    def queued_samples(self) -> int:
+        """Audio waiting to be played."""
+        return self.speaker.queued_samples
 
     async def wait_idle(self) -> None:
         """Wait until everything queued has played (and its checkpoints are answered)."""
         await self._idle.wait()
 
-    def enqueue(self, item: PCM | str) -> None:
-        """Queue audio (int16 at the stream's rate) or a checkpoint name."""
-        if not isinstance(item, str):
-            if item.shape[0] == 0:
-                return
-            self.queued_samples += item.shape[0]
-            self._arrivals.append(now())
-        self._queue.append(item)
-        self._idle.clear()
-        self._wake.set()
+    def enqueue_audio(self, pcm: PCM, at: float) -> None:
+        """Audio that arrived at ``at`` (:func:`now` time)."""
+        self.speaker.enqueue_audio(pcm, at - self._t0)
+        self._woken()
 
-    def clear(self) -> list[str]:
-        """Drop unplayed audio and unanswered checkpoints (the sounding tick plays on);
-        return the dropped checkpoints' names, in order."""
-        dropped = self._finishing + [item for item in self._queue if isinstance(item, str)]
-        self._queue.clear()
-        self._arrivals.clear()
-        self._offset = 0
-        self.queued_samples = 0
-        self._finishing.clear()
-        self._idle.set()
+    def enqueue_checkpoint(self, name: str, at: float, link: int = 0) -> None:
+        """A checkpoint that arrived at ``at`` on socket ``link``."""
+        self.speaker.enqueue_checkpoint(name, at - self._t0, link)
+        self._woken()
+
+    def clear(self, at: float) -> tuple[list[Answer], list[Answer]]:
+        """A clear at ``at``: the answers due by then (to send first) and the dropped
+        checkpoints (see :meth:`Speaker.clear`)."""
+        due, dropped = self.speaker.clear(at - self._t0)
+        self._record(due)
+        self._woken()
+        return due, dropped
+
+    def take(self, limit: float) -> list[Answer]:
+        """Move the speaker to ``limit`` seconds since ``t0``; the answers now due."""
+        due = self.speaker.advance(limit)
+        self._record(due)
+        if self.speaker.idle:
+            self._idle.set()
+        return due
+
+    def media_moved(self) -> None:
+        """The media sender sent a frame or finished: a wait on it may be over."""
         self._wake.set()
-        return dropped
 
     def heard(self, min_samples: int) -> PCM:
         """What was played, at least ``min_samples`` long (silence-padded)."""
-        n = max(min_samples, self.heard_end)
-        if not self._record:
-            return np.zeros(0, dtype=np.int16)
-        if self._heard.shape[0] >= n:
-            return self._heard[:n].copy()
-        out = np.zeros(n, dtype=np.int16)
-        out[: self._heard.shape[0]] = self._heard
-        return out
+        return self.speaker.heard_audio(min_samples)
 
     async def run(self) -> None:
         """Play until cancelled; returns quietly if the connection closes."""
@@ -197,79 +188,37 @@ class Playback:
             await self._run()
 
     async def _run(self) -> None:
+        speaker = self.speaker
         while True:
-            if self.idle:
+            nxt = speaker.next_time()
+            if nxt is None:
                 self._idle.set()
-                self._wake.clear()
-                await self._wake.wait()
+                await self._wait_wake()
                 continue
-            position = (now() - self._t0) / self._frame_s  # in ticks
-            if self._free_tick <= position:
-                # Nothing is sounding: what was queued before the leading checkpoints played.
-                await self._answer_finishing()
-                await self._answer_leading_checkpoints()
-                if not self._queue:
-                    continue
-                arrived = (self._arrivals[0] - self._t0) / self._frame_s  # in ticks
-                tick = max(self._free_tick, math.ceil(arrived))
-            else:
-                tick = self._free_tick
-            await self._sleeper.until(self._t0 + tick * self._frame_s)
-            await self._answer_finishing()
-            await self._play_tick(tick)
-
-    async def _answer(self, name: str) -> None:
-        self._report.checkpoints.append((name, now() - self._t0))
-        await self._send_played(name)
-
-    async def _answer_finishing(self) -> None:
-        while self._finishing:
-            await self._answer(self._finishing.pop(0))
-
-    async def _answer_leading_checkpoints(self) -> None:
-        while self._queue and isinstance(self._queue[0], str):
-            name = self._queue.popleft()
-            assert isinstance(name, str)
-            await self._answer(name)
-
-    async def _play_tick(self, tick: int) -> None:
-        fs = self._fs
-        start = tick * fs
-        n = 0
-        queue = self._queue
-        while queue and n < fs:
-            head = queue[0]
-            if isinstance(head, str):
-                queue.popleft()
-                if n == 0:
-                    await self._answer(head)  # may yield: the queue can change meanwhile
-                else:
-                    self._finishing.append(head)
+            await self._sleeper.until(self._t0 + nxt)
+            if now() - self._t0 < nxt:
+                continue  # woken early by new audio or a clear: look again
+            if self._media_limit() < nxt:
+                # The media sender is behind: frames due before this answer have not gone
+                # out. It moves the speaker itself as it catches up and wakes us.
+                await self._wait_wake()
                 continue
-            take = min(head.shape[0] - self._offset, fs - n)
-            if self._record:
-                self._write(start + n, head[self._offset : self._offset + take])
-            n += take
-            self._offset += take
-            self.queued_samples -= take
-            if self._offset >= head.shape[0]:
-                queue.popleft()
-                self._arrivals.popleft()
-                self._offset = 0
-        if n:
-            self._free_tick = tick + 1
-            self.heard_end = max(self.heard_end, start + n)
-            begin, end = start / self._rate, (start + n) / self._rate
-            segments = self._report.played_segments
-            if segments and abs(segments[-1][1] - begin) < 0.5 / self._rate:
-                segments[-1] = (segments[-1][0], end)
-            else:
-                segments.append((begin, end))
+            await self._deliver(min(now() - self._t0, self._media_limit()))
+            if speaker.idle:
+                self._idle.set()
 
-    def _write(self, pos: int, pcm: PCM) -> None:
-        end = pos + pcm.shape[0]
-        if end > self._heard.shape[0]:
-            grown = np.zeros(max(end, 2 * self._heard.shape[0], 30 * self._rate), dtype=np.int16)
-            grown[: self._heard.shape[0]] = self._heard
-            self._heard = grown
-        self._heard[pos:end] = pcm
+    async def _wait_wake(self) -> None:
+        self._wake.clear()
+        await self._wake.wait()
+
+    def _woken(self) -> None:
+        if not self.speaker.idle:
+            self._idle.clear()
+        else:
+            self._idle.set()
+        self._wake.set()
+        self._sleeper.wake()
+
+    def _record(self, answers: list[Answer]) -> None:
+        for a in answers:
+            self._report.checkpoints.append((a.name, a.stamp))

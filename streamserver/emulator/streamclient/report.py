@@ -14,7 +14,7 @@ from ...audio import PCM
 from ...protocol import Checkpoint, ClearAudio, Command, PlayAudio, SendDtmf, Unknown
 from ...protocol.websocket import OK_CLOSE_CODES
 
-__all__ = ["Percentiles", "StreamReport", "wire_record"]
+__all__ = ["LinkReport", "Percentiles", "StreamReport", "wire_record"]
 
 _MAX_ERRORS = 100  # a server spamming bad frames must not grow the report without bound
 
@@ -48,6 +48,27 @@ class Percentiles:
             f"p50 {self.p50:.1f} ms  p90 {self.p90:.1f} ms  "
             f"p99 {self.p99:.1f} ms  max {self.max:.1f} ms"
         )
+
+
+@dataclass
+class LinkReport:
+    """What happened to one socket of the stream. Times are seconds since the stream's
+    start (negative: before it, the first socket's upgrade)."""
+
+    index: int
+    opened_at: float = 0.0
+    ended_at: float = 0.0
+    #: "abort" or "silent" when the socket was made to vanish
+    vanished: str = ""
+    close_code: int | None = None
+    close_reason: str = ""
+    closed_by_server: bool = False
+    messages_received: int = 0
+
+    @property
+    def ok(self) -> bool:
+        """Closed with a normal code (a vanished socket never is)."""
+        return not self.vanished and self.close_code in OK_CLOSE_CODES
 
 
 @dataclass
@@ -98,6 +119,15 @@ class StreamReport:
     closed_by_server: bool = False
     close_code: int | None = None
     close_reason: str = ""
+    #: The faults applied (:meth:`~streamserver.netfaults.NetFaults.describe`, seed
+    #: included: the same text gives the same run); "" on a perfect network.
+    faults: str = ""
+    #: What they did: dropped, duplicated, reordered, held (frames of the plan) and lost
+    #: (sends no socket carried: a vanished stream not back yet)
+    fault_counts: dict[str, int] = field(default_factory=dict)
+    #: Every socket of the stream, in order (one unless connection faults opened more);
+    #: ``close_code`` and friends above are the last one's.
+    links: list[LinkReport] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     _error_counts: dict[str, tuple[int, int]] = field(default_factory=dict, repr=False)
 
