@@ -49,16 +49,16 @@ class CallTarget:
         return s
 
     async def play(self, pcm: np.ndarray, rate: int) -> None:
-        await self._live().play(pcm, rate)
+        await self._live().control.play(pcm, rate)
 
     def checkpoint(self, name: str) -> Awaitable[bool]:
-        return self._live().checkpoint(name)
+        return self._live().control.checkpoint(name)
 
     def clear(self) -> None:
-        self._live().clear()
+        self._live().control.clear()
 
     def send_dtmf(self, digits: str) -> None:
-        self._live().send_dtmf(digits)
+        self._live().control.send_dtmf(digits)
 
     async def stop(self) -> None:
         if not self.session.ended:

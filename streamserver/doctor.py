@@ -120,13 +120,17 @@ class Doctor:
         ids: tuple[str, str],
         logger: logging.LoggerAdapter[logging.Logger],
         provider: str,
+        took_over: bool = False,
     ) -> None:
-        """The checks at start: the route's format, ids already live (then counted live)."""
+        """The checks at start: the route's format, ids already live (then counted live;
+        ``took_over``: this stream just replaced a live session of the same ids)."""
         self.logger = logger
         self.provider = provider
         if expected is not None and expected != fmt:
             self.format_mismatch(fmt.content_type, expected.content_type, route)
         sid, cid = ids
+        if took_over:
+            self.duplicate("stream id", sid, took_over=True)
         live = self.metrics.live_ids
         self.live_keys = keys = (f"s:{sid}", f"c:{route}:{cid}")
         for key, what, value in zip(keys, ("stream id", "call id"), (sid, cid), strict=True):
@@ -192,12 +196,14 @@ class Doctor:
             seconds=seconds,
         )
 
-    def duplicate(self, what: str, value: str) -> None:
-        """Another live stream holds the same id."""
+    def duplicate(self, what: str, value: str, *, took_over: bool = False) -> None:
+        """Another live stream holds the same id (``took_over``: this one replaced it)."""
+        then = "; the newer socket took the stream over" if took_over else ""
         self.report(
             DUPLICATE_STREAM,
             f"a second socket arrived for {what} {value}, which is already live (a repeated "
-            "<Stream>, a provider retry, or two streams where one was meant)",
+            f"<Stream>, a provider retry, or two streams where one was meant){then}",
             id_kind=what,
             id=value,
+            took_over=took_over,
         )

@@ -35,8 +35,8 @@ from typing import Any, ClassVar, Literal, Protocol, get_args, get_origin, get_t
 import msgspec
 import numpy as np
 
-from .audio import ENCODING_L16, AudioFormat
-from .audio import decode as audio_decode
+from .audio import AudioFormat
+from .handler_values import AudioChunk, BusEvent, Gap, PlaybackEvent, StopReason
 from .protocol.events import Dtmf, Event
 
 __all__ = [
@@ -49,6 +49,7 @@ __all__ = [
     "HandlerLoadError",
     "HandlerSpec",
     "NotBidirectionalError",
+    "PlaybackEvent",
     "StopReason",
     "StreamContext",
     "StreamControl",
@@ -57,83 +58,6 @@ __all__ = [
 ]
 
 ENTRY_POINT_GROUP = "streamserver.handlers"
-
-
-class StopReason(enum.StrEnum):
-    """Why a stream ended; passed to ``Handler.on_stop``."""
-
-    STOP_EVENT = "stop"  # the provider sent a `stop` event
-    CLOSED = "closed"  # the provider closed the socket (Plivo's normal end)
-    ERROR = "error"  # protocol violation or transport error
-    TIMEOUT = "timeout"  # start or idle timeout
-    DRAIN = "drain"  # the server is shutting down
-
-
-class AudioChunk(msgspec.Struct, gc=False):
-    """Audio of one track: ``num_samples`` samples starting at ``position``.
-
-    ``position`` counts samples from stream start on this track, so gaps and alignment are
-    exact: the chunk covers ``[position, end)``. ``payload`` is the audio as received
-    (μ-law or L16 little-endian bytes, per ``encoding``), so a handler can forward or store
-    it without touching the samples; ``samples`` (int16 numpy array) is decoded on first
-    use and cached — a stream whose handlers only forward or store bytes never pays for
-    decoding. Build one from PCM with :meth:`from_pcm`. Treat it as read-only.
-    """
-
-    track: str
-    position: int
-    sample_rate: int
-    num_samples: int
-    payload: bytes | None = None
-    encoding: str = ENCODING_L16
-    pcm: np.ndarray | None = None
-
-    @classmethod
-    def from_pcm(
-        cls, track: str, samples: np.ndarray, position: int, sample_rate: int
-    ) -> AudioChunk:
-        """A chunk of already-decoded int16 samples (no payload)."""
-        return cls(track, position, sample_rate, len(samples), None, ENCODING_L16, samples)
-
-    @property
-    def samples(self) -> np.ndarray:
-        pcm = self.pcm
-        if pcm is None:
-            assert self.payload is not None
-            pcm = self.pcm = audio_decode(self.payload, self.encoding)
-        return pcm
-
-    @property
-    def end(self) -> int:
-        return self.position + self.num_samples
-
-    @property
-    def duration_s(self) -> float:
-        return self.num_samples / self.sample_rate
-
-
-class Gap(msgspec.Struct, frozen=True):
-    """Audio that never arrived (missing ``chunk`` numbers or a timestamp jump).
-
-    Recorders fill it with exactly ``samples`` of silence at ``position``.
-    """
-
-    track: str
-    position: int
-    samples: int
-
-
-class BusEvent(msgspec.Struct, frozen=True):
-    """A message on the stream's event bus, published by one handler for the others.
-
-    ``topic`` names the kind (``"transcript"``, ``"handler.error"``, or your own, dotted);
-    ``data`` is any value (treat it as read-only); ``source`` is the publishing handler's
-    name (``"session"`` for events the session itself publishes).
-    """
-
-    topic: str
-    data: Any
-    source: str
 
 
 class HandlerLoadError(Exception):
@@ -223,6 +147,8 @@ class StreamContext:
         bidirectional: bool,
         logger: logging.LoggerAdapter[logging.Logger],
         provider: str = "plivo",
+        resumed: Mapping[str, int] | None = None,
+        connection: int = 1,
     ) -> None:
         self._control = control
         #: the provider dialect of the stream: plivo, twilio, telnyx, exotel or vonage
@@ -238,6 +164,12 @@ class StreamContext:
         self.route = route
         self.bidirectional = bidirectional
         self.logger = logger
+        #: Where each track of an earlier connection of this stream left off (sample
+        #: positions); empty for a new stream. A resumed stream's audio continues from
+        #: there (see :mod:`streamserver.resume`).
+        self.resumed: dict[str, int] = dict(resumed or {})
+        #: Which connection of the stream this is: 1, then 2 after the first reconnect.
+        self.connection = connection
         self.play_encoded_nowait = (
             control.play_encoded_nowait if bidirectional else self._play_encoded_refused
         )
@@ -345,6 +277,13 @@ class Handler:
         start (exit code 2). Runs before the event loop serves: blocking I/O is fine."""
 
     @classmethod
+    def taps_playback(cls, options: Any) -> bool:
+        """Whether this handler (with these options) wants a :class:`PlaybackEvent` for
+        everything the server plays back (asked once per stream; when no handler of a
+        route asks, playback costs nothing more)."""
+        return False
+
+    @classmethod
     def unready(cls, options: Any) -> str | None:
         """Why new streams would fail now (e.g. "record_dir ...: disk full"), else None.
         Asked on every ``GET /readyz`` (503 with the reason): answer from memory, never
@@ -387,9 +326,9 @@ class Handler:
     async def on_dtmf(self, dtmf: Dtmf) -> None:
         """A DTMF digit from the caller."""
 
-    async def on_event(self, event: Gap | BusEvent | Event) -> None:
+    async def on_event(self, event: Gap | BusEvent | PlaybackEvent | Event) -> None:
         """Anything else: :class:`Gap`, :class:`BusEvent`, ``PlayedStream``,
-        ``ClearedAudio``, ``Unknown``..."""
+        ``ClearedAudio``, ``Unknown``, :class:`PlaybackEvent` (if it taps playback)..."""
 
     async def on_stop(self, reason: StopReason) -> None:
         """The stream ended. Always called exactly once, also after errors."""

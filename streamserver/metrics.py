@@ -71,6 +71,8 @@ class Metrics:
         "streams_active",
         "streams_by_provider",
         "streams_read_batched",
+        "streams_replaced",
+        "streams_resumed",
         "streams_total",
     )
 
@@ -80,6 +82,10 @@ class Metrics:
         self.streams_active = 0
         self.streams_total = 0
         self.streams_read_batched = 0
+        #: streams continuing an earlier connection of the same stream (streamserver.resume)
+        self.streams_resumed = 0
+        #: live streams ended because a newer socket of the same stream took over
+        self.streams_replaced = 0
         self.read_batch_stalls = 0
         self.connections_rejected: defaultdict[str, int] = defaultdict(int)
         self.accept_errors = 0
@@ -198,6 +204,19 @@ class Metrics:
             "a check period (a held last message, a pause, jitter); batched again when "
             "audio flows.",
             self.read_batch_stalls,
+        )
+        metric(
+            "streams_resumed_total",
+            "counter",
+            "Streams that continued an earlier connection of the same stream (a reconnect "
+            "with the same ids): one timeline, one recording.",
+            self.streams_resumed,
+        )
+        metric(
+            "streams_replaced_total",
+            "counter",
+            "Live streams ended because a newer socket of the same stream took over.",
+            self.streams_replaced,
         )
         labelled(
             "connections_rejected_total",

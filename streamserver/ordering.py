@@ -177,6 +177,12 @@ class TrackOrder:
             if len(self.pending) > self._window:
                 self._skip_missing()
 
+    def seed(self, next_chunk: int, next_pos: int, ts0: int | None, frames: int) -> None:
+        """Continue a timeline where an earlier connection of the stream left it (the
+        next chunk expected, the next sample position, the first timestamp, the frames
+        delivered): the new connection's frames are placed on it."""
+        self.next_chunk, self.next_pos, self.ts0, self.frames = next_chunk, next_pos, ts0, frames
+
     def flush(self) -> None:
         """End of stream: declare every missing chunk a gap and deliver all held audio."""
         if self.jump is not None:

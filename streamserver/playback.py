@@ -38,6 +38,10 @@ class Playback:
     after :meth:`close` (sends nothing, checkpoints resolve False at once).
 
     ``on_stuck`` is called when the socket stayed unwritable for ``send_timeout_s``.
+    ``tap`` (None: off) hears ``(kind, payload, name)`` of everything that goes out and of
+    the provider's answers (the kinds of :class:`~streamserver.handler.PlaybackEvent`); a
+    tapped stream's per-frame path is :meth:`play_encoded_nowait_tapped`, an untapped one
+    pays nothing for it.
     """
 
     __slots__ = (
@@ -47,6 +51,7 @@ class Playback:
         "_encode_play",
         "_metrics",
         "_names",
+        "_nowait",
         "_on_stuck",
         "_outlet",
         "_pending",
@@ -59,6 +64,7 @@ class Playback:
         "frames_sent",
         "logger",
         "stream_id",
+        "tap",
     )
 
     def __init__(
@@ -89,6 +95,13 @@ class Playback:
         self._pending = b""  # audio waiting to fill a frame (dialects with play_frame_ms > 20)
         self._unique = False  # checkpoints go out under unique wire names (name#n)
         self._names: dict[str, str] = {}  # wire name -> the handler's name (unique mode)
+        self.tap: Callable[[str, bytes, str], None] | None = None
+        self._nowait = self.play_encoded_nowait  # play_encoded's way out (tapped or not)
+
+    def set_tap(self, tap: Callable[[str, bytes, str], None]) -> None:
+        """Tell ``tap`` everything played back from now on (see the class docstring)."""
+        self.tap = tap
+        self._nowait = self.play_encoded_nowait_tapped
 
     def start(
         self,
@@ -159,7 +172,7 @@ class Playback:
 
     async def play_encoded(self, payload: bytes) -> None:
         """Send encoded audio; wait (up to ``send_timeout_s``) while the socket is full."""
-        self.play_encoded_nowait(payload)
+        self._nowait(payload)
         outlet = self._outlet
         if outlet.write_paused():
             try:
@@ -192,6 +205,13 @@ class Playback:
         for i in range(0, len(payload), step):
             self._send_frame(payload[i : i + step])
 
+    def play_encoded_nowait_tapped(self, payload: bytes) -> None:
+        """:meth:`play_encoded_nowait`, telling the tap what goes out."""
+        tap = self.tap
+        if tap is not None and self.active and payload and self.fmt is not None:
+            tap("audio", payload, "")
+        self.play_encoded_nowait(payload)
+
     def _play_buffered(self, payload: bytes, step: int) -> None:
         # Frames longer than what handlers hand over (Exotel: >= 3.2 kB): whole frames go
         # now, the rest waits for more audio or the next checkpoint (flush_pending).
@@ -208,7 +228,10 @@ class Playback:
             assert fmt is not None
             # A whole frame, padded with silence: Exotel takes no chunk under 3.2 kB.
             missing = (self._step - len(tail)) // fmt.bytes_per_sample
-            self._send_frame(tail + audio.silence_bytes(fmt.encoding, missing))
+            padding = audio.silence_bytes(fmt.encoding, missing)
+            if self.tap is not None:
+                self.tap("audio", padding, "")  # the provider plays the padding too
+            self._send_frame(tail + padding)
 
     def checkpoint(self, name: str) -> asyncio.Future[bool]:
         """Send a checkpoint; resolved True by ``playedStream``, False by a clear or the end."""
@@ -223,6 +246,8 @@ class Playback:
             self._names[wire] = name
         self._checkpoints.setdefault(wire, deque()).append((fut, self._clear_epoch))
         self._send(self._dialect.encode_checkpoint(self.stream_id, wire))
+        if self.tap is not None:
+            self.tap("checkpoint", b"", name)
         return fut
 
     def clear(self) -> None:
@@ -231,6 +256,8 @@ class Playback:
         self._clear_epoch += 1
         self._pending = b""
         self._send(self._dialect.encode_clear(self.stream_id))
+        if self.tap is not None and self.active:
+            self.tap("clear", b"", "")
         if not self._dialect.acks_clear:
             self.cleared()
 
@@ -255,12 +282,19 @@ class Playback:
         if waiting is not None and not waiting:
             del self._checkpoints[name]
         if not self._unique:
-            return name
-        orig = self._names.pop(name, None)
-        return orig if found else None
+            orig: str | None = name
+        else:
+            orig = self._names.pop(name, None)
+            if not found:
+                orig = None
+        if found and orig is not None and self.tap is not None:
+            self.tap("played", b"", orig)
+        return orig
 
     def cleared(self) -> None:
         """``clearedAudio``: checkpoints sent before the latest clear will never play."""
+        if self.tap is not None and self.active:
+            self.tap("cleared", b"", "")
         epoch = self._clear_epoch
         for name in list(self._checkpoints):
             waiting = self._checkpoints[name]

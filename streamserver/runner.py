@@ -344,12 +344,14 @@ class StreamHandlers:
     iterating over it when a handler fails still reaches every other handler.
     """
 
-    __slots__ = ("_metrics", "runners", "sinks", "stop_reason")
+    __slots__ = ("_metrics", "runners", "sinks", "stop_reason", "taps")
 
     def __init__(self, metrics: Metrics) -> None:
         self._metrics = metrics
         self.runners: list[HandlerRunner] = []
         self.sinks: list[Callable[[AudioChunk], None]] = []
+        #: the runners whose handlers tap playback (``Handler.taps_playback``)
+        self.taps: list[HandlerRunner] = []
         self.stop_reason: StopReason | None = None
 
     def create(
@@ -397,6 +399,8 @@ class StreamHandlers:
             max_events=max_events,
         )
         self.runners.append(runner)
+        if spec.cls.taps_playback(spec.options):
+            self.taps.append(runner)
         runner.start()
         self._update_sinks()
         return runner
@@ -404,6 +408,11 @@ class StreamHandlers:
     def push(self, item: Any) -> None:
         """Queue an event (gap, DTMF, playedStream...) for every handler."""
         for r in self.runners:
+            r.push(item)
+
+    def push_tapped(self, item: Any) -> None:
+        """Queue a playback event for the handlers that tap playback."""
+        for r in self.taps:
             r.push(item)
 
     def publish(self, event: BusEvent) -> None:

@@ -16,20 +16,17 @@ Its states (AWAIT_START, STREAMING, ENDED) and their transitions are in
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
-
-import numpy as np
 
 from . import audio
 from .audio import AudioFormat
 from .dialect_binding import DialectBinding
 from .doctor import Doctor
 from .frame_faults import FrameFaults
-from .handler import AudioChunk, BusEvent, Gap, Handler, StopReason, StreamContext
+from .handler import AudioChunk, BusEvent, Gap, StopReason, StreamContext
 from .logs import LogBudget, clean
 from .metrics import Metrics
 from .observer import StreamObserver
@@ -40,9 +37,11 @@ from .protocol.dialect import Dialect
 from .protocol.events import ClearedAudio, Dtmf, Media, PlayedStream, Start, Stop, Unknown
 from .protocol.neutral import AnyEvent, Connected, ProviderError
 from .protocol.websocket import CloseCode
+from .resume import Continuation, Resume, Resumes
 from .runner import HandlerRunner, StreamHandlers
 from .session_config import Outlet, Route, SessionLimits
 from .session_state import SessionState, Trigger, next_state
+from .stream_control import SessionControl
 from .stream_report import log_ended, summary
 from .stream_start import log_started, safe_id, stream_context, stream_ids
 
@@ -73,6 +72,8 @@ class Session:
         "bytes_received",
         "call_id",
         "connected_at",
+        "continuation",
+        "control",
         "ctx",
         "dialect",
         "doctor",
@@ -91,7 +92,6 @@ class Session:
         "outlet",
         "path",
         "peer",
-        "play_encoded_nowait",
         "query",
         "route",
         "runners",
@@ -114,6 +114,7 @@ class Session:
         query: Mapping[str, str],
         limits: SessionLimits | None = None,
         peer: str = "",
+        resumes: Resumes | None = None,
     ) -> None:
         self.outlet = outlet
         self.route = route
@@ -129,6 +130,8 @@ class Session:
         #: told of start, DTMF, bus events and end (set by the server; None: nobody)
         self.observer: StreamObserver | None = None
         self.start_event: Start | None = None
+        #: its place among the process's streams by ids, for a reconnect
+        self.continuation = Continuation(resumes)
         self.stream_id = "-"
         self.call_id = "-"
         self.ctx: StreamContext | None = None
@@ -162,9 +165,8 @@ class Session:
             send_timeout_s=self.limits.send_timeout_s,
             on_stuck=lambda: self.close(CloseCode.GOING_AWAY, "send timeout"),
         )
-        # StreamControl.play_encoded_nowait is the per-frame path of an echo or a bot:
-        # the playback's own method, with no call in between.
-        self.play_encoded_nowait: Callable[[bytes], None] = pb.play_encoded_nowait
+        #: what the handlers' contexts reach the stream through (StreamControl)
+        self.control = SessionControl(self, pb)
         self.logger: logging.LoggerAdapter[logging.Logger] = logging.LoggerAdapter(
             log, {"stream_id": "-", "call_id": "-"}
         )
@@ -361,6 +363,13 @@ class Session:
         self._odd_mask = 1 if start.encoding == audio.ENCODING_L16 else 0
         self._rate = self._faults.rate = rate = start.sample_rate
         self._encoding = start.encoding
+        self.logger = self._faults.logger = logging.LoggerAdapter(
+            log, {"stream_id": sid, "call_id": cid}
+        )
+        route = self.route
+        took_over = self.continuation.arrive((route.path, sid, cid), self, fmt, self.logger)
+        if self.continuation.prior is not None:
+            self.metrics.streams_resumed += 1
         order = Ordering(
             start.tracks,
             bytes_per_sample=fmt.bytes_per_sample,
@@ -372,36 +381,45 @@ class Session:
             max_gap_samples=max(1, int(self.limits.max_gap_s * rate)),
             anomaly=self._faults.timeline,
         )
+        resumed = self.continuation.seed(order.tracks)
         self.order_stats = order.stats
-        self._tracks = order.tracks
-        self.logger = self._faults.logger = logging.LoggerAdapter(
-            log, {"stream_id": sid, "call_id": cid}
-        )
+        self._tracks = tracks = order.tracks
         self._playback.start(fmt, sid, self.logger, dialect)
+        if any(spec.cls.taps_playback(spec.options) for spec in route.handlers):
+            inbound = tracks.get("inbound") or next(iter(tracks.values()), None)
+            self.control.tap((lambda: inbound.next_pos) if inbound is not None else (lambda: 0))
         self.ctx = ctx = stream_context(
-            self,
+            self.control,
             start,
-            self.route,
+            route,
             provider=dialect.name,
             fmt=fmt,
             ids=ids,
             path=self.path,
             query=self.query,
+            resumed=resumed,
+            connection=self.continuation.connection,
         )
         lim = self.limits
         self.handlers.create(
-            self.route.handlers, ctx, queue_s=lim.handler_queue_s, max_events=lim.handler_max_events
+            route.handlers, ctx, queue_s=lim.handler_queue_s, max_events=lim.handler_max_events
         )
         self.metrics.streams_by_provider[dialect.name] += 1
-        route = self.route
-        self.doctor.examine(fmt, route.expect_format, route.path, ids, self.logger, dialect.name)
+        self.doctor.examine(
+            fmt, route.expect_format, route.path, ids, self.logger, dialect.name, took_over
+        )
         log_started(self.logger, ctx, [r.spec.name for r in self.runners], self.peer)
         if self.observer is not None:
             self.observer.stream_started(self)
 
-    def play_refused(self, what: str) -> None:
-        """A handler tried to play on a one-way stream: a doctor finding."""
-        self.doctor.one_way_play(what, self.route.path)
+    def hand_over(self) -> Resume:
+        """A newer socket of this stream took over (:mod:`streamserver.resume`): end now
+        (``REPLACED``), close with 1000 and say where the stream's timelines stand."""
+        self.end(StopReason.REPLACED)
+        self.outlet.close(CloseCode.NORMAL, "replaced by a newer connection of this stream")
+        self.metrics.streams_replaced += 1
+        assert self.fmt is not None
+        return self.continuation.timelines(self.fmt, self._tracks)
 
     # -- fan-out -------------------------------------------------------------------------
 
@@ -426,36 +444,6 @@ class Session:
         if self.observer is not None:
             self.observer.stream_event(self, event.topic, event.data)
 
-    # -- StreamControl (streamserver.handler): what handlers' contexts call -------------
-
-    async def play(self, pcm: np.ndarray, rate: int) -> None:
-        """Resample and encode a whole clip to the stream's format, send it."""
-        await self._playback.play(pcm, rate)
-
-    async def play_encoded(self, payload: bytes) -> None:
-        """Send encoded audio; wait (up to ``send_timeout_s``) while the socket is full."""
-        await self._playback.play_encoded(payload)
-
-    def checkpoint(self, name: str) -> asyncio.Future[bool]:
-        """Send a checkpoint; resolved True by ``playedStream``, False by a clear or the end."""
-        return self._playback.checkpoint(name)
-
-    def clear(self) -> None:
-        """Send ``clearAudio`` (checkpoints sent before it will resolve False)."""
-        self._playback.clear()
-
-    def send_dtmf(self, digits: str) -> None:
-        """Send ``sendDTMF``."""
-        self._playback.send_dtmf(digits)
-
-    def count(self, handler: str, event: str, n: int) -> None:
-        """Add to the handler-defined counter ``(handler, event)``."""
-        self.metrics.handler_events[(handler, event)] += n
-
-    def wakeup(self, handler: Handler) -> None:
-        """Queue ``handler.on_wakeup`` on its task."""
-        self.handlers.wakeup(handler)
-
     # -- end -----------------------------------------------------------------------------
 
     def close(self, code: int, reason: str) -> None:
@@ -476,6 +464,10 @@ class Session:
         self.metrics.retire(self)
         self.doctor.release()
         self._playback.close()  # pending checkpoints resolve False
+        # A socket lost or timed out may come back; a stop, a normal close or a takeover
+        # ends the stream.
+        keep = reason in (StopReason.ERROR, StopReason.TIMEOUT)
+        self.continuation.leave(self, keep, self.fmt, self._tracks)
         self.handlers.stop(reason)  # one after the other, in route order
         if self.started:
             self.metrics.stop_reasons[reason.value] += 1

@@ -108,6 +108,10 @@ class SessionSettings:
     #: The stream doctor: no inbound audio for this long on an open stream is reported
     #: (a log line, streamserver_doctor_total{kind="silence"}, a doctor.silence event). 0 = off.
     doctor_silence_s: float = 10.0
+    #: A new socket with the ids of a live stream takes it over, and one with the ids of a
+    #: stream whose socket failed (error, timeout) less than this long ago resumes it:
+    #: one timeline, one recording (streamserver.resume). 0 = every socket is a new stream.
+    resume_s: float = 30.0
     #: Incoming frames per read for listen-only streams: 2+ asks the kernel to wake the
     #: server only when about that many frames are waiting (SO_RCVLOWAT, Linux), so one
     #: read, one wake-up and one ACK serve several frames; handlers get the audio up to
@@ -420,6 +424,8 @@ def _validate(s: Settings) -> None:
     ss = s.session
     if ss.doctor_silence_s < 0:
         raise ConfigError("session.doctor_silence_s: must be >= 0 (0 disables)")
+    if ss.resume_s < 0:
+        raise ConfigError("session.resume_s: must be >= 0 (0 disables)")
     if ss.reorder_window < 0:
         raise ConfigError("session.reorder_window: must be >= 0")
     if ss.handler_max_events < 1:

@@ -61,10 +61,13 @@ def stream_context(
     ids: tuple[str, str],
     path: str,
     query: Mapping[str, str],
+    resumed: Mapping[str, int] | None = None,
+    connection: int = 1,
 ) -> StreamContext:
     """The context every handler of the stream gets (``control`` is the session).
 
-    A stream is bidirectional when its provider says so, else when its route is.
+    A stream is bidirectional when its provider says so, else when its route is;
+    ``resumed`` and ``connection`` say which earlier connection it continues.
     """
     sid, cid = ids
     said = provider_bidirectional(provider, start)
@@ -84,6 +87,8 @@ def stream_context(
             logging.getLogger("streamserver.handler"), {"stream_id": sid, "call_id": cid}
         ),
         provider=provider,
+        resumed=resumed,
+        connection=connection,
     )
 
 
@@ -96,7 +101,7 @@ def log_started(
     """The stream's ``stream started`` line."""
     logger.info(
         "stream started: provider=%s call=%s stream=%s account=%s route=%s format=%s "
-        "tracks=%s handlers=%s peer=%s",
+        "tracks=%s handlers=%s peer=%s%s",
         ctx.provider,
         ctx.call_id,
         ctx.stream_id,
@@ -106,4 +111,5 @@ def log_started(
         clean(",".join(ctx.tracks), 64),
         ",".join(handlers) or "-",
         peer,
+        f" connection={ctx.connection} (resumed)" if ctx.connection > 1 else "",
     )

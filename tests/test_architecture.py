@@ -61,7 +61,10 @@ CORE = (
     "streamserver.stream_start",
     "streamserver.frame_faults",
     "streamserver.stream_report",
+    "streamserver.stream_control",
+    "streamserver.resume",
     "streamserver.handler",
+    "streamserver.handler_values",
 )
 #: What built-in handlers may import of ``streamserver`` (besides ``handlers.*`` itself and
 #: ``streamserver.__version__``, which the webhook puts in its User-Agent): today they use

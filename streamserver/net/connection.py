@@ -33,6 +33,7 @@ from ..protocol.websocket import (
     frame_header,
     server_frame,
 )
+from ..resume import Resumes
 from ..session import Session, SessionLimits
 from .batching import ReadBatcher, WriteCoalescer
 from .gate import TEXT_PLAIN, Accept, Gate, Reply
@@ -71,6 +72,8 @@ class ConnectionOwner(Protocol):
     def max_message_bytes(self) -> int: ...
     @property
     def conn_limits(self) -> ConnectionLimits: ...
+    @property
+    def resumes(self) -> Resumes: ...
 
     def connection_made(self, conn: Connection) -> None:
         """A TCP connection arrived."""
@@ -493,6 +496,7 @@ class Connection(asyncio.Protocol):
             query=accept.query,
             limits=owner.limits,
             peer=self.peer,
+            resumes=owner.resumes,
         )
         self.session = self._fast_session = session
         self._reader = FrameReader(

@@ -25,6 +25,7 @@ from ..metrics import Metrics
 from ..nonce_store import nonce_cache
 from ..observer import StreamObserver
 from ..protocol.websocket import CloseCode
+from ..resume import Resumes
 from ..session import Route, Session, SessionLimits
 from ..settings import Settings
 from ..signature import TwilioUpgradeVerifier, UpgradeVerifier
@@ -112,6 +113,8 @@ class StreamServer:
             handler_max_events=ss.handler_max_events,
             doctor_silence_s=ss.doctor_silence_s,
         )
+        #: streams by ids: a reconnect (same ids) resumes or takes over its stream
+        self.resumes = Resumes(ss.resume_s)
         verifier = twilio_verifier = None
         if sv.verify_signatures:
             plivo, twilio = settings.plivo, settings.twilio

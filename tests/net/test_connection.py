@@ -16,6 +16,7 @@ from streamserver.net.gate import Gate
 from streamserver.net.limits import ConnectionLimits
 from streamserver.net.state import TRANSITIONS, ConnState, Event, StateError, transition
 from streamserver.protocol.websocket import FrameReader, Opcode, client_frame, close_payload
+from streamserver.resume import Resumes
 from streamserver.session import Route, SessionLimits
 
 S, E = ConnState, Event
@@ -118,6 +119,7 @@ class Owner:
         self.writes = WriteCoalescer(frames=1, min_streams=0, delay_s=0.03)
         self.max_message_bytes = 4096
         self.conn_limits = ConnectionLimits()
+        self.resumes = Resumes()
         self.told: list[str] = []
 
     def connection_made(self, conn: Connection) -> None:
