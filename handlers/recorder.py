@@ -9,24 +9,30 @@ audio this handler had to drop when it fell behind) are filled with silence of t
 length so positions stay true. Writes run on one background thread (never on the event
 loop) and are flushed at least every ``flush_interval_s``: after a ``kill -9`` the files are
 readable and miss at most about that much audio.
+
+With ``heard = true`` a bidirectional stream also gets the track ``heard``: what the
+caller heard from the server, the played audio placed on the inbound timeline by the
+provider's answers and cut where a clear took effect (:mod:`handlers.heard`); in the
+stereo layout it is the right channel beside the caller. The sidecar lists its prompts.
+
+A stream that resumes after a reconnect (``StreamContext.connection`` > 1) continues its
+files where the earlier connection left them: one recording per stream.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
 
 import msgspec
 import numpy as np
-import soundfile as sf
 
-from streamserver.audio import ENCODING_L16, ENCODING_MULAW, silence_bytes, ulaw_decode
+from streamserver.audio import ENCODING_MULAW
 from streamserver.audio import decode as audio_decode
 from streamserver.audio import encode as audio_encode
 from streamserver.handler import (
@@ -34,84 +40,22 @@ from streamserver.handler import (
     Gap,
     Handler,
     HandlerFailure,
+    PlaybackEvent,
     StopReason,
     StreamContext,
 )
 
+from .diskwriter import DiskWriter, writer
+from .heard import HeardTrack
 from .recorddir import HEALTH, describe, probe
-from .wavfile import BIG_ENDIAN, SILENCE_PIECE, WavWriter, update_header
+from .recordfiles import RecordingFiles
 
 __all__ = ["Recorder", "RecorderOptions"]
 
-_executor: ThreadPoolExecutor | None = None
-_executor_lock = threading.Lock()
-
-
-def _writer() -> ThreadPoolExecutor:
-    # One writer thread for the process keeps each file's writes in order and disk I/O off
-    # the event loop.
-    global _executor
-    with _executor_lock:
-        if _executor is None:
-            _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="recorder-writer")
-        return _executor
-
-
-class _DiskWriter:
-    """Collects every recorder's buffered audio once per interval and writes it all in one
-    job on the writer thread: one timer and one thread hand-off per second for the whole
-    process, instead of a wake-up, a future and a coroutine per stream."""
-
-    _by_key: dict[tuple[int, float], _DiskWriter] = {}  # noqa: RUF012 - process registry
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, interval_s: float) -> None:
-        self.loop = loop
-        self.interval_s = interval_s
-        self.recorders: set[Recorder] = set()
-        self.handle: asyncio.TimerHandle | None = None
-
-    @classmethod
-    def get(cls, interval_s: float) -> _DiskWriter:
-        loop = asyncio.get_running_loop()
-        key = (id(loop), interval_s)
-        w = cls._by_key.get(key)
-        if w is None or w.loop is not loop:
-            w = cls._by_key[key] = _DiskWriter(loop, interval_s)
-        return w
-
-    def add(self, rec: Recorder) -> None:
-        self.recorders.add(rec)
-        if self.handle is None:
-            self.handle = self.loop.call_later(self.interval_s, self._tick)
-
-    def remove(self, rec: Recorder) -> None:
-        self.recorders.discard(rec)
-
-    def _tick(self) -> None:
-        self.handle = None
-        if not self.recorders:
-            return
-        self.handle = self.loop.call_later(self.interval_s, self._tick)
-        jobs = []
-        for rec in self.recorders:
-            batches = rec._collect(final=False)
-            if batches:
-                jobs.append((rec, batches))
-        if jobs:
-            self.loop.run_in_executor(_writer(), _write_jobs, jobs)
-
-
-def _write_jobs(jobs: list[tuple[Recorder, dict[str, Any]]]) -> None:
-    # On the writer thread. One recorder's failure (disk full...) must not stop the others.
-    for rec, batches in jobs:
-        try:
-            rec._write(batches)
-        except Exception as exc:
-            rec._write_error = exc
-            if isinstance(exc, OSError):
-                HEALTH.failed(rec._root, exc)
-        else:
-            HEALTH.ok(rec._root)
+#: The recording of each stream being written, by sidecar path (and event loop): a resumed
+#: stream's recorder waits for the earlier connection's to close its files.
+_OPEN: dict[tuple[int, Path], asyncio.Future[None]] = {}
+_HANDOVER_TIMEOUT_S = 10.0
 
 
 class RecordingError(HandlerFailure):
@@ -129,22 +73,29 @@ class RecorderOptions(msgspec.Struct, forbid_unknown_fields=True):
     layout: Literal["mono", "stereo"] = "mono"
     flush_interval_s: float = 1.0
     write_sidecar: bool = True
+    #: Also record what the caller heard from the server (bidirectional streams): the
+    #: track ``heard`` (stereo: right channel, the caller left) and its prompts.
+    heard: bool = False
+    #: Silence between two pieces of played audio that starts a new prompt (seconds).
+    prompt_gap_s: float = 0.25
 
     def __post_init__(self) -> None:
         if self.keep_mulaw and self.format == "flac":
             raise ValueError("keep_mulaw needs format = 'wav' (FLAC stores only PCM)")
         if self.flush_interval_s <= 0:
             raise ValueError("flush_interval_s must be > 0")
+        if self.prompt_gap_s < 0:
+            raise ValueError("prompt_gap_s must be >= 0")
 
 
 class _Track:
     __slots__ = ("buffered", "chunks", "filled", "path", "pos", "written")
 
-    def __init__(self) -> None:
-        self.chunks: list[Any] = []  # bytes (raw mode) or int16 arrays
+    def __init__(self, pos: int = 0) -> None:
+        self.chunks: list[Any] = []  # bytes (raw mode) or int16 arrays, ints: silence
         self.buffered = 0
-        self.pos = 0  # next sample position expected
-        self.written = 0  # samples handed to the writer
+        self.pos = pos  # next sample position expected
+        self.written = pos  # samples handed to the writer (a resumed file has them already)
         self.filled = 0  # silence samples inserted for gaps
         self.path = ""
 
@@ -157,23 +108,56 @@ class Recorder(Handler):
     def __init__(self, ctx: StreamContext, options: Any = None) -> None:
         super().__init__(ctx, options or RecorderOptions())
         self.opts: RecorderOptions = self.options
-        self._tracks: dict[str, _Track] = {t: _Track() for t in ctx.tracks}
-        self._files: dict[str, Any] = {}  # sf.SoundFile or WavWriter
-        self._stereo = self.opts.layout == "stereo" and len(ctx.tracks) == 2
+        opts = self.opts
+        fmt = ctx.format
+        self._heard: HeardTrack | None = None
+        names = list(ctx.tracks)
+        if opts.heard and ctx.bidirectional:
+            gap = round(opts.prompt_gap_s * fmt.sample_rate)
+            self._heard = HeardTrack(bytes_per_sample=fmt.bytes_per_sample, prompt_gap=gap)
+            names.append("heard")
+        # A resumed stream continues each track where its earlier connection left it (the
+        # heard track follows the caller's).
+        resumed = ctx.resumed
+        at = {t: resumed.get("inbound" if t == "heard" else t, 0) for t in names}
+        self._tracks: dict[str, _Track] = {t: _Track(at[t]) for t in names}
+        pair = ("inbound", "outbound") if len(ctx.tracks) == 2 else ("inbound", "heard")
+        self._pair = pair
+        self._stereo = opts.layout == "stereo" and all(t in self._tracks for t in pair)
+        if self._stereo:  # one file: both channels resume where it ends
+            start = max(self._tracks[t].pos for t in pair)
+            for t in pair:
+                self._tracks[t].pos = self._tracks[t].written = start
         # Raw mode (mono WAV, the default): keep the payload bytes as received and decode,
         # if at all, once per flush on the writer thread; FLAC and stereo go through
         # soundfile with decoded samples.
-        self._raw = opts_raw = not self._stereo and self.opts.format == "wav"
-        self._encoding = ctx.format.encoding
-        self._bps = ctx.format.bytes_per_sample
-        self._raw_ulaw_out = opts_raw and self._encoding == ENCODING_MULAW and self.opts.keep_mulaw
+        self._raw = raw = not self._stereo and opts.format == "wav"
+        self._encoding = fmt.encoding
+        self._bps = fmt.bytes_per_sample
+        ulaw = raw and self._encoding == ENCODING_MULAW and opts.keep_mulaw
         self._write_error: Exception | None = None
         self._write_error_reported = False
         self._started_at = time.time()
+        self._first_start = ""  # a resumed recording's first connection's start time
         self._gaps = 0
-        self._root = Path(self.opts.record_dir).resolve()
+        self._root = Path(opts.record_dir).resolve()
         self._dir = self._root / ctx.call_id
+        self._files = RecordingFiles(
+            self._dir, ctx.stream_id, rate=ctx.sample_rate, encoding=self._encoding,
+            raw=raw, ulaw_out=ulaw, ext=opts.format,
+            subtype="ULAW" if opts.keep_mulaw and self._encoding == ENCODING_MULAW else "PCM_16",
+        )  # fmt: skip
         self._sidecar = self._dir / f"{ctx.stream_id}.json"
+        loop = asyncio.get_running_loop()
+        self._key = (id(loop), self._sidecar)
+        self._before = _OPEN.get(self._key)  # an earlier connection's recorder, if any
+        self._closed: asyncio.Future[None] = loop.create_future()
+        _OPEN[self._key] = self._closed
+
+    @classmethod
+    def taps_playback(cls, options: Any) -> bool:
+        """With ``heard = true`` the recorder needs what the server plays back."""
+        return bool(options is not None and options.heard)
 
     # -- start-up and readiness ------------------------------------------------------------
 
@@ -195,39 +179,69 @@ class Recorder(Handler):
     def unready(cls, options: Any) -> str | None:
         """The record dir's problem while writes there fail (re-probed every few seconds)."""
         opts: RecorderOptions = options or RecorderOptions()
-        return HEALTH.problem(Path(opts.record_dir).resolve(), _writer().submit)
+        return HEALTH.problem(Path(opts.record_dir).resolve(), writer().submit)
 
     # -- hooks -----------------------------------------------------------------------------
 
     async def on_start(self) -> None:
         if self.opts.layout == "stereo" and not self._stereo:
             self.ctx.logger.info("stereo layout needs two tracks; recording mono")
+        before = self._before
+        if self.ctx.connection > 1 and before is not None and not before.done():
+            # The earlier connection's recorder still writes these files: let it finish.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(before), _HANDOVER_TIMEOUT_S)
+        self._before = None
         try:
             await self._run(self._open)
         except OSError as exc:
             self._write_error = exc
             HEALTH.failed(self._root, exc)
             self._raise_write_error()
-        _DiskWriter.get(self.opts.flush_interval_s).add(self)
+        DiskWriter.get(self.opts.flush_interval_s).add(self)
 
     def on_audio_nowait(self, chunk: AudioChunk) -> None:
         # Inline on the receive path: only buffering here; a process-wide timer hands the
-        # buffers to the writer thread (see _DiskWriter).
+        # buffers to the writer thread (see handlers.diskwriter).
         if self._write_error is not None:
             self._raise_write_error()
         tr = self._tracks.get(chunk.track)
         if tr is None:
             return
-        if chunk.position > tr.pos:
-            self._silence(tr, chunk.position - tr.pos)
-        n = chunk.num_samples
-        skip = tr.pos - chunk.position  # > 0: overlap, keep what was recorded first
-        if self._raw and chunk.payload is not None and chunk.encoding == self._encoding:
-            data: Any = chunk.payload
-            if skip > 0:
-                data = data[skip * self._bps :]
+        payload = chunk.payload if chunk.encoding == self._encoding else None
+        self._add(tr, chunk.position, chunk.num_samples, payload, chunk)
+
+    def on_playback_nowait(self, event: PlaybackEvent) -> None:
+        # Inline, in order with the inbound audio: the heard track's positions are final
+        # once the provider's answers settle them (handlers.heard).
+        heard = self._heard
+        if heard is None:
+            return
+        heard.feed(event.kind, event.position, event.payload, event.name)
+        self._take_heard()
+
+    def _take_heard(self) -> None:
+        heard = self._heard
+        assert heard is not None
+        tr = self._tracks["heard"]
+        for pos, data in heard.take():
+            self._add(tr, pos, len(data) // self._bps, data, None)
+
+    def _add(
+        self, tr: _Track, position: int, n: int, payload: bytes | None, chunk: AudioChunk | None
+    ) -> None:
+        """Buffer ``n`` samples at ``position`` (silence before it; an overlap keeps what
+        was recorded first)."""
+        if position > tr.pos:
+            self._silence(tr, position - tr.pos)
+        skip = tr.pos - position  # > 0: overlap, keep what was recorded first
+        if self._raw and payload is not None:
+            data: Any = payload[skip * self._bps :] if skip > 0 else payload
         else:
-            data = chunk.samples
+            if chunk is not None:
+                data = chunk.samples
+            else:
+                data = audio_decode(payload or b"", self._encoding)
             if skip > 0:
                 data = data[skip:]
             if self._raw:
@@ -257,18 +271,25 @@ class Recorder(Handler):
                 self._silence(tr, event.position + event.samples - tr.pos)
 
     async def on_stop(self, reason: StopReason) -> None:
-        _DiskWriter.get(self.opts.flush_interval_s).remove(self)
+        DiskWriter.get(self.opts.flush_interval_s).remove(self)
         try:
-            if self._files and self._write_error is None:
-                batches = self._collect(final=True)
+            if self._heard is not None:
+                self._heard.finish()
+                self._take_heard()
+            if self._files.files and self._write_error is None:
+                batches = self.collect(final=True)
                 if batches:
-                    await self._run(self._write, batches)
+                    await self._run(self.write, batches)
             await self._run(self._close, reason)
         except OSError as exc:  # expected (disk full, unmounted): one line, no traceback
             if self._write_error is None:
                 self._write_error = exc
                 HEALTH.failed(self._root, exc)
-            await self._run(self._close_quietly)
+            await self._run(self._files.close_quietly)
+        finally:
+            self._closed.set_result(None)
+            if _OPEN.get(self._key) is self._closed:
+                del _OPEN[self._key]
         if self._write_error is None:
             self.ctx.logger.info(
                 "recorded %s (%.1fs, %d gap samples filled)",
@@ -298,14 +319,35 @@ class Recorder(Handler):
         tr.filled += n
 
     async def _run(self, fn: Any, *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(_writer(), fn, *args)
+        return await asyncio.get_running_loop().run_in_executor(writer(), fn, *args)
 
-    def _collect(self, final: bool) -> dict[str, Any]:
+    @property
+    def root(self) -> Path:
+        """The record directory (handlers.diskwriter.Flushable)."""
+        return self._root
+
+    def write_failed(self, exc: Exception) -> None:
+        """A write failed on the writer thread: the next hook reports it and stops."""
+        self._write_error = exc
+
+    def collect(self, final: bool) -> dict[str, Any]:
         """Hand over what is buffered: lists of arrays per mono file (joined on the writer
         thread), or the aligned stereo block."""
+        heard = self._tracks.get("heard")
+        if heard is not None:
+            # Silence where nothing can be placed any more, so the heard track keeps up
+            # with the caller's (and the stereo block is not held back).
+            assert self._heard is not None
+            inbound = self._tracks["inbound"].pos
+            through = self._heard.settled_through
+            upto = inbound if final or through is None else min(through, inbound)
+            if upto > heard.pos:
+                k = upto - heard.pos
+                self._silence(heard, k)
+                heard.filled -= k  # the caller heard nothing there: not a gap
         batches: dict[str, Any] = {}
         if self._stereo:
-            a, b = (self._tracks[t] for t in ("inbound", "outbound"))
+            a, b = (self._tracks[t] for t in self._pair)
             n = max(a.buffered, b.buffered) if final else min(a.buffered, b.buffered)
             if n:
                 batches["stereo"] = np.stack([self._take(a, n), self._take(b, n)], axis=1)
@@ -333,93 +375,34 @@ class Recorder(Handler):
     # -- writer thread -----------------------------------------------------------------------
 
     def _open(self) -> None:
-        ctx, opts = self.ctx, self.opts
-        self._dir.mkdir(parents=True, exist_ok=True)
-        ext = opts.format
-        subtype = "PCM_16"
-        if opts.keep_mulaw and ctx.format.encoding == ENCODING_MULAW:
-            subtype = "ULAW"
-        fmt = "WAV" if ext == "wav" else "FLAC"
-        targets = {"stereo": 2} if self._stereo else {t: 1 for t in ctx.tracks}
-        for key, channels in targets.items():
-            name = f"{ctx.stream_id}.{ext}" if key == "stereo" else f"{ctx.stream_id}.{key}.{ext}"
-            path = self._dir / name
-            if path.resolve().parent != self._dir:  # ids are validated upstream; belt and braces
-                raise ValueError(f"refusing to write outside {self._dir}: {name!r}")
-            if self._raw:
-                self._files[key] = WavWriter(
-                    path, ctx.sample_rate, "ulaw" if self._raw_ulaw_out else "pcm16"
-                )
-            else:
-                self._files[key] = sf.SoundFile(
-                    str(path),
-                    "w",
-                    samplerate=ctx.sample_rate,
-                    channels=channels,
-                    format=fmt,
-                    subtype=subtype,
-                )
-            for t in ("inbound", "outbound") if key == "stereo" else (key,):
-                if t in self._tracks:
-                    self._tracks[t].path = str(path)
+        ctx = self.ctx
+        targets = {"stereo": 2} if self._stereo else {t: 1 for t in self._tracks}
+        resume_at: dict[str, int] = {}
+        if ctx.connection > 1 and ctx.resumed:
+            for key in targets:
+                members = self._pair if key == "stereo" else (key,)
+                resume_at[key] = max(self._tracks[t].written for t in members)
+            self._first_start = self._read_first_start()
+        self._files.open(targets, resume_at, ctx.connection)
+        for key, path in self._files.paths.items():
+            for t in self._pair if key == "stereo" else (key,):
+                self._tracks[t].path = str(path)
         self._write_sidecar(None)
 
-    def _write(self, batches: dict[str, Any]) -> None:
-        for key, data in batches.items():
-            f = self._files.get(key)
-            if f is None:
-                continue
-            if type(data) is not list:  # a stereo block
-                f.write(data)
-                update_header(f)
-                continue
-            run: list[Any] = []  # audio between two gaps, joined into one write
-            for item in data:
-                if type(item) is not int:
-                    run.append(item)
-                    continue
-                if run:
-                    self._write_audio(f, run)
-                    run = []
-                while item > 0:
-                    k = min(item, SILENCE_PIECE)
-                    if self._raw:
-                        self._write_audio(f, [silence_bytes(self._encoding, k)])
-                    else:
-                        self._write_audio(f, [np.zeros(k, dtype=np.int16)])
-                    item -= k
-            if run:
-                self._write_audio(f, run)
-            if not self._raw:
-                update_header(f)
+    def _read_first_start(self) -> str:
+        try:
+            doc = json.loads(self._sidecar.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return ""
+        return str(doc.get("start_time") or "") if isinstance(doc, dict) else ""
 
-    def _write_audio(self, f: Any, data: list[Any]) -> None:
-        if self._raw:
-            raw = b"".join(data)
-            if self._encoding == ENCODING_MULAW and not self._raw_ulaw_out:
-                raw = ulaw_decode(raw).astype("<i2", copy=False).tobytes()
-            elif self._encoding not in (ENCODING_MULAW, ENCODING_L16):
-                # A-law, big-endian L16 (Telnyx): decoded once per flush, on this thread.
-                raw = audio_decode(raw, self._encoding).astype("<i2", copy=False).tobytes()
-            elif self._encoding != ENCODING_MULAW and BIG_ENDIAN:  # pragma: no cover
-                raw = np.frombuffer(raw, "<i2").astype(np.int16).tobytes()
-            f.write(raw)
-        else:
-            f.write(np.concatenate(data) if len(data) > 1 else data[0])
+    def write(self, batches: dict[str, Any]) -> None:
+        """Write collected batches (on the writer thread)."""
+        self._files.write(batches)
 
     def _close(self, reason: StopReason) -> None:
-        files, self._files = self._files, {}
-        for f in files.values():
-            f.close()
+        self._files.close()
         self._write_sidecar(reason)
-
-    def _close_quietly(self) -> None:
-        files, self._files = self._files, {}
-        for f in files.values():
-            try:
-                f.close()
-            except (OSError, RuntimeError):
-                pass
 
     def _write_sidecar(self, reason: StopReason | None) -> None:
         if not self.opts.write_sidecar:
@@ -432,19 +415,23 @@ class Recorder(Handler):
             "account_id": ctx.account_id,
             "route": ctx.route,
             "format": {"encoding": ctx.format.encoding, "sample_rate": rate},
-            "tracks": list(ctx.tracks),
+            "tracks": list(self._tracks),
             "layout": "stereo" if self._stereo else "mono",
             "files": {t: tr.path for t, tr in self._tracks.items()},
             "extra_headers": ctx.extra_headers,
-            "start_time": _iso(self._started_at),
+            "start_time": self._first_start or _iso(self._started_at),
             "end_time": _iso(time.time()) if reason is not None else None,
             "stop_reason": reason.value if reason is not None else None,
             "samples": {t: tr.pos for t, tr in self._tracks.items()},
             "duration_s": {t: round(tr.pos / rate, 3) for t, tr in self._tracks.items()},
             "gaps": self._gaps,
             "gap_samples_filled": {t: tr.filled for t, tr in self._tracks.items()},
+            "connection": ctx.connection,
+            "resumed_at": ctx.resumed,
             "stream": self.ctx.stats(),
         }
+        if self._heard is not None:
+            doc["heard"] = {"prompts": [p.to_json(rate) for p in self._heard.prompts]}
         tmp = self._sidecar.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
         os.replace(tmp, self._sidecar)

@@ -26,13 +26,18 @@ class WavWriter:
     After every write the RIFF and data sizes are rewritten in place (two ``pwrite``
     calls), so the file is complete and readable at any moment — also after a crash —
     without fsync and without the per-call overhead of a general audio library.
+
+    ``append_at`` continues a file this writer made (same kind and rate) at that sample:
+    what lies beyond is cut, a shorter file is padded with silence.
     """
 
-    def __init__(self, path: Path, rate: int, kind: str) -> None:
+    def __init__(self, path: Path, rate: int, kind: str, *, append_at: int | None = None) -> None:
         self.ulaw = kind == "ulaw"
+        bits, tag, block = (8, 7, 1) if self.ulaw else (16, 1, 2)
+        if append_at is not None and self._reopen(path, rate, tag, block, append_at):
+            return
         self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         self.data_bytes = 0
-        bits, tag, block = (8, 7, 1) if self.ulaw else (16, 1, 2)
         fmt = struct.pack("<HHIIHH", tag, 1, rate, rate * block, block, bits)
         if self.ulaw:
             # Non-PCM formats carry a cbSize and a fact chunk (sample count).
@@ -45,6 +50,29 @@ class WavWriter:
         self.data_at = 12 + len(header) + 8  # first byte of audio
         os.write(self.fd, b"RIFF" + struct.pack("<I", 0) + b"WAVE" + header + b"data\0\0\0\0")
         self._update()
+
+    def _reopen(self, path: Path, rate: int, tag: int, block: int, at: int) -> bool:
+        """Continue the file at sample ``at``; False if it is not one of ours alike."""
+        with open(path, "rb") as f:
+            head = f.read(128)
+        data = head.find(b"data")
+        if head[:4] != b"RIFF" or head[8:12] != b"WAVE" or data < 0 or len(head) < 36:
+            return False
+        got_tag, _, got_rate = struct.unpack("<HHI", head[20:28])
+        if (got_tag, got_rate) != (tag, rate):
+            return False
+        self.data_at = data + 8
+        self.fact_at = head.find(b"fact") + 8 if self.ulaw and b"fact" in head else 0
+        self.fd = os.open(path, os.O_WRONLY)
+        have = os.fstat(self.fd).st_size - self.data_at
+        want = at * block
+        os.ftruncate(self.fd, self.data_at + min(have, want))
+        os.lseek(self.fd, 0, os.SEEK_END)
+        self.data_bytes = min(have, want)
+        if have < want:  # silence up to where the stream resumes
+            self.write((b"\xff" if self.ulaw else b"\x00") * (want - have))
+        self._update()
+        return True
 
     def write(self, data: bytes) -> None:
         if data:

@@ -323,6 +323,11 @@ class Handler:
     async def on_wakeup(self) -> None:
         """Runs on the handler's task after :meth:`wakeup`."""
 
+    def on_playback_nowait(self, event: PlaybackEvent) -> None:
+        """Optional synchronous fast path for playback events (handlers that tap
+        playback): inline, in order with ``on_audio_nowait`` audio, instead of
+        ``on_event``. Same rules as ``on_audio_nowait``: return quickly, never block."""
+
     async def on_dtmf(self, dtmf: Dtmf) -> None:
         """A DTMF digit from the caller."""
 

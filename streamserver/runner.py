@@ -34,6 +34,7 @@ from .handler import (
     Handler,
     HandlerFailure,
     HandlerSpec,
+    PlaybackEvent,
     StopReason,
     StreamContext,
 )
@@ -410,10 +411,20 @@ class StreamHandlers:
         for r in self.runners:
             r.push(item)
 
-    def push_tapped(self, item: Any) -> None:
-        """Queue a playback event for the handlers that tap playback."""
+    def push_tapped(self, event: PlaybackEvent) -> None:
+        """A playback event for the handlers that tap playback: inline to the ones that
+        override ``on_playback_nowait`` (in order with their inline audio), queued for
+        ``on_event`` to the others. One that raises is switched off like any hook."""
         for r in self.taps:
-            r.push(item)
+            if r.failed:
+                continue
+            if type(r.handler).on_playback_nowait is Handler.on_playback_nowait:
+                r.push(event)
+                continue
+            try:
+                r.handler.on_playback_nowait(event)
+            except Exception:
+                r.fail("on_playback_nowait")
 
     def publish(self, event: BusEvent) -> None:
         """Deliver a bus event to every handler except its source."""

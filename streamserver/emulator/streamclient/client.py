@@ -235,8 +235,10 @@ class PlivoStreamClient:
         return link
 
     def _link_ended(self) -> None:
+        # Every socket closed (a silent one stays open: the caller talks on into it).
         self._sleeper.wake()
-        if not any(link.alive for link in self._links) and not self._more_links_coming():
+        closed = all(link.ws.close_code is not None for link in self._links)
+        if closed and not self._more_links_coming():
             self._links_gone.set()
 
     def _more_links_coming(self) -> bool:

@@ -200,6 +200,6 @@ class Link:
         if self._read_rate > 0:
             await asyncio.sleep(size / self._read_rate)
         elif self._slow_until == math.inf:
-            await asyncio.Event().wait()  # until the stream ends (the task is cancelled)
+            await self.ws.wait_closed()  # not another message while the socket lives
         else:
             await asyncio.sleep(max(0.0, self._t0 + self._slow_until - now()))
