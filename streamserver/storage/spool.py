@@ -122,6 +122,10 @@ def claim(sidecar: Path) -> Iterator[bool]:
             yield False
             return
         yield True
+        if not sidecar.exists():  # uploaded and deleted (here, or by the worker before us)
+            lock_path(sidecar).unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                sidecar.parent.rmdir()  # only when empty
     finally:
         os.close(fd)
 
