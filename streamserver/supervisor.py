@@ -20,7 +20,11 @@ sockets, then forks N workers that inherit them; each runs its own uvloop with a
   all of them) and drains as a single server does; the supervisor closes its copies of
   the sockets, waits for the workers and exits 0.
 - ``/metrics``: see :mod:`streamserver.worker_metrics` (every worker's series, labelled).
-- The control app (``[control]``, its own port) runs in worker 0 only.
+- The control app (``[control]``, its own port) runs in worker 0 only; on the stream
+  port (``port = "same"``) every worker serves it. Either way ``GET /streams`` lists the
+  whole host's streams and a callback reaches its call's streams on any worker: the
+  workers answer each other on Unix sockets in the shared directory
+  (:mod:`streamserver.worker_peers`).
 
 The supervisor is a plain synchronous loop (``sigtimedwait``): it never runs an event
 loop, so each worker starts from a clean fork.
@@ -181,6 +185,7 @@ class Supervisor:
             w.pid = 0
             gone.append(w)
             worker_file(self.metrics_dir, w.index).unlink(missing_ok=True)
+            (self.metrics_dir / f"worker-{w.index}.sock").unlink(missing_ok=True)  # its peers'
             how = (
                 f"signal {os.WTERMSIG(status)}"
                 if os.WIFSIGNALED(status)
@@ -285,6 +290,7 @@ def _run_worker(settings: Settings, sock: socket.socket, index: int, metrics_dir
 
     from .runtime import run_async
     from .service import StreamService
+    from .worker_peers import Peers, PeerServer
 
     parent = os.getppid()
 
@@ -309,7 +315,11 @@ def _run_worker(settings: Settings, sock: socket.socket, index: int, metrics_dir
             metrics_dir, index, lambda draining: service.server.metrics.render(draining=draining)
         )
         gate.render_metrics = board.render
+        peer_server = PeerServer(metrics_dir, index, service.server)
+        if service.control is not None:
+            service.control.peers = Peers(metrics_dir, index)
         await service.start()
+        await peer_server.start()
         board.start()
         log.info("worker %d (pid %d) serving on %s", index, os.getpid(), service.url)
         if service.control is not None:
@@ -319,6 +329,7 @@ def _run_worker(settings: Settings, sock: socket.socket, index: int, metrics_dir
         gate.draining = True
         board.set_draining()
         await service.aclose()
+        await peer_server.aclose()
         await board.aclose()
         orphan_watch.cancel()
         return 0
