@@ -71,7 +71,7 @@ def real_servers(workdir: Path) -> Iterator[dict[str, str]]:
     nats_bin = bus_support.find_binary("nats-server")
     if nats_bin is None:
         raise SystemExit("nats-server not found (make install brings it)")
-    (workdir / "nats").mkdir()
+    (workdir / "nats").mkdir(parents=True)
     (workdir / "s3").mkdir()
     nats = bus_support.NatsServer(nats_bin, workdir / "nats")
     s3 = bus_support.S3Server(workdir / "s3")
