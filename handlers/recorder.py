@@ -208,8 +208,19 @@ class Recorder(Handler):
         tr = self._tracks.get(chunk.track)
         if tr is None:
             return
-        payload = chunk.payload if chunk.encoding == self._encoding else None
-        self._add(tr, chunk.position, chunk.num_samples, payload, chunk)
+        payload = chunk.payload
+        if (
+            self._raw
+            and payload is not None
+            and chunk.position == tr.pos
+            and chunk.encoding == self._encoding
+        ):  # in order, as received: the per-frame case, inlined
+            n = chunk.num_samples
+            tr.chunks.append(payload)
+            tr.buffered += n
+            tr.pos += n
+            return
+        self._add(tr, chunk.position, chunk.num_samples, None, chunk)
 
     def on_playback_nowait(self, event: PlaybackEvent) -> None:
         # Inline, in order with the inbound audio: the heard track's positions are final

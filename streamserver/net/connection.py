@@ -40,11 +40,19 @@ from .gate import TEXT_PLAIN, Accept, Gate, Reply
 from .limits import ConnectionLimits, PingBudget
 from .state import ConnState, Event, transition
 
-__all__ = ["CLOSE_TIMEOUT_S", "MAX_REQUEST_BYTES", "Connection", "ConnectionOwner"]
+__all__ = [
+    "CLOSE_TIMEOUT_S",
+    "MAX_DEFERRED_FRAMES",
+    "MAX_REQUEST_BYTES",
+    "Connection",
+    "ConnectionOwner",
+]
 
 log = logging.getLogger("streamserver.net")
 _ws_log = logging.getLogger("websockets.server")
 
+#: Audio frames one pass of the loop may queue before they are written anyway.
+MAX_DEFERRED_FRAMES = 64
 #: A peer that does not answer our close frame within this is cut off (RFC 6455 §7.1.1).
 CLOSE_TIMEOUT_S = 3.0
 #: A request head larger than this gets a 431.
@@ -288,14 +296,19 @@ class Connection(asyncio.Protocol):
         w = self._writes
         out = self._out
         out.append(frame)
+        n = len(out)
         if w.pairing:
-            if len(out) >= w.frames:
+            if n >= w.frames:
                 self._flush_out()
-            elif len(out) == 1:
+            elif n == 1:
                 self.out_due = w.schedule(self)
-        elif len(out) == 1:
+        elif n == 1:
             self.out_due = 0.0
             w.defer(self)
+        elif n >= MAX_DEFERRED_FRAMES:
+            # A whole clip in one pass (a bot's play()): write it as it comes, so the
+            # transport's back-pressure and max_send_buffer_bytes bound what is queued.
+            self._flush_out()
 
     def send_binary(self, data: bytes, urgent: bool = True) -> None:
         """Send one binary message (Vonage audio); like :meth:`send_text`, audio
