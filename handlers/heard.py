@@ -11,10 +11,12 @@ How audio is placed:
 - The provider plays queued audio in order, without gaps while it has some: audio sent
   when the inbound track was at ``p`` starts at ``max(p, end of the audio before it)``
   (it cannot sound before it was sent). That is the model; the answers correct it.
-- An acknowledged checkpoint (``played`` at ``p``) says the audio before it ended by
-  ``p``: the run of contiguous audio before it is moved to end at ``p`` (never before
-  its own send positions, never into audio already settled), and everything before it
-  is *settled*. Audio queued behind it continues from there.
+- An acknowledged checkpoint (``played`` at ``p``) says the audio before it ended in the
+  frame before ``p`` (providers answer on their 20 ms clock): when the model's end of
+  that audio is not within ``(p - frame, p]``, the run of contiguous audio before the
+  checkpoint is moved to end at ``p - frame / 2`` (never before its own send positions,
+  never into audio already settled). Everything before it is then *settled*; audio
+  queued behind it continues from there.
 - A clear takes effect when the provider says so (``cleared`` at ``p``; on providers
   that do not answer a clear, right when it was sent): audio queued before the clear is
   heard up to ``p`` and no further, its unanswered checkpoints never played, and audio
@@ -24,10 +26,12 @@ How audio is placed:
 Settled audio never moves again: :meth:`take` hands it over, in order, as
 ``(position, bytes)``; nothing can be placed before :attr:`HeardTrack.settled_through`.
 
-Prompts: audio that plays back to back (gaps under ``prompt_gap`` samples) is one prompt;
-a clear or a longer silence starts the next. Each :class:`Prompt` has its *planned* span
-(where all of its audio would have sounded) and its *heard* span, and is *interrupted*
-when a clear cut it short.
+Prompts: audio sent while the provider had nothing left to play (by the model) starts a
+prompt, and so does the first audio after a clear; audio sent while the provider is
+still playing continues the current one. (A bot that streams slower than real time is
+heard as several prompts: the caller heard it broken up.) Each :class:`Prompt` has its
+*planned* span (where all of its audio would have sounded) and its *heard* span, and is
+*interrupted* when a clear cut it short.
 """
 
 from __future__ import annotations
@@ -71,6 +75,7 @@ class _Audio:
     n: int  # samples
     sent: int  # inbound position when it was sent: it cannot start before
     start: int  # where the model places it now
+    begins: bool  # sent while nothing was left to play: the start of a prompt
 
 
 @dataclass(slots=True)
@@ -90,9 +95,9 @@ _Item = _Audio | _Mark | _Clear
 class HeardTrack:
     """The caller's side of one stream's playback (see the module docstring)."""
 
-    def __init__(self, *, bytes_per_sample: int, prompt_gap: int) -> None:
+    def __init__(self, *, bytes_per_sample: int, frame_samples: int) -> None:
         self._bps = bytes_per_sample
-        self._gap = prompt_gap
+        self._frame = frame_samples
         self._queue: deque[_Item] = deque()
         self._head = 0  # where the newest queued audio ends (the model)
         self._settled_end = 0  # nothing settled reaches past this; nothing new starts before
@@ -107,8 +112,9 @@ class HeardTrack:
         if kind == "audio":
             n = len(payload) // self._bps
             if n:
+                begins = position >= self._head
                 start = max(self._head, position)
-                self._queue.append(_Audio(payload[: n * self._bps], n, position, start))
+                self._queue.append(_Audio(payload[: n * self._bps], n, position, start, begins))
                 self._head = start + n
         elif kind == "checkpoint":
             self._queue.append(_Mark(name, self._head))
@@ -174,8 +180,9 @@ class HeardTrack:
         while j > 1 and run[j - 2].start + run[j - 2].n == run[j - 1].start:
             j -= 1
         run = run[j - 1 :] if run else []
-        if run:
-            shift = position - (run[-1].start + run[-1].n)
+        end = run[-1].start + run[-1].n if run else position
+        if run and not position - self._frame < end <= position:
+            shift = position - self._frame // 2 - end
             floor = max(max(a.sent - a.start for a in run), self._settled_end - run[0].start)
             shift = max(shift, floor)
             for a in run:
@@ -218,7 +225,7 @@ class HeardTrack:
         start = max(it.start, self._settled_end) if heard else it.start
         prompts = self.prompts
         last = prompts[-1] if prompts else None
-        if last is None or self._new_prompt or start > last.planned_end + self._gap:
+        if last is None or self._new_prompt or it.begins:
             last = Prompt(start, start, start)
             prompts.append(last)
             self._new_prompt = False

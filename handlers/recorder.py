@@ -76,16 +76,12 @@ class RecorderOptions(msgspec.Struct, forbid_unknown_fields=True):
     #: Also record what the caller heard from the server (bidirectional streams): the
     #: track ``heard`` (stereo: right channel, the caller left) and its prompts.
     heard: bool = False
-    #: Silence between two pieces of played audio that starts a new prompt (seconds).
-    prompt_gap_s: float = 0.25
 
     def __post_init__(self) -> None:
         if self.keep_mulaw and self.format == "flac":
             raise ValueError("keep_mulaw needs format = 'wav' (FLAC stores only PCM)")
         if self.flush_interval_s <= 0:
             raise ValueError("flush_interval_s must be > 0")
-        if self.prompt_gap_s < 0:
-            raise ValueError("prompt_gap_s must be >= 0")
 
 
 class _Track:
@@ -113,8 +109,9 @@ class Recorder(Handler):
         self._heard: HeardTrack | None = None
         names = list(ctx.tracks)
         if opts.heard and ctx.bidirectional:
-            gap = round(opts.prompt_gap_s * fmt.sample_rate)
-            self._heard = HeardTrack(bytes_per_sample=fmt.bytes_per_sample, prompt_gap=gap)
+            self._heard = HeardTrack(
+                bytes_per_sample=fmt.bytes_per_sample, frame_samples=fmt.frame_samples
+            )
             names.append("heard")
         # A resumed stream continues each track where its earlier connection left it (the
         # heard track follows the caller's).

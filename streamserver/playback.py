@@ -48,6 +48,7 @@ class Playback:
         "_checkpoints",
         "_clear_epoch",
         "_dialect",
+        "_echoes",
         "_encode_play",
         "_metrics",
         "_names",
@@ -97,6 +98,7 @@ class Playback:
         self._pending = b""  # audio waiting to fill a frame (dialects with play_frame_ms > 20)
         self._unique = False  # checkpoints go out under unique wire names (name#n)
         self._names: dict[str, str] = {}  # wire name -> the handler's name (unique mode)
+        self._echoes: set[str] = set()  # marks pending at a clear whose echo says it is done
         self.tap: Callable[[str, bytes, str], None] | None = None
         self._nowait = self.play_encoded_nowait  # play_encoded's way out (tapped or not)
 
@@ -209,10 +211,16 @@ class Playback:
             self._send_frame(payload[i : i + step])
 
     def play_encoded_nowait_tapped(self, payload: bytes) -> None:
-        """:meth:`play_encoded_nowait`, telling the tap what goes out."""
-        tap = self.tap
-        if tap is not None and self.active and payload and self.fmt is not None:
-            tap("audio", payload, "")
+        """:meth:`play_encoded_nowait`, telling the tap what goes out (with the silence
+        a dialect pads a short last frame with: the provider plays that too)."""
+        tap, fmt = self.tap, self.fmt
+        if tap is not None and self.active and payload and fmt is not None:
+            heard = payload
+            rest = len(payload) % fmt.frame_bytes
+            if rest and self._dialect.pads_play_frames:
+                missing = (fmt.frame_bytes - rest) // fmt.bytes_per_sample
+                heard = payload + audio.silence_bytes(fmt.encoding, missing)
+            tap("audio", heard, "")
         self.play_encoded_nowait(payload)
 
     def _play_buffered(self, payload: bytes, step: int) -> None:
@@ -259,10 +267,15 @@ class Playback:
         self._clear_epoch += 1
         self._pending = b""
         self._send(self._dialect.encode_clear(self.stream_id))
+        dialect = self._dialect
         if self.tap is not None and self.active:
             self.tap("clear", b"", "")
-        if not self._dialect.acks_clear:
-            self.cleared()
+            if not dialect.acks_clear and dialect.echoes_marks_after_clear:
+                # Twilio answers no clear but echoes the marks pending at it once it has
+                # cleared: the first echo tells the tap when the clear took effect.
+                self._echoes = set(self._checkpoints)
+        if not dialect.acks_clear:
+            self._cleared(tap=not self._echoes)
 
     def send_dtmf(self, digits: str) -> None:
         """Send DTMF; raises the dialect's ``NotSupported`` where the provider has none."""
@@ -274,6 +287,10 @@ class Playback:
         """A checkpoint's answer: the oldest pending checkpoint of that wire name resolves
         True. Returns the handler's name for it, or None for an answer that resolves
         nothing (a mark echoed after a clear)."""
+        if name in self._echoes:
+            self._echoes = set()
+            if self.tap is not None:
+                self.tap("cleared", b"", "")
         waiting = self._checkpoints.get(name)
         found = False
         while waiting:
@@ -296,7 +313,10 @@ class Playback:
 
     def cleared(self) -> None:
         """``clearedAudio``: checkpoints sent before the latest clear will never play."""
-        if self.tap is not None and self.active:
+        self._cleared(tap=True)
+
+    def _cleared(self, *, tap: bool) -> None:
+        if tap and self.tap is not None and self.active:
             self.tap("cleared", b"", "")
         epoch = self._clear_epoch
         for name in list(self._checkpoints):

@@ -19,6 +19,8 @@ What the session has to do differently per dialect, from the flags:
 - ``play_frame_ms``: cut outbound audio in chunks of this duration (20 ms; Exotel 200 ms:
   its chunks must be ≥ 3.2 kB and a multiple of 320 bytes, and its ``encode_play`` pads
   the last chunk with silence to the next multiple of 320).
+- ``pads_play_frames``: ``encode_play`` pads a short frame with silence to a whole play
+  frame (Vonage's binary frames are always 20 ms): the provider plays the padding too.
 - ``acks_clear``: True when the provider answers a clear with :class:`~.events.ClearedAudio`
   (Plivo ``clearedAudio``, Vonage ``websocket:cleared``); False (Twilio, Telnyx, Exotel)
   means nothing answers, so the session's own clear is the moment checkpoints sent before
@@ -83,6 +85,10 @@ class Dialect(Protocol):
     @property
     def binary_audio(self) -> bool:
         """Outbound audio (``encode_play``) goes in binary frames, not text (Vonage)."""
+
+    @property
+    def pads_play_frames(self) -> bool:
+        """``encode_play`` pads a short frame with silence to a whole play frame."""
 
     @property
     def acks_clear(self) -> bool:
@@ -196,6 +202,7 @@ class ServerDialect:
     encode_clear: Callable[[str], bytes]
     encode_dtmf: Callable[[str, str], bytes]
     binary_audio: bool = False
+    pads_play_frames: bool = False
     acks_clear: bool = False
     echoes_marks_after_clear: bool = False
     supports_dtmf_out: bool = False

@@ -219,6 +219,7 @@ DIALECT = ServerDialect(
     encode_clear=encode_clear,
     encode_dtmf=encode_send_dtmf,
     binary_audio=True,
+    pads_play_frames=True,
     acks_clear=True,
 )
 

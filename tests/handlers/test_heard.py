@@ -7,7 +7,7 @@ from handlers.heard import HeardTrack
 
 
 def track() -> HeardTrack:
-    return HeardTrack(bytes_per_sample=1, prompt_gap=800)
+    return HeardTrack(bytes_per_sample=1, frame_samples=160)
 
 
 def audio(n: int, value: int) -> bytes:
@@ -24,13 +24,22 @@ def test_an_acknowledged_checkpoint_places_the_audio_before_it_to_end_there() ->
     t.feed("audio", 1000, audio(1600, 1))
     t.feed("checkpoint", 1000, name="a")
     assert placed(t) == [] and t.settled_through == 1000
-    # The provider played it later than sent: its jitter buffer. The ack says where.
+    # The provider played it later than sent (its jitter buffer): the answer, on its
+    # 20 ms clock, says the audio ended in the frame before 2760: placed to end mid-frame.
     t.feed("played", 2760, name="a")
-    assert placed(t) == [(1160, 1600, 1)]
-    assert t.settled_through is None and t.settled_end == 2760
+    assert placed(t) == [(1080, 1600, 1)]
+    assert t.settled_through is None and t.settled_end == 2680
     [p] = t.prompts
-    assert (p.start, p.planned_end, p.heard_end, p.interrupted) == (1160, 2760, 2760, False)
-    assert p.checkpoints == [("a", 2760, True)]
+    assert (p.start, p.planned_end, p.heard_end, p.interrupted) == (1080, 2680, 2680, False)
+    assert p.checkpoints == [("a", 2680, True)]
+
+
+def test_an_answer_in_the_frame_after_the_modelled_end_moves_nothing() -> None:
+    t = track()
+    t.feed("audio", 0, audio(1000, 1))
+    t.feed("checkpoint", 0, name="a")
+    t.feed("played", 1120, name="a")  # 1000 lies in (960, 1120]: the model holds
+    assert placed(t) == [(0, 1000, 1)]
 
 
 def test_audio_never_moves_before_it_was_sent_nor_into_settled_audio() -> None:
@@ -50,9 +59,9 @@ def test_audio_queued_behind_an_answer_continues_from_it() -> None:
     t.feed("checkpoint", 0, name="a")
     t.feed("audio", 0, audio(800, 2))
     t.feed("checkpoint", 0, name="b")
-    t.feed("played", 960, name="a")  # started 160 late
+    t.feed("played", 1040, name="a")  # started late: ended in (880, 1040]
     assert placed(t) == [(160, 800, 1)]
-    t.feed("played", 1760, name="b")
+    t.feed("played", 1760, name="b")  # 1760 is right behind the modelled end: it holds
     assert placed(t) == [(960, 800, 2)]
     assert len(t.prompts) == 1 and t.prompts[0].checkpoints[1] == ("b", 1760, True)
 
@@ -88,13 +97,15 @@ def test_a_clear_before_the_audio_started_drops_it_all() -> None:
     assert p.heard_end == p.start == 500 and p.planned_end == 1300 and p.interrupted
 
 
-def test_a_silence_longer_than_the_gap_starts_a_new_prompt() -> None:
+def test_audio_sent_while_nothing_plays_starts_a_prompt() -> None:
     t = track()
-    for at, value in ((0, 1), (900, 2), (5000, 3)):  # 100 and 3300 samples of silence
-        t.feed("audio", at, audio(800, value))
+    t.feed("audio", 0, audio(800, 1))
+    t.feed("audio", 400, audio(800, 2))  # sent while the first still plays: the same prompt
+    t.feed("audio", 1600, audio(800, 3))  # the provider ran dry at 1600: the next prompt
+    t.feed("audio", 5000, audio(800, 4))
     t.finish()
-    assert placed(t) == [(0, 800, 1), (900, 800, 2), (5000, 800, 3)]
-    assert [(p.start, p.heard_end) for p in t.prompts] == [(0, 1700), (5000, 5800)]
+    assert placed(t) == [(0, 800, 1), (800, 800, 2), (1600, 800, 3), (5000, 800, 4)]
+    assert [(p.start, p.heard_end) for p in t.prompts] == [(0, 1600), (1600, 2400), (5000, 5800)]
 
 
 def test_an_unknown_or_cleared_checkpoint_answer_moves_nothing() -> None:
@@ -135,7 +146,7 @@ def test_finish_cuts_at_an_unanswered_clear() -> None:
 
 
 def test_two_byte_samples_are_cut_on_sample_boundaries() -> None:
-    t = HeardTrack(bytes_per_sample=2, prompt_gap=800)
+    t = HeardTrack(bytes_per_sample=2, frame_samples=160)
     t.feed("audio", 0, bytes(range(200)))
     t.feed("clear", 0)
     t.feed("cleared", 37)

@@ -70,6 +70,7 @@ from .playback import EchoTracker, Playback, Sleeper
 from .playback import now as _now
 from .receive import Receiver
 from .report import StreamReport
+from .sockets import Sockets
 from .speaker import Answer, Speaker
 from .wire import ClientWire
 
@@ -129,18 +130,26 @@ class PlivoStreamClient:
         self._state = "new"
         self._abort = asyncio.Event()
         self._finished = asyncio.Event()
-        self._links_gone = asyncio.Event()
         self._sleeper = Sleeper()
         self._lock = asyncio.Lock()  # one writer at a time: answers and frames keep order
         self._t0 = 0.0
-        self._links: list[Link] = []
-        self._connecting: asyncio.Task[None] | None = None
-        self._vanished = False
-        self._next_send = 0.0  # when the next media send is due (seconds since t0)
-        self._sent_plan = 0  # sends of the plan done
-        self._playback: Playback | None = None
         self._echo = EchoTracker(_ECHO_WINDOW_S) if options.bidirectional else None
         self._receiver = Receiver(self, options.bidirectional, self._echo)
+        self._sockets = sockets = Sockets(
+            self._faults,
+            self._report,
+            open_socket=self._open_socket,
+            opening=self._send_opening,
+            on_message=self._receiver.on_message,
+            lock=self._lock,
+            wake=self._sleeper.wake,
+        )
+        self._links = sockets.links
+        self._links_gone = sockets.gone
+        self._next_send = 0.0  # when the next unsent media send is due (seconds since t0)
+        self._media_moved = asyncio.Event()
+        self._sent_plan = 0  # sends of the plan done
+        self._playback: Playback | None = None
 
     @property
     def report(self) -> StreamReport:
@@ -217,73 +226,12 @@ class PlivoStreamClient:
             report.add_error(got)
         return None
 
-    def _add_link(self, ws: ClientConnection) -> Link:
-        f = self._faults
-        link = Link(
-            len(self._links),
-            ws,
-            t0=self._t0,
-            on_message=self._receiver.on_message,
-            slow_read=f.slow_reading if f.slow_read_at_s is not None else None,
-            read_rate=f.slow_read_bytes_per_s,
-            slow_until=(f.slow_read_at_s or 0.0) + f.slow_read_s if f.slow_read_s else math.inf,
-            wake=self._link_ended,
-        )
-        self._links.append(link)
-        self._report.links.append(link.report)
-        link.start()
-        return link
-
-    def _link_ended(self) -> None:
-        # Every socket closed (a silent one stays open: the caller talks on into it).
-        self._sleeper.wake()
-        closed = all(link.ws.close_code is not None for link in self._links)
-        if closed and not self._more_links_coming():
-            self._links_gone.set()
-
-    def _more_links_coming(self) -> bool:
-        f = self._faults
-        if f.reconnect_after_s is None and f.second_socket_at_s is None:
-            return False
-        return len(self._links) < 2 and (self._connecting is None or not self._connecting.done())
-
-    async def _open_second(self, why: str) -> None:
-        """Open socket 1 (the reconnect, or the second socket): start, then frames."""
-        got = await self._open_socket()
-        if isinstance(got, str):
-            self._report.add_error(f"{why} failed: {got}")
-            self._link_ended()
-            return
-        async with self._lock:
-            link = self._add_link(got)
-            await self._send_opening(link)
-
-    async def _connection_faults(self, at: float) -> None:
-        """The connection faults due by ``at`` (seconds of the stream's audio)."""
-        f = self._faults
-        if f.vanish_at_s is not None and at >= f.vanish_at_s and not self._vanished:
-            self._vanished = True
-            self._links[0].vanish(f.vanish)
-            playback = self._playback
-            if playback is not None and not any(link.alive for link in self._links):
-                playback.clear(_now())  # the call's audio path is gone: nothing more plays
-            self._link_ended()
-        opens = None
-        if f.second_socket_at_s is not None and at >= f.second_socket_at_s:
-            opens = "the second socket"
-        elif f.reconnect_after_s is not None and self._vanished:
-            assert f.vanish_at_s is not None
-            if at >= f.vanish_at_s + f.reconnect_after_s:
-                opens = "the reconnect"
-        if opens and self._connecting is None:
-            self._connecting = asyncio.get_running_loop().create_task(self._open_second(opens))
-
     # --- the stream ---------------------------------------------------------------------
 
     async def _stream(self, ws: ClientConnection) -> None:
         o = self._o
-        self._t0 = _now()
-        first = self._add_link(ws)
+        self._t0 = self._sockets.t0 = _now()
+        first = self._sockets.add(ws)
         if o.bidirectional:
             speaker = Speaker(
                 rate=self._rate,
@@ -317,7 +265,7 @@ class PlivoStreamClient:
             cancelled = True
             raise
         finally:
-            for task in (player, self._connecting):
+            for task in (player, self._sockets.connecting):
                 if task is not None and not task.done():
                     task.cancel()
             if player is not None and not cancelled:
@@ -387,7 +335,7 @@ class PlivoStreamClient:
         try:
             sent = await link.send(data, text=text)
         except ConnectionClosed:
-            if len(self._links) == 1 and not self._more_links_coming():
+            if len(self._links) == 1 and not self._sockets.more_coming():
                 raise
             return False
         if sent:
@@ -411,6 +359,13 @@ class PlivoStreamClient:
     def _media_limit(self) -> float:
         return self._next_send
 
+    async def media_sent_through(self, t: float) -> None:
+        """Wait until every media frame due by ``t`` (seconds since ``t0``) has gone out
+        (or the sender stopped): an answer about that moment may follow them."""
+        while self._next_send <= t:
+            self._media_moved.clear()
+            await self._media_moved.wait()
+
     async def _send_opening(self, link: Link) -> None:
         for frame in self.wire.opening(self.next_seq()):
             await self.send(link, frame)
@@ -430,6 +385,7 @@ class PlivoStreamClient:
             self._next_send = math.inf
             if self._playback is not None:
                 self._playback.media_moved()
+            self._media_moved.set()
 
     async def _send_plan(self) -> None:
         o, report, wire, plan = self._o, self._report, self.wire, self._plan
@@ -462,7 +418,9 @@ class PlivoStreamClient:
             elif i and i % _YIELD_EVERY == 0:
                 await asyncio.sleep(0)  # let received frames and playback run
             if connection_faults:
-                await self._connection_faults(at)
+                if self._sockets.faults_due(at) and playback is not None:
+                    if not self._sockets.alive:
+                        playback.clear(_now())  # the audio path is gone: nothing plays
                 targets = [links[c] for c in carriers(faults, at) if c < len(links)]
                 targets = [link for link in targets if link.alive]
             else:
@@ -493,7 +451,10 @@ class PlivoStreamClient:
                         if await self.send(link, frame, text=text):
                             report.frames_sent += 1
             self._sent_plan = i + 1
+            if i + 1 < len(plan):  # the next unsent send: what answers must not pass
+                self._next_send = plan.at_s[i + 1] / speed if speed is not None else 0.0
             if playback is not None:
                 playback.media_moved()
+            self._media_moved.set()
             if o.on_progress is not None:
                 o.on_progress(report.frames_sent, report.frames_total)

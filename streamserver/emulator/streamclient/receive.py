@@ -92,8 +92,11 @@ class Receiver:
             case ClearAudio(stream_id=sid):
                 self._check_stream_id("clearAudio", sid)
                 report.cleared.append(now - client.t0)
+                # What was heard is decided now; the answers go once the media frames due
+                # by now have (the server's inbound position then is where the cut is).
+                due, dropped = playback.clear(now)
+                await client.media_sent_through(now - client.t0)
                 async with client.send_lock:
-                    due, dropped = playback.clear(now)
                     await client.send_answers(due)
                     if wire.echoes_marks_on_clear:
                         # Twilio sends the pending marks back although their audio never
