@@ -19,9 +19,11 @@ from typing import Any, TextIO
 from urllib.parse import urlsplit
 
 from ..audio import PCM, AudioFormat, resample, to_int16
+from ..netfaults import NetFaults
 from ..protocol.detect import PROVIDER_FORMATS, provider_format
+from .replay_summary import summary
 from .settings import EmulatorConfigError, parse_dtmf_script
-from .streamclient import PlivoStreamClient, StreamClientOptions, StreamReport
+from .streamclient import PlivoStreamClient, StreamClientOptions
 
 __all__ = ["add_parser", "replay_main"]
 
@@ -67,6 +69,14 @@ examples:
   # the caller presses 5 after 2 s and # after 4.5 s; extra headers; signed upgrade
   streamserver replay caller.wav --url wss://media.example.com/stream \\
       --dtmf '5@2.0,#@4.5' --extra-headers 'lang=en;tier=gold' --auth-token "$PLIVO_AUTH_TOKEN"
+
+  # a bad network: 5 % of frames lost, 1 % twice, reordering, jitter; a reproducible run
+  streamserver replay caller.wav --url ws://127.0.0.1:8080/stream \
+      --faults 'drop=5,dup=1,reorder=10:3,jitter=40,seed=7'
+
+  # the socket vanishes at 3 s without a FIN and the stream resumes on a new one 1 s later
+  streamserver replay caller.wav --url ws://127.0.0.1:8080/stream \
+      --faults 'vanish=3:abort,reconnect=1'
 
 Ctrl-C hangs up early (stop, close 1000) and still prints the summary.
 
@@ -133,6 +143,13 @@ def _extra_headers(value: str) -> dict[str, str]:
             )
         out[key.strip()] = val.strip()
     return out
+
+
+def _faults(value: str) -> NetFaults:
+    try:
+        return NetFaults.parse(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _seconds(value: str) -> float:
@@ -238,6 +255,15 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="after the last frame, keep listening this long for echoes and playedStream "
         "(default: %(default)s); queued playback is then allowed to finish",
     )
+    p.add_argument(
+        "--faults",
+        type=_faults,
+        default=NetFaults(),
+        metavar="SPEC",
+        help="make the network bad, e.g. 'drop=5,dup=1,reorder=10:3,jitter=40,burst=2:300,"
+        "drift=200,vanish=3:silent,reconnect=1,second=2,slow-read=1:5:2000,seed=7' "
+        "(see docs/bad-networks.md); the summary prints the seed to repeat the run",
+    )
     p.add_argument("--call-id", help="callId to send in start (default: a random UUID)")
     p.add_argument("--stream-id", help="streamId to send (default: a random UUID)")
     p.add_argument(
@@ -307,63 +333,6 @@ class _ProgressBar:
             self._stream.flush()
 
 
-def _summary(report: StreamReport) -> str:
-    lines = [f"{_PROG}: {report.url}"]
-    mode = "bidirectional" if report.bidirectional else "one-way"
-    lines.append(
-        f"  stream     {report.dialect} {report.stream_id} (call {report.call_id}), "
-        f"{report.content_type}, "
-        f"tracks {'+'.join(report.tracks)}, {mode}"
-    )
-    if not report.connected:
-        lines.append("  connected  no")
-    else:
-        lines.append(
-            f"  frames     {report.frames_sent}/{report.frames_total} sent, "
-            f"{report.audio_s:.2f} s of audio in {report.duration_s:.2f} s, "
-            f"{report.bytes_sent / 1024:.1f} KiB in {report.messages_sent} messages"
-        )
-        lateness = report.lateness
-        if lateness is not None:
-            lines.append(
-                f"  lateness   p50 {lateness.p50:.1f} ms  p99 {lateness.p99:.1f} ms  "
-                f"max {lateness.max:.1f} ms"
-            )
-        stop = "sent" if report.stop_sent else "not sent"
-        lines.append(f"  dtmf       {report.dtmf_sent} sent, stop {stop}")
-        if report.bidirectional:
-            played = sum(end - start for start, end in report.played_segments)
-            lines.append(
-                f"  playback   {played:.2f} s played, {len(report.checkpoints)} checkpoints "
-                f"answered, {len(report.cleared)} clears, "
-                f"{len(report.received_events)} server messages"
-            )
-            for name, at in report.checkpoints[:10]:
-                lines.append(f"    checkpoint {name!r} played at {at:.3f} s")
-            if report.marks_after_clear:
-                lines.append(f"    {len(report.marks_after_clear)} marks echoed after a clear")
-            if len(report.checkpoints) > 10:
-                lines.append(f"    ... and {len(report.checkpoints) - 10} more")
-            rtt = report.echo_rtt
-            if rtt is not None:
-                lines.append(
-                    f"  echo rtt   p50 {rtt.p50:.1f} ms  p90 {rtt.p90:.1f} ms  "
-                    f"p99 {rtt.p99:.1f} ms  ({rtt.count} echoed frames)"
-                )
-    if report.close_code is not None:
-        who = "server" if report.closed_by_server else "client"
-        reason = f" {report.close_reason!r}" if report.close_reason else ""
-        lines.append(f"  closed     {report.close_code}{reason} by the {who}")
-    elif report.http_status is not None:
-        lines.append(f"  refused    {report.close_reason}")
-    for message in report.errors[:10]:
-        lines.append(f"  error      {message}")
-    if len(report.errors) > 10:
-        lines.append(f"  error      ... and {len(report.errors) - 10} more")
-    lines.append(f"  result     {'ok' if report.ok else 'FAILED'}")
-    return "\n".join(lines)
-
-
 def _write_wav(path: Path, pcm: PCM, rate: int) -> None:
     import soundfile as sf
 
@@ -421,6 +390,7 @@ async def replay_main(args: argparse.Namespace) -> int:
                 auth_token=args.auth_token,
                 tail_s=args.tail,
                 connect_timeout_s=args.connect_timeout,
+                faults=args.faults,
                 on_progress=progress,
                 **ids,
             )
@@ -446,7 +416,7 @@ async def replay_main(args: argparse.Namespace) -> int:
             progress.close()
     await asyncio.gather(*hangups, return_exceptions=True)
 
-    print(_summary(report))
+    print(summary(report, _PROG))
     if args.save_heard is not None and report.connected:
         try:
             await asyncio.to_thread(_write_wav, args.save_heard, report.heard, report.sample_rate)

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..audio import AudioFormat
 from ..protocol.detect import PROVIDER_FORMATS, provider_format
-from .config import LoadTestConfig, Subject, Thresholds
+from .config import LoadTestConfig, Subject, Thresholds, frame_faults
 from .results import RunResult
 from .runner import run_loadtest
 from .target import default_server_cmd
@@ -233,6 +233,14 @@ def _configure(p: argparse.ArgumentParser) -> None:
         help="phase resolution of the ticker within the 20 ms cycle (default 1)",
     )
     g.add_argument("--seed", type=int, help="random seed for stream phases")
+    g.add_argument(
+        "--faults",
+        metavar="SPEC",
+        default="",
+        help="frame faults on every stream, e.g. 'drop=2,dup=1,reorder=5:3,jitter=30,"
+        "burst=5:200,drift=100,seed=7' (each stream draws its own from the seed; see "
+        "docs/bad-networks.md); connection faults are replay's and the emulator's",
+    )
 
     g = p.add_argument_group("audio")
     g.add_argument(
@@ -376,6 +384,7 @@ def build_config(args: argparse.Namespace) -> LoadTestConfig:
     if args.dialect in ("exotel", "vonage") and args.tracks != "inbound":
         raise ValueError(f"{args.dialect} streams carry the caller only: use --tracks inbound")
     verify = args.verify_recordings is not None
+    faults = frame_faults(args.faults, args.dialect, verify=verify)
     record_dir = Path(args.verify_recordings) if args.verify_recordings else None
     if verify and args.url and record_dir is None:
         raise ValueError("with --url, --verify-recordings needs the server's record DIR")
@@ -403,6 +412,7 @@ def build_config(args: argparse.Namespace) -> LoadTestConfig:
         processes=args.processes,
         slot_ms=args.slot_ms,
         seed=args.seed,
+        faults=faults,
         audio=args.audio,
         content_type=content_type,
         dialect=args.dialect,

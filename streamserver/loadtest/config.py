@@ -6,9 +6,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+from ..netfaults import NetFaults
 from .wire import SAMPLES_DIR
 
-__all__ = ["LoadTestConfig", "Subject", "Thresholds"]
+__all__ = ["LoadTestConfig", "Subject", "Thresholds", "frame_faults"]
 
 
 @dataclass
@@ -64,6 +65,8 @@ class LoadTestConfig:
     processes: int = 1
     slot_ms: float = 1.0
     seed: int | None = None
+    #: Frame faults on every stream (drop, duplicate, reorder, jitter, bursts, drift).
+    faults: NetFaults | None = None
     # Audio
     audio: Path = SAMPLES_DIR / "hello-8k.wav"
     content_type: str = "audio/x-mulaw;rate=8000"
@@ -81,3 +84,23 @@ class LoadTestConfig:
     plots: bool = True
     progress: TextIO | None = None
     command_line: str = ""
+
+
+def frame_faults(text: str, dialect: str, *, verify: bool) -> NetFaults | None:
+    """``--faults``: the frame faults of a run, seeded once (the report's text of them
+    repeats the run); None for none. ``ValueError`` for what the load tester cannot do."""
+    if not text:
+        return None
+    faults = NetFaults.parse(text).seeded()
+    if faults.connection_faults:
+        raise ValueError(
+            "--faults: the load tester applies frame faults only (drop, dup, reorder, "
+            "jitter, burst, drift); use streamserver replay for vanish, reconnect, second, "
+            "slow-read"
+        )
+    if verify and dialect == "vonage":
+        raise ValueError(
+            "--verify-recordings with --faults: Vonage frames carry no numbers, so what the "
+            "server recorded under faults is what arrived, not what was sent"
+        )
+    return faults

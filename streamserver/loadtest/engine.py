@@ -23,20 +23,22 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import math
 import os
 import random
 import signal
 import time
 from array import array
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..audio import AudioFormat
+from ..netfaults import NetFaults, plan_frames
 from ..protocol.plivo import random_account_id
 from ..protocol.websocket import OK_CLOSE_CODES, Opcode, client_frame
 from .dialer import Dialer
-from .pacer import Pacer, enter_realtime
+from .pacer import FRAME_S, Pacer, enter_realtime
 from .stats import sparse_of
 from .stream import DONE, HANDSHAKE, OPEN, TAIL, Stream
 from .tally import EngineResult, StreamRecord, Window, count_errors, generalise
@@ -73,6 +75,9 @@ class EnginePlan:
     extra_headers: str = ""
     auth_token: str | None = None
     seed: int | None = None
+    #: Frame faults applied to every stream (netfaults; each stream draws its own from the
+    #: seed and its number), None: a perfect network.
+    faults: NetFaults | None = None
     #: Monotonic time shared by all processes of one run: window numbers count from it.
     run_t0: float = 0.0
     window_s: float = 1.0
@@ -115,6 +120,13 @@ class Engine:
         self.on_window = on_window
         self.result = EngineResult(worker=plan.worker)
         self._rng = random.Random(plan.seed)
+        faults = plan.faults
+        if faults is not None and faults.connection_faults:
+            raise ValueError(
+                "the load tester applies frame faults only (drop, dup, reorder, jitter, "
+                "burst, drift); use streamserver replay or the emulator for connection faults"
+            )
+        self.faults = faults if faults else None
         self.pacer = Pacer(
             self.templates,
             self.tracks,
@@ -122,6 +134,7 @@ class Engine:
             slot_ms=plan.slot_ms,
             echo=plan.echo,
             tail_s=plan.tail_s,
+            faults=self.faults is not None,
         )
         self.dialer = Dialer(self.target, plan.connect_timeout_s, self.done)
         self._streams: list[Stream] = []
@@ -147,9 +160,11 @@ class Engine:
         cpu0 = time.process_time()
         n = plan.streams
         slots = self.pacer.slots
-        for _ in range(n):
+        for i in range(n):
             slot = 0 if plan.burst else self._rng.randrange(len(slots))
             st = Stream(self, slot)
+            if self.faults is not None:
+                self._fault_plan(st, i)
             self._streams.append(st)
             slots[slot].append(st)
         # Start-up garbage stays out of the collector's way (shorter pauses while pacing).
@@ -186,9 +201,30 @@ class Engine:
                     st.close_code,
                     st.closed_by_server,
                     st.error,
+                    self._lost(st),
                 )
             )
         return r
+
+    def _fault_plan(self, st: Stream, i: int) -> None:
+        """Stream ``i``'s sends under the run's frame faults, as pacer cycles."""
+        faults = self.faults
+        assert faults is not None
+        base = faults.seed if faults.seed is not None else (self.plan.seed or 0)
+        seed = (base * 1_000_003 + self.plan.worker * 100_003 + i) % 2**63
+        fp = plan_frames(replace(faults, seed=seed), self.plan.frames, FRAME_S)
+        # A send is due in the first cycle that starts at or after its time.
+        st.fault_at = array("i", (math.ceil(t / FRAME_S - 1e-9) for t in fp.at_s))
+        st.fault_frames = fp.frames
+
+    @staticmethod
+    def _lost(st: Stream) -> list[int]:
+        """The frames (below ``st.k``) a stream never sent: the fault plan's drops."""
+        sent = st.fault_frames
+        if sent is None:
+            return []
+        done = set(sent[: st.fault_i])
+        return [k for k in range(st.k) if k not in done]
 
     def stop(self) -> None:
         """Hang up every call now (stop + close); ``run`` returns once they have ended."""

@@ -8,9 +8,13 @@ from .results import LevelResult
 __all__ = ["judge"]
 
 
-def judge(lv: LevelResult, th: Thresholds, *, echo: bool) -> None:
+def judge(lv: LevelResult, th: Thresholds, *, echo: bool, faults: bool = False) -> None:
     """Record in ``lv.failures`` every service level the level missed; set ``lv.held``
-    (and ``lv.valid``: False when the generator itself lagged, which voids the level)."""
+    (and ``lv.valid``: False when the generator itself lagged, which voids the level).
+
+    Under frame faults (``faults``) gaps and frames that never come back are what the run
+    asked for, not failures; the recordings (``--verify-recordings``) say whether the
+    server answered them right."""
     f = lv.failures
     if lv.lateness_ms is not None and lv.lateness_ms.p99 > th.max_lateness_p99_ms:
         lv.valid = False
@@ -27,7 +31,7 @@ def judge(lv: LevelResult, th: Thresholds, *, echo: bool) -> None:
     if lv.server_metrics:
         if lv.server_frames_lost:
             f.append(f"server received {lv.server_frames_lost:+d} frames fewer than sent")
-        if lv.server_gaps:
+        if lv.server_gaps and not faults:
             f.append(f"server saw {lv.server_gaps} gaps")
         if lv.server_handler_dropped_samples:
             f.append(f"handlers dropped {lv.server_handler_dropped_samples} samples")
@@ -38,9 +42,9 @@ def judge(lv: LevelResult, th: Thresholds, *, echo: bool) -> None:
             f.append(f"server event-loop lag {lag:.0f} ms > {th.max_loop_lag_ms:g} ms")
     if echo:
         expected = lv.frames_sent
-        if lv.echo_matched < expected:
+        if lv.echo_matched < expected and not faults:
             f.append(f"{expected - lv.echo_matched} of {expected} frames never echoed back")
-        if lv.echo_unmatched:
+        if lv.echo_unmatched and not faults:
             f.append(f"{lv.echo_unmatched} playAudio frames matched no sent frame")
         if lv.rtt_ms is not None and lv.rtt_ms.p99 > th.max_rtt_p99_ms:
             f.append(f"echo round trip p99 {lv.rtt_ms.p99:.1f} ms > {th.max_rtt_p99_ms:g} ms")

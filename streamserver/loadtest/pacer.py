@@ -48,6 +48,7 @@ class Pacer:
         slot_ms: float,
         echo: bool,
         tail_s: float,
+        faults: bool = False,
     ) -> None:
         self.templates = templates
         self.tracks = tracks
@@ -62,6 +63,9 @@ class Pacer:
         self._cycle = 0
         self._slot_i = 0
         self._handle: asyncio.TimerHandle | asyncio.Handle | None = None
+        #: Under frame faults each stream walks its own plan (``Stream.fault_at``); the
+        #: choice is made once, so a run without faults pays nothing for it.
+        self._send = self._send_planned if faults else self._send_next
 
     def start(self, now: float) -> None:
         """Cycle 0 begins at ``now``; tick from the next loop iteration."""
@@ -79,16 +83,8 @@ class Pacer:
         offset = self.base + slot * self.slot_s
         return math.ceil((now - offset) / FRAME_S)
 
-    def _tick(self) -> None:
-        """Send the frames of the current sub-slot, then schedule the next one."""
-        slot_i = self._slot_i
-        due = self.base + self._cycle * FRAME_S + slot_i * self.slot_s
-        now = _now()
-        loop = asyncio.get_running_loop()
-        if now < due:
-            self._handle = loop.call_later(timer_delay(due - now), self._tick)
-            return
-        cycle = self._cycle
+    def _send_next(self, streams: list[Stream], cycle: int, due: float) -> tuple[int, int]:
+        """Each open stream of the sub-slot sends its next frame."""
         tpl = self.templates
         n = tpl.n
         sent = 0
@@ -97,7 +93,8 @@ class Pacer:
         echo = self.echo
         one_track = len(self.tracks) == 1
         pre0, post0, head0 = tpl.pre[0], tpl.post[0], tpl.head[0]
-        for st in self.slots[slot_i]:
+        loop = asyncio.get_running_loop()
+        for st in streams:
             if st.state != OPEN or st.cycle0 > cycle:
                 continue
             k = st.k
@@ -123,6 +120,58 @@ class Pacer:
                 st.state = TAIL
                 # With echo, listen a little longer for the last frames to come back.
                 loop.call_later(self.tail_s if echo else 0.0, st.finish)
+        return sent, nbytes
+
+    def _send_planned(self, streams: list[Stream], cycle: int, due: float) -> tuple[int, int]:
+        """Each open stream of the sub-slot sends what its fault plan has due by now:
+        nothing (a drop, a frame held back), one frame, or several (a duplicate, a burst
+        released, a late frame behind its successors)."""
+        tpl = self.templates
+        sent = 0
+        nbytes = 0
+        lat = self.lateness.append
+        echo = self.echo
+        tracks = range(len(self.tracks))
+        loop = asyncio.get_running_loop()
+        for st in streams:
+            if st.state != OPEN or st.cycle0 > cycle:
+                continue
+            at, frames = st.fault_at, st.fault_frames
+            assert at is not None and frames is not None
+            j = cycle - st.cycle0
+            i = st.fault_i
+            mask, sid = st.mask, st.sid
+            while i < len(at) and at[i] <= j:
+                k = frames[i]
+                frame = b"".join(
+                    tpl.head[t][k] + mask + apply_mask(tpl.pre[t][k] + sid + tpl.post[t][k], mask)
+                    for t in tracks
+                )
+                now = _now()
+                st.transport.write(frame)  # type: ignore[union-attr]
+                if echo:
+                    st.sent_at[k & RING_MASK] = now
+                sent += 1
+                nbytes += len(frame)
+                st.k = max(st.k, k + 1)
+                i += 1
+            lat((_now() - due) * 1000.0)
+            st.fault_i = i
+            if i >= len(at):
+                st.state = TAIL
+                loop.call_later(self.tail_s if echo else 0.0, st.finish)
+        return sent, nbytes
+
+    def _tick(self) -> None:
+        """Send the frames of the current sub-slot, then schedule the next one."""
+        slot_i = self._slot_i
+        due = self.base + self._cycle * FRAME_S + slot_i * self.slot_s
+        now = _now()
+        loop = asyncio.get_running_loop()
+        if now < due:
+            self._handle = loop.call_later(timer_delay(due - now), self._tick)
+            return
+        sent, nbytes = self._send(self.slots[slot_i], self._cycle, due)
         r = self.result
         r.frames_sent += sent * len(self.tracks)
         r.bytes_sent += nbytes

@@ -155,6 +155,7 @@ class _Runner:
             extra_headers=cfg.extra_headers,
             auth_token=cfg.auth_token,
             seed=None if cfg.seed is None else cfg.seed + worker,
+            faults=cfg.faults,
             run_t0=run_t0,
             worker=worker,
             tail_s=cfg.tail_s,
@@ -333,7 +334,7 @@ class _Runner:
             )
         if server is not None and record_dir is not None and not cfg.keep_recordings:
             shutil.rmtree(record_dir, ignore_errors=True)
-        judge(lv, cfg.thresholds, echo=cfg.echo)
+        judge(lv, cfg.thresholds, echo=cfg.echo, faults=cfg.faults is not None)
         return lv
 
     async def _settled_metrics(self, url: str) -> dict[str, float] | None:
@@ -427,6 +428,7 @@ async def run_loadtest(
         "tracks": cfg.tracks,
         "echo": cfg.echo,
         "verify_recordings": cfg.verify,
+        "faults": cfg.faults.describe() if cfg.faults else "",
         "audio": str(cfg.audio),
         "server_cpus": cfg.server_cpus,
         "generator_cpus": cfg.generator_cpus,

@@ -75,6 +75,9 @@ class Stream(asyncio.Protocol):
         "cycle0",
         "engine",
         "error",
+        "fault_at",
+        "fault_frames",
+        "fault_i",
         "k",
         "key",
         "last_play",
@@ -100,7 +103,12 @@ class Stream(asyncio.Protocol):
         self.key = new_key()
         self.state = CONNECTING
         self.transport: asyncio.Transport | None = None
-        self.k = 0  # frames sent (per track)
+        self.k = 0  # frames sent (per track); under frame faults, the newest frame sent + 1
+        #: Under frame faults (netfaults): the stream's sends, as the pacer's cycle each one
+        #: is due in and the frame it carries, and how many went out.
+        self.fault_at: array[int] | None = None
+        self.fault_frames: array[int] | None = None
+        self.fault_i = 0
         self.cycle0 = 0  # the pacer's first cycle for this stream
         self.rx = b""  # the upgrade response as it arrives
         # Server frames are never masked (RFC 6455 §5.1); messages are not bounded here.

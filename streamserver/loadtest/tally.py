@@ -43,6 +43,8 @@ class StreamRecord:
     close_code: int | None
     closed_by_server: bool
     error: str | None
+    #: frames below ``frames_sent`` that were never sent (frame faults' drops)
+    lost: list[int] = field(default_factory=list)
 
 
 @dataclass

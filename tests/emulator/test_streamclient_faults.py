@@ -314,3 +314,33 @@ async def test_a_reader_that_stops_reading_costs_a_bounded_buffer(
     assert set(m.close_codes) <= {1001, 1008} and sum(m.close_codes.values()) == 1
     assert m.send_buffer_overflows == 1
     assert "streamserver_send_buffer_overflows_total 1" in m.render()
+
+
+async def test_replay_takes_faults_and_says_what_they_did(
+    serve: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from streamserver.cli import main
+
+    wav = tmp_path / "caller.wav"
+    sf.write(str(wav), noise(8000), 8000, subtype="PCM_16")
+    async with serve() as server:
+        argv = [
+            "replay", str(wav), "--url", f"{server.url}/stream", "--speed", "max",
+            "--faults", "drop=10,dup=10,seed=3", "--no-progress",
+        ]  # fmt: skip
+        code = await asyncio.to_thread(main, argv)
+        await wait_for(lambda: not server.sessions)
+        assert server.metrics.duplicates > 0 and server.metrics.gaps > 0
+    out = capsys.readouterr().out
+    assert code == 0, out
+    plan = plan_frames(NetFaults(drop_pct=10, duplicate_pct=10, seed=3), 50, 0.02)
+    assert f"faults     drop=10,dup=10,seed=3 ({plan.dropped} dropped, " in out
+
+
+def test_replay_refuses_a_bad_fault(capsys: pytest.CaptureFixture[str]) -> None:
+    from streamserver.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["replay", "x.wav", "--url", "ws://h/s", "--faults", "drop=200"])
+    assert exit_.value.code == 2
+    assert "drop_pct must be a percentage" in capsys.readouterr().err
