@@ -46,13 +46,14 @@ class Pacer:
         result: EngineResult,
         *,
         slot_ms: float,
-        echo: bool,
+        stamp: bool,
         tail_s: float,
     ) -> None:
         self.templates = templates
         self.tracks = tracks
         self.result = result
-        self.echo = echo
+        #: Keep each frame's send time in the stream's ring (echo round trip, bot onsets).
+        self.stamp = stamp
         self.tail_s = tail_s
         n_slots = max(1, round(20.0 / slot_ms))
         self.slot_s = FRAME_S / n_slots
@@ -94,7 +95,7 @@ class Pacer:
         sent = 0
         nbytes = 0
         lat = self.lateness.append
-        echo = self.echo
+        stamp = self.stamp
         one_track = len(self.tracks) == 1
         pre0, post0, head0 = tpl.pre[0], tpl.post[0], tpl.head[0]
         for st in self.slots[slot_i]:
@@ -113,7 +114,7 @@ class Pacer:
             now = _now()
             st.transport.write(frame)  # type: ignore[union-attr]
             lat((now - due) * 1000.0)
-            if echo:
+            if stamp:
                 st.sent_at[k & RING_MASK] = now
             sent += 1
             nbytes += len(frame)
@@ -121,8 +122,8 @@ class Pacer:
             st.k = k
             if k >= n:
                 st.state = TAIL
-                # With echo, listen a little longer for the last frames to come back.
-                loop.call_later(self.tail_s if echo else 0.0, st.finish)
+                # Listen a little longer for the last answers (echoes, a clear) to come back.
+                loop.call_later(self.tail_s if stamp else 0.0, st.finish)
         r = self.result
         r.frames_sent += sent * len(self.tracks)
         r.bytes_sent += nbytes
