@@ -650,8 +650,10 @@ async def test_coalesced_sends_keep_order_and_flush_a_lone_frame(
     settings.session.send_batch_frames = 4
     settings.session.send_batch_delay_ms = 30.0
     settings.session.send_batch_min_streams = 0
+    settings.session.send_batch_busy = 1e-9  # any load counts as busy: frames pair up
     frames, _ = mulaw_frames(tone(160 * 7))
     async with serve(settings=settings) as server, connect(f"{server.url}/s") as ws:
+        assert server.writes.update(1.0, 1)  # busy from the start, before the first tick
         await ws.send(pf.start())
         for f in frames:
             await ws.send(f)
