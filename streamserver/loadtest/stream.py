@@ -87,6 +87,7 @@ class Stream(asyncio.Protocol):
         "engine",
         "epoch",
         "error",
+        "final",
         "first_audio_ms",
         "heard_done",
         "k",
@@ -141,6 +142,7 @@ class Stream(asyncio.Protocol):
         self.turn_handle: asyncio.TimerHandle | None = None
         self.epoch = 0  # clears so far: a checkpoint answer due from before a clear is dropped
         self.heard_done = False
+        self.final: tuple[float | None, int, float, float] | None = None
         self.close_code: int | None = None
         self.closed_by_server = False
         self.close_handle: asyncio.TimerHandle | None = None
@@ -242,6 +244,8 @@ class Stream(asyncio.Protocol):
     def _heard(self, now: float, silent: int) -> None:
         """The playout's news (rare): ``silent`` ticks of silence before this frame, or -1
         when the bot's speech began."""
+        if self.heard_done:
+            return  # audio after the hang-up: nobody listens
         e = self.engine
         if silent > 0:
             e.result.underruns += silent
@@ -331,12 +335,18 @@ class Stream(asyncio.Protocol):
         if self.turn_handle is not None:
             self.turn_handle.cancel()
             self.turn_handle = None
-        self.playout.end(now)
+        po = self.playout
+        po.end(now)
         if self.turns is not None and self.turns.finish(self.k):
             self.engine.result.barge_in_missed += 1
+        self.final = self.heard()
+        # What still arrives during the close goes to a buffer nobody reads.
+        self.playout = Playout(frame_ticks=po.frame_ticks)
 
     def heard(self) -> tuple[float | None, int, float, float]:
         """(first audio ms, underrun ticks, longest silence ms, playout s) of this call."""
+        if self.final is not None:
+            return self.final
         po = self.playout
         return self.first_audio_ms, po.underruns, po.longest * TICK_S * 1000.0, po.ticks * TICK_S
 
