@@ -127,6 +127,10 @@ class Simulator:
         """The stream client's report (frames sent, what the caller heard...), once ended."""
         return self.streams.report(stream_id)
 
+    def stream_reports(self, stream_id: str) -> list[StreamReport]:
+        """Every socket's report of a stream, oldest first (reconnects add one each)."""
+        return self.streams.reports(stream_id)
+
     def streams_of(self, call_uuid: str) -> list[Stream]:
         """Every stream of a call, oldest first (reports via :meth:`stream_report`)."""
         return self.streams.of_call(call_uuid)

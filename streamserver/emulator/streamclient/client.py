@@ -362,7 +362,7 @@ class PlivoStreamClient:
         encode_media, text = wire.media, not wire.binary_media
         # Without outbound audio the outbound track carries silence, as the options say.
         sources: dict[str, PCM | None] = {"inbound": self._inbound, "outbound": self._outbound}
-        chunks = dict.fromkeys(self._tracks, 0)
+        chunks, base_ms = dict.fromkeys(self._tracks, o.first_frame), o.first_frame * self._frame_ms
         step = self._frame_s / o.speed if o.speed is not None else 0.0
         lateness = report.lateness_ms
         dtmf = self._dtmf
@@ -384,9 +384,9 @@ class PlivoStreamClient:
             while next_dtmf < len(dtmf) and dtmf[next_dtmf][0] <= tick:
                 _, at_ms, digit = dtmf[next_dtmf]
                 next_dtmf += 1
-                await self._send(wire.dtmf(self._next_seq(), digit, at_ms))
+                await self._send(wire.dtmf(self._next_seq(), digit, at_ms + base_ms))
                 report.dtmf_sent += 1
-            timestamp = tick * self._frame_ms
+            timestamp = base_ms + tick * self._frame_ms
             for track in self._tracks:
                 payload = self._payload(sources[track], tick)
                 chunks[track] += 1

@@ -64,6 +64,9 @@ class StreamClientOptions:
     auth_token: str | None = None
     main_account_token: str | None = None
     frame_ms: int = 20
+    #: Frames of this stream sent before this socket: a reconnect under the same
+    #: ``stream_id`` goes on counting ``chunk`` and ``timestamp`` from there.
+    first_frame: int = 0
     #: Keep the played audio in ``StreamReport.heard``; a load tester may turn it off.
     record_heard: bool = True
     on_progress: Callable[[int, int], None] | None = None
@@ -111,6 +114,8 @@ def prepare(o: StreamClientOptions) -> Prepared:
         raise ValueError(f"speed must be a positive number or None, got {o.speed!r}")
     if o.source_rate <= 0:
         raise ValueError(f"source_rate must be positive, got {o.source_rate}")
+    if o.first_frame < 0:
+        raise ValueError(f"first_frame must be >= 0, got {o.first_frame}")
     if o.frame_ms <= 0 or (fmt.sample_rate * o.frame_ms) % 1000:
         raise ValueError(f"frame_ms={o.frame_ms} is not a whole number of samples")
     for name in ("connect_timeout_s", "tail_s", "drain_timeout_s", "close_timeout_s"):
