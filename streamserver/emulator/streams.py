@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from ..audio import PCM
-from ..protocol.websocket import CloseCode
+from ..protocol.websocket import OK_CLOSE_CODES, CloseCode
 from .callbacks import Webhooks
 from .callstate import STOP_TIMEOUT_S, CallRuntime
 from .context import SimContext
@@ -49,6 +49,9 @@ log = logging.getLogger("streamserver.emulator")
 #: A never-hanging-up callee's stream is fed at most this much audio (memory bound).
 MAX_STREAM_AUDIO_S = 600.0
 _FRAME_S = FRAME / RATE
+#: Each stream socket's kernel send buffer: small, so that what a server leaves unread
+#: piles up in the sender's backlog (Plivo's buffer, measured) and not in the kernel.
+SEND_BUFFER_BYTES = 32 * 1024
 
 
 @dataclass
@@ -187,6 +190,7 @@ class Streams:
             account_id=self._ctx.settings.auth_id,
             auth_token=self._ctx.settings.auth_token,
             first_frame=(pos - srt.start_pos) // FRAME,
+            send_buffer_bytes=SEND_BUFFER_BYTES,
             on_progress=started,
         )
 
@@ -287,8 +291,10 @@ class Streams:
             return f"slow connection: {backlog.buffer_s:.0f} s of audio held", False, True
         if not report.connected:
             return "; ".join(report.errors) or "connection failed", True, False
-        if srt.stopping or report.ok:
+        if srt.stopping:
             return "", False, True
+        if report.frames_sent >= report.frames_total and report.close_code in OK_CLOSE_CODES:
+            return "", False, True  # all the call's audio went out
         if report.closed_by_server and report.close_code == CloseCode.NORMAL:
             return "", False, True  # the server ended the stream on purpose
         return "; ".join(report.errors) or "connection lost", True, True

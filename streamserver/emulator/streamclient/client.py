@@ -66,7 +66,7 @@ from ...protocol import (
 )
 from ...protocol.websocket import OK_CLOSE_CODES, CloseCode
 from ...signature import sign_headers
-from .options import StreamClientOptions, prepare
+from .options import StreamClientOptions, limit_send_buffer, prepare
 from .playback import EchoTracker, Playback, Sleeper
 from .playback import now as _now
 from .report import StreamReport, wire_record
@@ -79,8 +79,7 @@ _USER_AGENT = f"streamserver-plivo-emulator/{__version__}"
 # Limits
 _MAX_MESSAGE_BYTES = 16 * 2**20  # servers may send a whole prompt in one playAudio
 _ECHO_WINDOW_S = 10.0  # sent payloads remembered for echo matching
-# In speed=None mode, yield to the loop every this many ticks so received frames are handled.
-_YIELD_EVERY = 16
+_YIELD_EVERY = 16  # speed=None: yield to the loop this often, so replies are handled
 _COMMANDS = (PlayAudio, Checkpoint, ClearAudio, SendDtmf)
 
 
@@ -202,7 +201,7 @@ class PlivoStreamClient:
                 main_account_token=o.main_account_token,
             )
         try:
-            return await connect(
+            ws = await connect(
                 o.url,
                 additional_headers=headers,
                 compression=None,  # Plivo sends base64 audio uncompressed
@@ -213,6 +212,7 @@ class PlivoStreamClient:
                 user_agent_header=_USER_AGENT,
                 proxy=None,  # Plivo connects directly; never via the local HTTP(S)_PROXY
             )
+            return limit_send_buffer(ws, o.send_buffer_bytes)
         except InvalidStatus as exc:
             response = exc.response
             report.http_status = response.status_code
