@@ -7,7 +7,7 @@ from pathlib import Path
 
 from emulator_support import Env, running
 
-ACTION_XML = '<Response><Speak>thanks</Speak><Hangup/></Response>'
+ACTION_XML = "<Response><Speak>thanks</Speak><Hangup/></Response>"
 
 
 async def run_call(env: Env, xml: str, **extra: str) -> str:
@@ -79,7 +79,7 @@ async def test_scheduled_presses_count_during_the_prompt(tmp_path: Path) -> None
         env.hooks.files["/prompt.wav"] = _wav(1.0)
         xml = (
             f'<Response><GetInput action="{env.hooks.url("/action")}" inputType="dtmf">'
-            f'<Play>{env.hooks.url("/prompt.wav")}</Play></GetInput></Response>'
+            f"<Play>{env.hooks.url('/prompt.wav')}</Play></GetInput></Response>"
         )
         await run_call(env, xml)
         hit = await env.hooks.next("/action")

@@ -94,9 +94,10 @@ async def test_a_dropped_socket_reconnects_with_the_same_stream_id(tmp_path: Pat
         return True
 
     audio = str(write_wav(tmp_path / "v.wav", voice))
-    async with scripted(drop_first) as srv, running(
-        tmp_path, caller_audio=audio, stream_retry_delay_s=0.05
-    ) as env:
+    async with (
+        scripted(drop_first) as srv,
+        running(tmp_path, caller_audio=audio, stream_retry_delay_s=0.05) as env,
+    ):
         uuid = await env.call(stream_xml(env, srv.url))
         first = await env.hooks.next_event("/ss", "StartStream")
         again = await env.hooks.next_event("/ss", "StartStream")
@@ -135,9 +136,10 @@ async def test_retries_are_used_up_then_the_stream_is_dropped(tmp_path: Path) ->
             return False
         return True
 
-    async with scripted(die) as srv, running(
-        tmp_path, caller_hangup_after_audio_s=2.0, stream_retry_delay_s=0.05
-    ) as env:
+    async with (
+        scripted(die) as srv,
+        running(tmp_path, caller_hangup_after_audio_s=2.0, stream_retry_delay_s=0.05) as env,
+    ):
         holder.append(srv)
         uuid = await env.call(stream_xml(env, srv.url))
         dropped = await env.hooks.next_event("/ss", "DroppedStream")
@@ -166,9 +168,12 @@ async def test_a_slow_server_degrades_then_drops_the_stream(tmp_path: Path) -> N
 
     long_voice = str(write_wav(tmp_path / "long.wav", noise(60.0, seed=43)))
     paused = {"max_queue": 1, "ping_interval": None, "close_timeout": 0.2}
-    async with scripted(stall, sock=sock, **paused) as srv, running(
-        tmp_path, caller_audio=long_voice, stream_buffer_s=2.0, caller_hangup_after_audio_s=-1
-    ) as env:
+    async with (
+        scripted(stall, sock=sock, **paused) as srv,
+        running(
+            tmp_path, caller_audio=long_voice, stream_buffer_s=2.0, caller_hangup_after_audio_s=-1
+        ) as env,
+    ):
         xml = (
             f'<Response><Stream keepCallAlive="true" contentType="audio/x-l16;rate=16000" '
             f'statusCallbackUrl="{env.hooks.url("/ss")}">{srv.url}</Stream>'
