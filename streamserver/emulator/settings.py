@@ -266,6 +266,11 @@ _READERS: dict[str, FieldReader] = {
 }
 
 
+#: Fields written as scripts: from the environment they take the text as written (``5#``
+#: is two keys, not the number 5 and a TOML comment).
+_SCRIPTS = frozenset({"caller_dtmf", "caller_input"})
+
+
 def _from_table(table: Mapping[str, Any], base_dir: Path | None) -> EmulatorSettings:
     values = read_table(
         EmulatorSettings, table, "emulator", error=EmulatorConfigError, readers=_READERS
@@ -321,7 +326,7 @@ def load_emulator_settings(
         # STREAMSERVER_EMULATOR__PORT=9000, as for the server's own settings.
         if var.startswith(ENV_PREFIX) and len(var) > len(ENV_PREFIX):
             name = var[len(ENV_PREFIX) :].lower()
-            data[name] = env_value(raw, _HINTS.get(name))
+            data[name] = env_value(raw, str if name in _SCRIPTS else _HINTS.get(name))
     for name, value in (overrides or {}).items():
         if value is not None:
             data[name] = value
