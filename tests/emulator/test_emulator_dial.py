@@ -16,7 +16,7 @@ async def test_dial_bridges_an_answering_callee(tmp_path: Path) -> None:
     numbers = {
         "14155550777": str(write_wav(tmp_path / "b.wav", b_voice)),
         # The A leg's callee talks longer than the bridge lasts: the B leg ends it.
-        "14155550199": str(write_wav(tmp_path / "a.wav", noise(4.0, seed=32))),
+        "14155550199": str(write_wav(tmp_path / "a.wav", noise(30.0, seed=32))),
     }
     async with running(
         tmp_path, caller_audio_by_number=numbers, caller_hangup_after_audio_s=0.4
