@@ -60,6 +60,7 @@ class Metrics:
         "log_suppressed",
         "loop_lag_max_s",
         "loop_lag_s",
+        "loop_utilisation",
         "pings_unanswered",
         "read_batch_stalls",
         "reordered",
@@ -72,6 +73,7 @@ class Metrics:
         "streams_by_provider",
         "streams_read_batched",
         "streams_total",
+        "writes_paired",
     )
 
     def __init__(self) -> None:
@@ -122,6 +124,8 @@ class Metrics:
         # Timing
         self.decode_seconds = 0.0
         self.loop_lag_s = 0.0
+        self.loop_utilisation = 0.0
+        self.writes_paired = False
         self.loop_lag_max_s = 0.0
         self.gc_collections: defaultdict[int, int] = defaultdict(int)
         self.gc_pause_s = 0.0
@@ -330,6 +334,18 @@ class Metrics:
             "gauge",
             "Max event-loop lag since start.",
             self.loop_lag_max_s,
+        )
+        metric(
+            "event_loop_utilisation",
+            "gauge",
+            "Share of one CPU the event loop's thread used over the last tick.",
+            self.loop_utilisation,
+        )
+        metric(
+            "writes_paired",
+            "gauge",
+            "1 while busy: outgoing audio waits to pair frames per write ([session] send_batch_*).",
+            1 if self.writes_paired else 0,
         )
         labelled(
             "gc_collections_total",

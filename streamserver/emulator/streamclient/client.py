@@ -309,16 +309,15 @@ class PlivoStreamClient:
         aborted = asyncio.create_task(self._abort.wait())
         waiters: list[asyncio.Task[Any]] = [aborted]
         try:
+            first = asyncio.FIRST_COMPLETED
             if o.tail_s > 0:
-                await asyncio.wait([receiver, aborted], timeout=o.tail_s)
+                await asyncio.wait([receiver, aborted], timeout=o.tail_s, return_when=first)
             playback = self._playback
             if playback is not None and not playback.idle and not aborted.done():
                 idle = asyncio.create_task(playback.wait_idle())
                 waiters.append(idle)
                 await asyncio.wait(
-                    [receiver, aborted, idle],
-                    timeout=o.drain_timeout_s,
-                    return_when=asyncio.FIRST_COMPLETED,
+                    [receiver, aborted, idle], timeout=o.drain_timeout_s, return_when=first
                 )
         finally:
             for task in waiters:
