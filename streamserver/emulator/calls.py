@@ -267,6 +267,9 @@ class Calls:
         cause = rt.end or END_OF_XML
         rt.end = cause
         call.end_time = time.time()
+        # A call still waiting for its CPS slot when the emulator stops was never placed:
+        # no hangup callback for it (thousands of them would swamp the way out).
+        unplaced = call.status == "queued" and cause is SHUTDOWN
         if call.answer_time is not None:
             call.status = "completed"
         elif cause is CANCELED or cause is NORMAL_API or cause is SHUTDOWN:
@@ -301,8 +304,9 @@ class Calls:
             StartTime=cdr_time(call.initiation_time) or "",
             TotalCost=call.cdr_json()["total_amount"],
         )
-        hangup_url = call.hangup_url or call.answer_url
-        self._hooks.callback(hangup_url, call.hangup_method, params, "hangup")
+        if not unplaced:
+            hangup_url = call.hangup_url or call.answer_url
+            self._hooks.callback(hangup_url, call.hangup_method, params, "hangup")
         rt.ended.set()
         log.info(
             "emulator: call %s ended: %s (%d, %s) after %d s",

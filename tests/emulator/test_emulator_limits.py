@@ -43,3 +43,6 @@ async def test_shutdown_cancels_pending_dials_at_once(tmp_path: Path) -> None:
         assert len([h for h in env.hooks.hits if h.params.get("Event") == "StartApp"]) == len(
             answered
         )
+        # Calls never placed get no hangup callback (3,000 of them swamped the way out).
+        hangups = [h for h in env.hooks.hits if h.params.get("Event") == "Hangup"]
+        assert len(hangups) <= len(answered)
