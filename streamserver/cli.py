@@ -207,6 +207,7 @@ def _add_optional(sub: Any) -> None:
         "streamserver.commands.recordings",
         "streamserver.commands.demo",
         "streamserver.commands.bus",
+        "streamserver.commands.webhook",
         "streamserver.loadtest.cli",
     ):
         try:

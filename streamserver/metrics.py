@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 __all__ = ["Metrics", "StreamCounters"]
@@ -67,6 +67,7 @@ class Metrics:
         "resyncs",
         "send_buffer_overflows",
         "signature_checks",
+        "sources",
         "started_at",
         "stop_reasons",
         "streams_active",
@@ -136,6 +137,9 @@ class Metrics:
         self.callbacks: defaultdict[str, int] = defaultdict(int)
         # Control-app requests refused before the app saw them whole (reason)
         self.control_rejected: defaultdict[str, int] = defaultdict(int)
+        #: More families, rendered after these at every scrape (the bus's and the
+        #: uploader's counters: :mod:`streamserver.wiring_metrics`)
+        self.sources: list[Callable[[], str]] = []
 
     def retire(self, stream: StreamCounters) -> None:
         """Fold an ended stream's counters into the totals (idempotent)."""
@@ -378,6 +382,7 @@ class Metrics:
             "reason",
             dict(self.control_rejected),
         )
+        out.extend(source().rstrip("\n") for source in self.sources)
         return "\n".join(out) + "\n"
 
 

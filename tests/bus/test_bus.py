@@ -21,6 +21,7 @@ from streamserver.bus import (
     Bus,
     BusClient,
     BusSettings,
+    BusUnavailableError,
     CallEvent,
     CallNotFoundError,
     CommandError,
@@ -256,8 +257,11 @@ async def test_commands_reach_the_server_holding_the_call(
                 await client.clear("call-unknown")
             await bus_b.commands.remove("call-b")
             await bus_b.connection.nc.flush()  # the server has the UNSUB before we ask
-            with pytest.raises(CallNotFoundError):
+            # Nobody answers any more: NATS's no-responders, or (a loaded machine, seen
+            # once) the request's timeout. Either way the call was not reached.
+            with pytest.raises((CallNotFoundError, BusUnavailableError)):
                 await client.send_dtmf("call-b", "1")
+            assert tb.dtmf == ["12#"]
     finally:
         await bus_a.aclose()
         await bus_b.aclose()
