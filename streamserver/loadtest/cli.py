@@ -14,15 +14,15 @@ from typing import Any
 
 from ..audio import AudioFormat
 from ..protocol.detect import PROVIDER_FORMATS, provider_format
-from .config import LoadTestConfig, Subject, Thresholds, frame_faults
+from . import argtypes
+from .config import PROFILES, LoadTestConfig, Subject, Thresholds, frame_faults
 from .results import RunResult
 from .runner import run_loadtest
 from .target import default_server_cmd
-from .wire import SAMPLES_DIR, Target
+from .wire import SAMPLES_DIR
 
 __all__ = ["add_parser", "build_config", "loadtest_main", "main"]
 
-_CONTENT_TYPES = ("audio/x-mulaw;rate=8000", "audio/x-l16;rate=8000", "audio/x-l16;rate=16000")
 
 _DESCRIPTION = """\
 Load-test a stream server with many simulated Plivo calls replaying an audio file on an
@@ -31,7 +31,10 @@ on a free port, samples its CPU and memory, scrapes /metrics, and stops it after
 Measures connections, frames, the generator's own send lateness (a run where the generator
 lags is INVALID), echo round trip, return-path gaps, the server's frames lost/gaps/drops,
 CPU %, RSS per stream and event-loop lag; --verify-recordings checks that every recording
-is sample-exact. Writes result.json, report.md and plots to --out."""
+is sample-exact. What the callers heard: first-audio latency, barge-in latency (--profile
+bot) and playout through a simulated 60 ms jitter buffer (underruns per minute, longest
+silence), summed up in a good/degraded/bad verdict per level. Writes result.json,
+report.md and plots to --out."""
 
 _EPILOG = """\
 examples:
@@ -49,6 +52,10 @@ examples:
   streamserver loadtest --ladder 250,500,750 --handlers recorder,echo --server-cpus 0 \\
       --compare-cmd "$BASELINE --port {port} --record-dir {record_dir}"
 
+  # a bot that greets every caller and must stop talking when they speak (barge-in)
+  streamserver loadtest --profile bot --ladder 500,1000 --duration 20 --server-cpus 0 \\
+      --generator-cpus 1
+
   # a server that is already running (pid for CPU/RSS sampling)
   streamserver loadtest --url ws://127.0.0.1:8080/stream -n 200 --echo --server-pid 12345
 
@@ -56,82 +63,11 @@ exit status: 0 every level held (a ladder: at least one step held); 1 a service 
 failed; 2 bad arguments; 3 the load generator itself lagged (result invalid); 130 interrupted."""
 
 
-def _positive_int(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {n}")
-    return n
-
-
-def _positive_float(value: str) -> float:
-    try:
-        x = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {value!r}") from None
-    if not x > 0:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {value}")
-    return x
-
-
-def _nonneg_float(value: str) -> float:
-    try:
-        x = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {value!r}") from None
-    if not x >= 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
-    return x
-
-
-def _ladder(value: str) -> list[int]:
-    try:
-        steps = [int(v) for v in value.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"--ladder takes stream counts like 250,500,750; got {value!r}"
-        ) from None
-    if not steps or any(n < 1 for n in steps) or steps != sorted(set(steps)):
-        raise argparse.ArgumentTypeError("--ladder needs increasing positive stream counts")
-    return steps
-
-
-def _cpus(value: str) -> list[int]:
-    try:
-        cpus = sorted({int(c) for c in value.split(",") if c.strip()})
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected CPU numbers like 0 or 0,1; got {value!r}"
-        ) from None
-    if not cpus:
-        raise argparse.ArgumentTypeError("expected at least one CPU number")
-    return cpus
-
-
-def _ws_url(value: str) -> str:
-    try:
-        Target.parse(value)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return value
-
-
-def _content_type(value: str) -> str:
-    try:
-        return AudioFormat.from_content_type(value).content_type
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(
-            f"{exc}; use one of: {', '.join(_CONTENT_TYPES)}"
-        ) from None
-
-
 def _configure(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("server under test")
     g.add_argument(
         "--url",
-        type=_ws_url,
+        type=argtypes.ws_url,
         help="stream URL of a server that is already running (default: start one)",
     )
     g.add_argument(
@@ -142,10 +78,9 @@ def _configure(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--handlers",
-        default="recorder",
         metavar="LIST",
         help="handlers of the started streamserver: none, recorder, recorder,echo ... "
-        "(default: %(default)s)",
+        "(default: recorder; with --profile bot recorder,player)",
     )
     g.add_argument("--name", help="name of the server in the report")
     g.add_argument(
@@ -154,15 +89,20 @@ def _configure(p: argparse.ArgumentParser) -> None:
         help="WebSocket path of a started server (default: %(default)s)",
     )
     g.add_argument(
-        "--server-pid", type=_positive_int, metavar="PID", help="with --url: sample this process"
+        "--server-pid",
+        type=argtypes.positive_int,
+        metavar="PID",
+        help="with --url: sample this process",
     )
     g.add_argument(
         "--metrics-url",
         metavar="URL",
         help="Prometheus /metrics of the server (default: same host and port; 'none' to skip)",
     )
-    g.add_argument("--server-cpus", type=_cpus, metavar="LIST", help="pin a started server")
-    g.add_argument("--generator-cpus", type=_cpus, metavar="LIST", help="pin the load generator")
+    g.add_argument("--server-cpus", type=argtypes.cpus, metavar="LIST", help="pin a started server")
+    g.add_argument(
+        "--generator-cpus", type=argtypes.cpus, metavar="LIST", help="pin the load generator"
+    )
     g.add_argument(
         "--generator-rt",
         action="store_true",
@@ -180,36 +120,45 @@ def _configure(p: argparse.ArgumentParser) -> None:
 
     g = p.add_argument_group("load")
     g.add_argument(
+        "--profile",
+        choices=PROFILES,
+        default="echo",
+        help="echo: every call streams --audio (the echo round trip is measured when the "
+        "server echoes); bot: the server talks first and must stop when the caller speaks "
+        "(a generated prompt on start and on DTMF, speech at known times, barge-in "
+        "measured; streamserver's player handler) (default: %(default)s)",
+    )
+    g.add_argument(
         "-n",
         "--streams",
-        type=_positive_int,
+        type=argtypes.positive_int,
         default=100,
         metavar="N",
         help="concurrent streams (default 100)",
     )
     g.add_argument(
         "--duration",
-        type=_positive_float,
+        type=argtypes.positive_float,
         default=30.0,
         metavar="S",
         help="seconds of audio per stream (default 30)",
     )
     g.add_argument(
         "--ramp",
-        type=_nonneg_float,
+        type=argtypes.nonneg_float,
         metavar="S",
         help="seconds to open all streams (default: streams / --ramp-rate)",
     )
     g.add_argument(
         "--ramp-rate",
-        type=_positive_float,
+        type=argtypes.positive_float,
         default=100.0,
         metavar="R",
         help="new streams per second when --ramp is not given (default 100)",
     )
     g.add_argument(
         "--ladder",
-        type=_ladder,
+        type=argtypes.ladder,
         metavar="N1,N2,...",
         help="raise the stream count step by step until a service level fails",
     )
@@ -220,14 +169,14 @@ def _configure(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--processes",
-        type=_positive_int,
+        type=argtypes.positive_int,
         default=1,
         metavar="K",
         help="generator processes, each with a share of the streams (default 1)",
     )
     g.add_argument(
         "--slot-ms",
-        type=_positive_float,
+        type=argtypes.positive_float,
         default=1.0,
         metavar="MS",
         help="phase resolution of the ticker within the 20 ms cycle (default 1)",
@@ -248,7 +197,8 @@ def _configure(p: argparse.ArgumentParser) -> None:
         type=Path,
         default=SAMPLES_DIR / "hello-8k.wav",
         metavar="FILE",
-        help="caller audio, looped (default: the bundled hello-8k.wav)",
+        help="caller audio, looped; with --profile bot the speech the caller says in each "
+        "turn (default: the bundled hello-8k.wav)",
     )
     g.add_argument(
         "--dialect",
@@ -258,10 +208,10 @@ def _configure(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--content-type",
-        type=_content_type,
+        type=argtypes.content_type,
         default=None,
         metavar="TYPE",
-        help=f"{', '.join(_CONTENT_TYPES)} on plivo; each dialect's own formats "
+        help=f"{', '.join(argtypes.CONTENT_TYPES)} on plivo; each dialect's own formats "
         "(see replay --help) elsewhere (default: the dialect's first, μ-law on plivo)",
     )
     g.add_argument("--tracks", choices=("inbound", "both"), default="inbound")
@@ -294,35 +244,35 @@ def _configure(p: argparse.ArgumentParser) -> None:
     t = Thresholds()
     g.add_argument(
         "--max-lateness-ms",
-        type=_positive_float,
+        type=argtypes.positive_float,
         default=t.max_lateness_p99_ms,
         metavar="MS",
         help="generator send lateness p99 above this makes a level INVALID (default %(default)g)",
     )
     g.add_argument(
         "--max-rtt-ms",
-        type=_positive_float,
+        type=argtypes.positive_float,
         default=t.max_rtt_p99_ms,
         metavar="MS",
         help="echo round trip p99 limit (default %(default)g)",
     )
     g.add_argument(
         "--max-cpu",
-        type=_positive_float,
+        type=argtypes.positive_float,
         default=t.max_cpu_pct,
         metavar="PCT",
         help="server CPU limit, %% of one core, mean while all streams run (default %(default)g)",
     )
     g.add_argument(
         "--max-loop-lag-ms",
-        type=_positive_float,
+        type=argtypes.positive_float,
         default=t.max_loop_lag_ms,
         metavar="MS",
         help="server event-loop lag limit while all streams run (default %(default)g)",
     )
     g.add_argument(
         "--max-kib-per-stream",
-        type=_positive_float,
+        type=argtypes.positive_float,
         metavar="KIB",
         help="server memory per stream limit (default: reported, not judged)",
     )
@@ -353,7 +303,13 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def build_config(args: argparse.Namespace) -> LoadTestConfig:
     """Turn parsed flags into a config; raises ValueError on contradictions."""
-    handlers = [h.strip() for h in args.handlers.split(",") if h.strip() and h.strip() != "none"]
+    bot = args.profile == "bot"
+    given = args.handlers or ("recorder,player" if bot else "recorder")
+    handlers = [h.strip() for h in given.split(",") if h.strip() and h.strip() != "none"]
+    if bot and not args.url and not args.server_cmd and "player" not in handlers:
+        raise ValueError("--profile bot needs the player handler (--handlers ...,player)")
+    if bot and (args.echo or args.tracks != "inbound"):
+        raise ValueError("--profile bot plays prompts to the caller: no --echo, --tracks inbound")
     if args.url and args.server_cmd:
         raise ValueError("give --url (a running server) or --server-cmd, not both")
     if args.server_pid and not args.url:
@@ -372,7 +328,7 @@ def build_config(args: argparse.Namespace) -> LoadTestConfig:
         subjects.append(Subject(args.compare_name, cmd=args.compare_cmd))
     echo = args.echo
     if echo is None:
-        echo = "echo" in handlers and not args.url and not args.server_cmd
+        echo = "echo" in handlers and not args.url and not args.server_cmd and not bot
     if echo and args.tracks != "inbound":
         raise ValueError("--echo needs a bidirectional stream, whose track is inbound only")
     if args.content_type is None:
@@ -417,6 +373,7 @@ def build_config(args: argparse.Namespace) -> LoadTestConfig:
         content_type=content_type,
         dialect=args.dialect,
         tracks=args.tracks,
+        profile=args.profile,
         echo=echo,
         verify=verify,
         extra_headers=args.extra_headers,

@@ -17,6 +17,8 @@ class WindowCollector:
         self.lateness = Histogram()
         self.rtt = Histogram()
         self.gap = Histogram()
+        self.first_audio = Histogram()
+        self.barge_in = Histogram()
         self._by_index: dict[int, dict[int, Window]] = {}
         self._last: dict[int, Window] = {}
 
@@ -24,6 +26,8 @@ class WindowCollector:
         self.lateness.add(w.lateness)
         self.rtt.add(w.rtt)
         self.gap.add(w.gap)
+        self.first_audio.add(w.first_audio)
+        self.barge_in.add(w.barge_in)
         self._by_index.setdefault(w.index, {})[w.worker] = w
         self._last[w.worker] = w
 
@@ -54,20 +58,26 @@ class WindowCollector:
         out: list[dict[str, float]] = []
         prev_sent: dict[int, int] = {}
         prev_rx: dict[int, int] = {}
+        prev_under: dict[int, int] = {}
         carry: dict[int, Window] = {}
         for idx in sorted(self._by_index):
             ws = self._by_index[idx]
             carry.update(ws)
             lat, rtt, gap = Histogram(), Histogram(), Histogram()
-            sent = rx = 0
+            first, barge = Histogram(), Histogram()
+            sent = rx = under = 0
             for worker, w in ws.items():
                 lat.add(w.lateness)
                 rtt.add(w.rtt)
                 gap.add(w.gap)
+                first.add(w.first_audio)
+                barge.add(w.barge_in)
                 sent += w.frames_sent - prev_sent.get(worker, 0)
                 rx += w.play_received - prev_rx.get(worker, 0)
+                under += w.underruns - prev_under.get(worker, 0)
                 prev_sent[worker] = w.frames_sent
                 prev_rx[worker] = w.play_received
+                prev_under[worker] = w.underruns
             t = max(w.t for w in ws.values())
             span = self.window_s
             point: dict[str, float] = {
@@ -75,8 +85,16 @@ class WindowCollector:
                 "active": sum(w.active for w in carry.values()),
                 "frames_per_s": sent / span,
                 "play_per_s": rx / span,
+                "underruns_per_s": under / span,
             }
-            for name, h in (("lateness", lat), ("rtt", rtt), ("gap", gap)):
+            named = (
+                ("lateness", lat),
+                ("rtt", rtt),
+                ("gap", gap),
+                ("first_audio", first),
+                ("barge_in", barge),
+            )
+            for name, h in named:
                 s = h.summary()
                 if s is not None:
                     point[f"{name}_p50"] = s.p50

@@ -7,9 +7,15 @@ from pathlib import Path
 from typing import TextIO
 
 from ..netfaults import NetFaults
+from .bot import BotScript
 from .wire import SAMPLES_DIR
 
-__all__ = ["LoadTestConfig", "Subject", "Thresholds", "frame_faults"]
+__all__ = ["PROFILES", "LoadTestConfig", "QoeLimits", "Subject", "Thresholds", "frame_faults"]
+
+#: What the simulated callers do: ``echo`` streams the audio file (and measures the echo
+#: round trip when the server echoes); ``bot`` talks to a bot that plays a prompt and
+#: stops it when the caller speaks (barge-in).
+PROFILES = ("echo", "bot")
 
 
 @dataclass
@@ -25,6 +31,22 @@ class Thresholds:
     max_loop_lag_ms: float = 100.0
     #: Server memory per stream (RSS growth / streams); None: report only.
     max_rss_kib_per_stream: float | None = None
+
+
+@dataclass
+class QoeLimits:
+    """Where the one-line verdict puts what the caller heard: each pair is (good up to,
+    degraded up to); beyond the second a level sounds *bad*."""
+
+    first_audio_p99_ms: tuple[float, float] = (300.0, 1000.0)
+    barge_in_p99_ms: tuple[float, float] = (300.0, 600.0)
+    #: Turns where the bot talked on over the caller, % of the turns measured.
+    barge_in_missed_pct: tuple[float, float] = (0.0, 1.0)
+    underruns_per_min: tuple[float, float] = (1.0, 10.0)
+    #: The longest silence inside the bot's speech, p99 over the calls.
+    longest_silence_ms: tuple[float, float] = (60.0, 200.0)
+    #: Echo profile with an echoing server: the round trip, p99.
+    echo_rtt_p99_ms: tuple[float, float] = (50.0, 150.0)
 
 
 @dataclass
@@ -73,12 +95,16 @@ class LoadTestConfig:
     #: The provider the streams play: plivo, twilio, telnyx, exotel or vonage.
     dialect: str = "plivo"
     tracks: str = "inbound"
+    #: One of :data:`PROFILES`.
+    profile: str = "echo"
+    bot: BotScript = field(default_factory=BotScript)
     echo: bool = False
     verify: bool = False
     extra_headers: str = ""
     auth_token: str | None = None
     tail_s: float = 0.5
     thresholds: Thresholds = field(default_factory=Thresholds)
+    qoe_limits: QoeLimits = field(default_factory=QoeLimits)
     # Output
     out_dir: Path = Path("loadtest-results")
     plots: bool = True

@@ -16,6 +16,10 @@ starts the pacer and the dialer, counts each stream's opening and end, emits one
 Exotel, Vonage): their templates, first messages and ``stop``; the server's audio is
 ``playAudio`` (Plivo), ``media`` (Twilio, Telnyx, Exotel) or a binary frame (Vonage).
 
+``plan.bot`` (a :class:`~.bot.BotScript`) plays the bot profile: the caller's audio holds
+speech at the script's onsets, every turn after the first starts with a DTMF digit, and
+the streams measure barge-in; every stream measures its first audio and playout.
+
 :func:`worker_main` runs an :class:`Engine` in a child process for ``--processes K``.
 """
 
@@ -35,8 +39,10 @@ from typing import Any
 
 from ..audio import AudioFormat
 from ..netfaults import NetFaults, plan_frames
+from ..protocol.detect import DIALECTS, get_provider
 from ..protocol.plivo import random_account_id
 from ..protocol.websocket import OK_CLOSE_CODES, Opcode, client_frame
+from .bot import BotScript
 from .dialer import Dialer
 from .pacer import FRAME_S, Pacer, enter_realtime
 from .stats import sparse_of
@@ -72,6 +78,8 @@ class EnginePlan:
     burst: bool = False
     slot_ms: float = 1.0
     echo: bool = False
+    #: The bot profile's script (None: the echo profile, the caller just streams).
+    bot: BotScript | None = None
     extra_headers: str = ""
     auth_token: str | None = None
     seed: int | None = None
@@ -107,8 +115,10 @@ class Engine:
         )
         if plan.tracks not in ("inbound", "both"):
             raise ValueError(f"tracks must be inbound or both, got {plan.tracks!r}")
-        if plan.echo and plan.tracks != "inbound":
+        if (plan.echo or plan.bot is not None) and plan.tracks != "inbound":
             raise ValueError("echo needs a bidirectional stream, whose track is inbound only")
+        if plan.echo and plan.bot is not None:
+            raise ValueError("the bot profile plays prompts, not an echo: no echo with it")
         if plan.streams < 0 or plan.frames < 1:
             raise ValueError("need streams >= 0 and frames >= 1")
         payloads = tagged_frames(plan.audio, self.fmt.frame_bytes, plan.frames, tag=plan.echo)
@@ -117,6 +127,11 @@ class Engine:
         )
         # How the server's audio starts (binary frames on Vonage need no marker).
         self.play_marker = b'"playAudio"' if plan.dialect == "plivo" else b'"media"'
+        self.side = get_provider(plan.dialect)
+        # An outbound frame's length in 20 ms playout ticks (Exotel plays 200 ms frames).
+        self.frame_ticks = max(1, DIALECTS[self.side.name].play_frame_ms // 20)
+        # Send times are kept for the echo's round trip and the bot's speech onsets.
+        self.stamp = plan.echo or plan.bot is not None
         self.on_window = on_window
         self.result = EngineResult(worker=plan.worker)
         self._rng = random.Random(plan.seed)
@@ -132,7 +147,7 @@ class Engine:
             self.tracks,
             self.result,
             slot_ms=plan.slot_ms,
-            echo=plan.echo,
+            stamp=self.stamp,
             tail_s=plan.tail_s,
             faults=self.faults is not None,
         )
@@ -142,6 +157,8 @@ class Engine:
         # Samples of the current window (the streams append to them as replies arrive).
         self.rtt = array("d")
         self.gap = array("d")
+        self.first_audio = array("d")
+        self.barge_in = array("d")
         self._open = 0
         self._active = 0
         self._done_count = 0
@@ -192,6 +209,7 @@ class Engine:
         r.t_end = _now() - plan.run_t0
         r.cpu_s = time.process_time() - cpu0
         for st in self._streams:
+            first_audio, underruns, longest_ms, playout_s = st.heard()
             r.streams.append(
                 StreamRecord(
                     st.call_id,
@@ -201,6 +219,10 @@ class Engine:
                     st.close_code,
                     st.closed_by_server,
                     st.error,
+                    first_audio,
+                    underruns,
+                    longest_ms,
+                    playout_s,
                     self._lost(st),
                 )
             )
@@ -247,9 +269,11 @@ class Engine:
             plan.extra_headers,
         )  # fmt: skip
         st.transport.write(b"".join(client_frame(Opcode.TEXT, m, st.mask) for m in msgs))
-        now = _now()
+        now = st.t_start = _now()
         st.cycle0 = self.pacer.first_cycle(st.slot, now)
         st.state = OPEN
+        if st.turns is not None:
+            st.start_turns(lambda k: self._frame_due(st, k))
         self._open += 1
         self._active += 1
         self.result.connected += 1
@@ -274,6 +298,11 @@ class Engine:
             if not self._finished.done():
                 self._finished.set_result(None)
 
+    def _frame_due(self, st: Stream, k: int) -> float:
+        """When the pacer sends frame ``k`` of ``st`` (monotonic seconds)."""
+        pacer = self.pacer
+        return pacer.base + (st.cycle0 + k) * FRAME_S + st.slot * pacer.slot_s
+
     # -- windows ---------------------------------------------------------------------------
 
     def _next_window_delay(self) -> float:
@@ -292,6 +321,8 @@ class Engine:
         pacer = self.pacer
         lateness, rtt, gap = pacer.lateness, self.rtt, self.gap
         pacer.lateness, self.rtt, self.gap = array("d"), array("d"), array("d")
+        first_audio, barge_in = self.first_audio, self.barge_in
+        self.first_audio, self.barge_in = array("d"), array("d")
         if self.on_window is None:
             return
         r = self.result
@@ -307,6 +338,9 @@ class Engine:
                 lateness=sparse_of(lateness),
                 rtt=sparse_of(rtt),
                 gap=sparse_of(gap),
+                first_audio=sparse_of(first_audio),
+                barge_in=sparse_of(barge_in),
+                underruns=r.underruns,
             )
         )
 

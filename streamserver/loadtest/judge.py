@@ -8,9 +8,12 @@ from .results import LevelResult
 __all__ = ["judge"]
 
 
-def judge(lv: LevelResult, th: Thresholds, *, echo: bool, faults: bool = False) -> None:
+def judge(
+    lv: LevelResult, th: Thresholds, *, echo: bool, bot: bool = False, faults: bool = False
+) -> None:
     """Record in ``lv.failures`` every service level the level missed; set ``lv.held``
     (and ``lv.valid``: False when the generator itself lagged, which voids the level).
+    With ``bot`` (the bot profile) every call must hear the bot.
 
     Under frame faults (``faults``) gaps and frames that never come back are what the run
     asked for, not failures; the recordings (``--verify-recordings``) say whether the
@@ -48,6 +51,8 @@ def judge(lv: LevelResult, th: Thresholds, *, echo: bool, faults: bool = False) 
             f.append(f"{lv.echo_unmatched} playAudio frames matched no sent frame")
         if lv.rtt_ms is not None and lv.rtt_ms.p99 > th.max_rtt_p99_ms:
             f.append(f"echo round trip p99 {lv.rtt_ms.p99:.1f} ms > {th.max_rtt_p99_ms:g} ms")
+    if bot and lv.first_audio_missing:
+        f.append(f"{lv.first_audio_missing} of {lv.connected} calls never heard the bot")
     if lv.cpu_mean_pct is not None and lv.cpu_mean_pct > th.max_cpu_pct:
         f.append(f"server CPU {lv.cpu_mean_pct:.0f}% > {th.max_cpu_pct:g}% (saturated)")
     if (

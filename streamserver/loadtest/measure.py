@@ -14,7 +14,14 @@ from .results import LevelResult
 from .tally import EngineResult
 from .target import ProcSample
 
-__all__ = ["METRIC_PREFIX", "fill_level", "metric_sum", "steady_mean", "steady_window"]
+__all__ = [
+    "METRIC_PREFIX",
+    "fill_heard",
+    "fill_level",
+    "metric_sum",
+    "steady_mean",
+    "steady_window",
+]
 
 #: streamserver's metric names start with this.
 METRIC_PREFIX = "streamserver_"
@@ -40,6 +47,29 @@ def steady_mean(samples: list[ProcSample], lv: LevelResult) -> float:
     if not steady:
         steady = [s.cpu_pct for s in samples]
     return float(np.mean(steady))
+
+
+def fill_heard(lv: LevelResult, results: list[EngineResult], col: WindowCollector) -> None:
+    """What the callers heard: first audio, barge-in, the simulated playout buffer."""
+    for r in results:
+        lv.underruns += r.underruns
+        lv.clears += r.clears
+        lv.checkpoints_answered += r.checkpoints
+        lv.dtmf_sent += r.dtmf_sent
+        lv.barge_in_missed += r.barge_in_missed
+        lv.unexpected_clears += r.unexpected_clears
+    lv.first_audio_ms = col.first_audio.summary()
+    lv.barge_in_ms = col.barge_in.summary()
+    calls = [s for r in results for s in r.streams if s.connected]
+    lv.first_audio_missing = sum(1 for s in calls if s.first_audio_ms is None)
+    heard = [s for s in calls if s.playout_s > 0]
+    lv.playout_minutes = sum(s.playout_s for s in heard) / 60.0
+    lv.streams_with_underruns = sum(1 for s in heard if s.underruns)
+    if heard:
+        lv.underruns_per_min = lv.underruns / lv.playout_minutes
+        longest = np.array([s.longest_silence_ms for s in heard])
+        lv.longest_silence_ms = float(longest.max())
+        lv.longest_silence_p99_ms = float(np.percentile(longest, 99, method="higher"))
 
 
 def fill_level(
@@ -79,6 +109,7 @@ def fill_level(
     lv.t_first_done = min(firsts) if firsts else None
     lv.t_end = max((r.t_end for r in results), default=0.0)
     lv.timeline = col.timeline()
+    fill_heard(lv, results, col)
     if gen_samples:
         lv.generator_cpu_pct = steady_mean(gen_samples, lv)
     if server_samples:

@@ -46,14 +46,15 @@ class Pacer:
         result: EngineResult,
         *,
         slot_ms: float,
-        echo: bool,
+        stamp: bool,
         tail_s: float,
         faults: bool = False,
     ) -> None:
         self.templates = templates
         self.tracks = tracks
         self.result = result
-        self.echo = echo
+        #: Keep each frame's send time in the stream's ring (echo round trip, bot onsets).
+        self.stamp = stamp
         self.tail_s = tail_s
         n_slots = max(1, round(20.0 / slot_ms))
         self.slot_s = FRAME_S / n_slots
@@ -85,15 +86,15 @@ class Pacer:
 
     def _send_next(self, streams: list[Stream], cycle: int, due: float) -> tuple[int, int]:
         """Each open stream of the sub-slot sends its next frame."""
+        loop = asyncio.get_running_loop()
         tpl = self.templates
         n = tpl.n
         sent = 0
         nbytes = 0
         lat = self.lateness.append
-        echo = self.echo
+        stamp = self.stamp
         one_track = len(self.tracks) == 1
         pre0, post0, head0 = tpl.pre[0], tpl.post[0], tpl.head[0]
-        loop = asyncio.get_running_loop()
         for st in streams:
             if st.state != OPEN or st.cycle0 > cycle:
                 continue
@@ -110,7 +111,7 @@ class Pacer:
             now = _now()
             st.transport.write(frame)  # type: ignore[union-attr]
             lat((now - due) * 1000.0)
-            if echo:
+            if stamp:
                 st.sent_at[k & RING_MASK] = now
             sent += 1
             nbytes += len(frame)
@@ -118,8 +119,8 @@ class Pacer:
             st.k = k
             if k >= n:
                 st.state = TAIL
-                # With echo, listen a little longer for the last frames to come back.
-                loop.call_later(self.tail_s if echo else 0.0, st.finish)
+                # Listen a little longer for the last answers (echoes, a clear) to come back.
+                loop.call_later(self.tail_s if stamp else 0.0, st.finish)
         return sent, nbytes
 
     def _send_planned(self, streams: list[Stream], cycle: int, due: float) -> tuple[int, int]:
@@ -130,7 +131,7 @@ class Pacer:
         sent = 0
         nbytes = 0
         lat = self.lateness.append
-        echo = self.echo
+        stamp = self.stamp
         tracks = range(len(self.tracks))
         loop = asyncio.get_running_loop()
         for st in streams:
@@ -149,7 +150,7 @@ class Pacer:
                 )
                 now = _now()
                 st.transport.write(frame)  # type: ignore[union-attr]
-                if echo:
+                if stamp:
                     st.sent_at[k & RING_MASK] = now
                 sent += 1
                 nbytes += len(frame)
@@ -159,7 +160,7 @@ class Pacer:
             st.fault_i = i
             if i >= len(at):
                 st.state = TAIL
-                loop.call_later(self.tail_s if echo else 0.0, st.finish)
+                loop.call_later(self.tail_s if stamp else 0.0, st.finish)
         return sent, nbytes
 
     def _tick(self) -> None:

@@ -1,11 +1,15 @@
 """PNG plots of a load test (matplotlib, the optional ``plots`` extra).
 
-- ``timeline-<server>-<N>.png`` per level, four panels over time, each answering one
+- ``timeline-<server>-<N>.png`` per level, five panels over time, each answering one
   question: how fast does the echo come back; did anyone fall behind (generator lateness,
-  return gaps, the server's event-loop delay); how busy is the server (CPU and memory);
-  how much load was there (open streams, frames sent per second).
+  return gaps, the server's event-loop delay); what did the callers hear (first audio,
+  barge-in, playout underruns); how busy is the server (CPU and memory); how much load
+  was there (open streams, frames sent per second).
 - ``ladder.png`` when there is more than one level: capacity per step, each server side
   by side (server CPU %, echo p99 and generator lateness p99 against N, failed steps marked).
+- ``heard.png``: what the callers heard per level, next to the server's CPU: the verdict
+  on each level's CPU point, first-audio and barge-in latency (p50, p99), underruns per
+  minute and the longest silence through the simulated 60 ms jitter buffer.
 
 Every axis is labelled with its unit and starts at 0, so a flat line looks flat; a
 millisecond axis switches to a log scale with plain-number ticks only when its values
@@ -28,7 +32,7 @@ from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
 from .results import LevelResult, RunResult, file_slug
 
-__all__ = ["timeline_plot", "write_plots"]
+__all__ = ["heard_plot", "timeline_plot", "write_plots"]
 
 #: Log-scale ticks for millisecond axes, labelled as plain numbers (never 10⁰).
 _MS_TICKS = (0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
@@ -70,8 +74,8 @@ def _legend(*axes: Axes) -> None:
 
 
 def timeline_plot(lv: LevelResult, path: Path) -> None:
-    """The four-panel timeline of one level, written to ``path`` (PNG)."""
-    fig, (ax1, ax2, ax3, ax4) = plt.subplots(4, 1, figsize=(14, 12), sharex=True)
+    """The five-panel timeline of one level, written to ``path`` (PNG)."""
+    fig, (ax1, ax2, axq, ax3, ax4) = plt.subplots(5, 1, figsize=(14, 15), sharex=True)
     tl = lv.timeline
 
     def series(key: str) -> tuple[list[float], list[float]]:
@@ -130,7 +134,10 @@ def timeline_plot(lv: LevelResult, path: Path) -> None:
     _ms_axis(ax2, shown, "delay (ms)")
     _legend(ax2)
 
-    # 3. How busy is the server?
+    # 3. What did the callers hear?
+    _heard_panel(axq, series)
+
+    # 4. How busy is the server?
     if lv.cpu_samples:
         ts = [s[0] for s in lv.cpu_samples]
         ax3.plot(ts, [s[1] for s in lv.cpu_samples], color="tab:blue", label="CPU (left axis)")
@@ -157,7 +164,7 @@ def timeline_plot(lv: LevelResult, path: Path) -> None:
     ax3.set_ylabel("CPU (% of one core)")
     ax3.set_ylim(0, 110)
 
-    # 4. How much load was there?
+    # 5. How much load was there?
     t = [p["t"] for p in tl]
     ax4.plot(t, [p["active"] for p in tl], color="tab:blue", label="open streams (left axis)")
     ax4.set_ylabel("open streams")
@@ -171,11 +178,128 @@ def timeline_plot(lv: LevelResult, path: Path) -> None:
     _legend(ax4, ax4b)
     ax4.set_xlabel("time since the first stream opened (s)")
 
-    for ax in (ax1, ax2, ax3, ax4):
+    for ax in (ax1, ax2, axq, ax3, ax4):
         ax.grid(True, alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
+
+
+def _heard_panel(ax: Axes, series: Any) -> None:
+    """Per window: first audio and barge-in latency (left), underruns (right)."""
+    shown: list[float] = []
+    # Markers only: a window without a call starting or a turn has no value.
+    for key, label, marker, fill in (
+        ("first_audio_p99", "first audio after start (p99 of the calls starting)", "o", True),
+        ("barge_in_p50", "barge-in: caller speaks -> bot stops (median)", "s", False),
+        ("barge_in_p99", "barge-in: caller speaks -> bot stops (p99)", "s", True),
+    ):
+        xs, ys = series(key)
+        if xs:
+            face: dict[str, Any] = {} if fill else {"markerfacecolor": "none"}
+            ax.plot(xs, ys, marker, linestyle="none", markersize=6, label=label, **face)
+            shown += ys
+    _ms_axis(ax, shown, "latency (ms)")
+    xs, under = series("underruns_per_s")
+    axb = ax.twinx()
+    axb.plot(xs, under, ":", color="tab:red", label="underruns: 20 ms of silence (right axis)")
+    axb.set_ylabel("underruns per second")
+    axb.set_ylim(0, max([*under, 1.0]) * 1.3)
+    if not shown:
+        ax.text(0.5, 0.5, "no audio came back from the server", ha="center", transform=ax.transAxes)
+    ax.set_title(
+        "What the callers heard: waiting for the bot, and gaps in its speech (60 ms jitter buffer)",
+        fontsize="medium",
+    )
+    _legend(ax, axb)
+
+
+_GRADE_COLORS = {"good": "tab:green", "degraded": "tab:orange", "bad": "tab:red"}
+
+
+def heard_plot(result: RunResult, path: Path) -> None:
+    """What the callers heard per level, next to the server's CPU, written to ``path``."""
+    fig, (ax1, ax2, ax3) = plt.subplots(3, 1, figsize=(12, 11), sharex=True)
+    ax3b = ax3.twinx()
+    lat: list[float] = []
+    under_all: list[float] = []
+    silence_all: list[float] = []
+    ns_all: list[int] = []
+    for sub in result.subjects:
+        levels = sub.levels
+        ns = [lv.streams for lv in levels]
+        ns_all += ns
+        tag = f"{sub.name}: " if len(result.subjects) > 1 else ""
+        cpu = [_num(lv.cpu_mean_pct) for lv in levels]
+        color = ax1.plot(ns, cpu, "o-", label=f"{tag}server CPU")[0].get_color()
+        for lv, y in zip(levels, cpu, strict=True):
+            word = lv.qoe_grade or "n/a"
+            ax1.annotate(
+                word,
+                (lv.streams, y if y == y else 0.0),
+                textcoords="offset points",
+                xytext=(0, 9),
+                ha="center",
+                fontsize="small",
+                color=_GRADE_COLORS.get(word, "tab:gray"),
+                fontweight="bold",
+            )
+        for key, label, style in (
+            ("first_audio_ms", "first audio", "o"),
+            ("barge_in_ms", "barge-in", "s"),
+        ):
+            for q, dash in (("p50", "--"), ("p99", "-")):
+                ys = [_num(getattr(getattr(lv, key), q, None)) for lv in levels]
+                if any(y == y for y in ys):
+                    face: dict[str, Any] = {"markerfacecolor": "none"} if q == "p50" else {}
+                    ax2.plot(ns, ys, style + dash, color=color, label=f"{tag}{label} {q}", **face)
+                    lat += ys
+        under = [_num(lv.underruns_per_min) for lv in levels]
+        under_all += under
+        ax3.plot(ns, under, "o-", color=color, label=f"{tag}underruns per minute (left)")
+        for key, label, style in (
+            ("longest_silence_p99_ms", "longest silence, p99 of calls", "^--"),
+            ("longest_silence_ms", "longest silence, worst call", "v:"),
+        ):
+            ys = [_num(getattr(lv, key)) for lv in levels]
+            silence_all += ys
+            ax3b.plot(ns, ys, style, color=color, alpha=0.7, label=f"{tag}{label} (right)")
+    ax1.set_ylabel("server CPU (% of one core)")
+    ax1.set_ylim(0, 120)
+    ax1.set_title(
+        "Server CPU per level, labelled with what its callers heard (good / degraded / bad)",
+        fontsize="medium",
+    )
+    _legend(ax1)
+    _ms_axis(ax2, lat, "latency (ms)")
+    ax2.set_title(
+        "Waiting for the bot: start -> first audio, caller speaks -> bot stops (barge-in)",
+        fontsize="medium",
+    )
+    _legend(ax2)
+    ax3.set_ylabel("underruns per minute of speech")
+    ax3.set_ylim(0, max([v for v in under_all if v > 0] + [1.0]) * 1.3)
+    ax3b.set_ylabel("longest silence (ms)")
+    ax3b.set_ylim(0, max([v for v in silence_all if v > 0] + [100.0]) * 1.3)
+    ax3.set_title(
+        "Smoothness through a 60 ms jitter buffer: 20 ms underruns and the longest silence",
+        fontsize="medium",
+    )
+    _legend(ax3, ax3b)
+    ax3.set_xlabel("concurrent streams (level)")
+    ticks = sorted(set(ns_all))
+    ax3.xaxis.set_major_locator(FixedLocator(ticks))
+    if len(ticks) == 1:
+        ax3.set_xlim(ticks[0] * 0.5, ticks[0] * 1.5)
+    for ax in (ax1, ax2, ax3):
+        ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def _num(v: float | None) -> float:
+    return float("nan") if v is None else float(v)
 
 
 def _ladder(result: RunResult, path: Path) -> None:
@@ -244,5 +368,9 @@ def write_plots(result: RunResult, out_dir: Path) -> list[Path]:
     if sum(len(s.levels) for s in result.subjects) > 1:
         p = plot_dir / "ladder.png"
         _ladder(result, p)
+        paths.append(p)
+    if any(s.levels for s in result.subjects):
+        p = plot_dir / "heard.png"
+        heard_plot(result, p)
         paths.append(p)
     return paths

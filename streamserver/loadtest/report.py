@@ -64,6 +64,8 @@ def one_line(lv: LevelResult) -> str:
     if lv.recordings is not None:
         parts.append(f"recordings {lv.recordings.exact}/{lv.recordings.checked} exact")
     line = ", ".join(parts)
+    if lv.qoe:
+        line += f"\n   what the callers heard: {lv.qoe}"
     if lv.failures:
         line += "\n   " + "\n   ".join(lv.failures)
     return line
@@ -125,6 +127,39 @@ def _levels_table(levels: list[LevelResult]) -> list[str]:
     return out
 
 
+def _heard_table(levels: list[LevelResult]) -> list[str]:
+    """What the callers heard, per level, next to the server's CPU and the pass/fail."""
+    head = (
+        "| streams | service levels | what the callers heard | first audio p50/p99 ms "
+        "| barge-in p50/p99 ms | barge-ins missed | underruns/min | calls with underruns "
+        "| longest silence p99/max ms | server CPU % |"
+    )
+    out = [head, "|" + "---|" * (head.count("|") - 1)]
+    for lv in levels:
+        fa, bi = lv.first_audio_ms, lv.barge_in_ms
+        turns = (bi.count if bi is not None else 0) + lv.barge_in_missed
+        heard = lv.connected - lv.first_audio_missing
+        out.append(
+            "| "
+            + " | ".join(
+                [
+                    str(lv.streams),
+                    _verdict(lv),
+                    lv.qoe or "-",
+                    f"{_ms(fa, 'p50')} / {_ms(fa, 'p99')}",
+                    f"{_ms(bi, 'p50')} / {_ms(bi, 'p99')}",
+                    f"{lv.barge_in_missed}/{turns}" if turns else "-",
+                    _opt(lv.underruns_per_min, "{:.1f}"),
+                    f"{lv.streams_with_underruns}/{heard}" if heard else "-",
+                    f"{_opt(lv.longest_silence_p99_ms)} / {_opt(lv.longest_silence_ms)}",
+                    _opt(lv.cpu_mean_pct),
+                ]
+            )
+            + " |"
+        )
+    return out
+
+
 def markdown(result: RunResult, images: list[Path] | None = None) -> str:
     """The human-readable report."""
     s = result.settings
@@ -140,6 +175,7 @@ def markdown(result: RunResult, images: list[Path] | None = None) -> str:
         f"- machine: {result.machine.get('cpu') or '?'}, {result.machine.get('cores')} cores, "
         f"Python {result.machine.get('python')}; load average at start "
         f"{result.machine.get('loadavg_at_start')}",
+        f"- profile: {_profile(s)}",
         f"- load: {s.get('dialect', 'plivo')} streams, {s['content_type']}, tracks {s['tracks']}, "
         f"{'echo round trip measured' if s['echo'] else 'no echo'}, "
         f"{s['duration_s']:g} s of audio per stream, {ramp}, "
@@ -183,6 +219,7 @@ def markdown(result: RunResult, images: list[Path] | None = None) -> str:
         lines.append("")
         lines += _levels_table(sub.levels)
         lines.append("")
+        lines += ["What the callers heard:", "", *_heard_table(sub.levels), ""]
         batching = [lv for lv in sub.levels if lv.server_read_batched_max is not None]
         if batching:
             lines.append(read_batching_note(batching))
@@ -209,8 +246,29 @@ def markdown(result: RunResult, images: list[Path] | None = None) -> str:
         "stream ran (steady) and over the whole level (all, including the opening and "
         "closing of every stream).",
         "",
+        "What the callers heard: *first audio* is the time from sending `start` to the "
+        "first audio frame back; *barge-in* (bot profile) from sending the first frame of "
+        "the caller's speech to receiving the server's clear, per turn, and a turn is "
+        "*missed* when the caller spoke over the bot and no clear came; *underruns* are "
+        "20 ms ticks with an empty buffer in a simulated 60 ms jitter buffer fed by the "
+        "arrival times of the server's audio, per minute of the bot's speech; *longest "
+        "silence* is the longest run of them inside the bot's speech (p99 over the calls, "
+        "and the worst call). The verdict grades each against `qoe_limits` (result.json) "
+        "and names what made a level degraded or bad.",
+        "",
     ]
     return "\n".join(lines)
+
+
+def _profile(s: dict[str, Any]) -> str:
+    if s.get("profile") != "bot":
+        return "echo (every call streams the audio file; the server's audio back is measured)"
+    b = s["bot"]
+    return (
+        f"bot (turns of {b['turn_s']:g} s: the bot plays a {b['prompt_s']:g} s prompt, on "
+        f"start and on DTMF {b['digit']}; the caller speaks {b['speech_at_s']:g} s into "
+        f"each turn for {b['speech_s']:g} s and the bot must stop)"
+    )
 
 
 def read_batching_note(levels: list[LevelResult]) -> str:

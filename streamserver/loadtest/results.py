@@ -48,6 +48,31 @@ class LevelResult:
     rtt_ms: LatencySummary | None = None
     return_gap_ms: LatencySummary | None = None
     generator_cpu_pct: float | None = None
+    # What the caller heard (verdict.py: the one-line QoE verdict and its grade)
+    qoe_grade: str = ""
+    qoe: str = ""
+    #: Stream start sent -> first audio back, one value per call that heard any.
+    first_audio_ms: LatencySummary | None = None
+    #: Connected calls that never heard any audio.
+    first_audio_missing: int = 0
+    #: Bot profile: caller speech onset sent -> the server's clear received, per turn.
+    barge_in_ms: LatencySummary | None = None
+    #: Turns where the caller spoke over the bot and no clear came.
+    barge_in_missed: int = 0
+    #: Clears that answered no speech (before the caller spoke, twice in a turn).
+    unexpected_clears: int = 0
+    clears: int = 0
+    checkpoints_answered: int = 0
+    dtmf_sent: int = 0
+    #: The simulated 60 ms playout buffer: minutes of the bot's speech played out, ticks
+    #: with an empty buffer in them, per minute, calls with any, and the longest silence
+    #: inside the bot's speech (the worst call; p99 over the calls that heard audio).
+    playout_minutes: float = 0.0
+    underruns: int = 0
+    underruns_per_min: float | None = None
+    streams_with_underruns: int = 0
+    longest_silence_ms: float | None = None
+    longest_silence_p99_ms: float | None = None
     # Server
     server_metrics: bool = False
     server_frames_received: int | None = None

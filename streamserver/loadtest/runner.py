@@ -3,14 +3,21 @@
 A *level* starts the server under test (or uses a running one), scrapes ``/metrics``,
 starts the CPU/RSS samplers, runs the generator (in this process, or ``processes`` child
 processes each with a share of the streams), merges what they saw window by window, stops
-the server, verifies the recordings and judges the level against the service levels in
-:class:`Thresholds`. A *ladder* raises N until a level fails and reports the last that held.
+the server, verifies the recordings, judges the level against the service levels in
+:class:`Thresholds` and gives what its callers heard a verdict (:mod:`.verdict`). A
+*ladder* raises N until a level fails and reports the last that held.
+
+The bot profile builds the caller's turns from the ``--audio`` speech (:mod:`.bot`) and
+writes the bot's prompt to ``<out>/bot/prompt.wav``; a started server gets it as the
+player's prompt (on start and on the script's digit) through the environment, and a
+``--server-cmd`` as ``{prompt}``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import multiprocessing
 import os
 import platform
@@ -23,8 +30,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import soundfile as sf
+
 from ..audio import AudioFormat
 from ..protocol.detect import provider_format
+from .bot import caller_turn, prompt_audio
 from .collector import WindowCollector
 from .config import LoadTestConfig, Subject
 from .engine import Engine, EnginePlan, EngineResult, worker_main
@@ -33,6 +43,7 @@ from .measure import METRIC_PREFIX, fill_level, metric_sum
 from .report import one_line, write_outputs
 from .results import LevelResult, RunResult, SubjectResult, file_slug
 from .target import ManagedServer, ProcSampler, free_port, scrape_metrics
+from .verdict import qoe_verdict
 from .verify import verify_recordings, wait_for_sidecars
 from .wire import Target, load_audio, tagged_frames
 
@@ -67,6 +78,13 @@ class _Runner:
         # The wire format (Telnyx L16 is big-endian); ValueError if the provider has none such.
         self.fmt = AudioFormat(*provider_format(cfg.dialect, asked.encoding, asked.sample_rate))
         self.audio = load_audio(cfg.audio, self.fmt)
+        self.prompt: Path | None = None
+        if cfg.profile == "bot":
+            rate = self.fmt.sample_rate
+            self.audio = self.fmt.encode(caller_turn(self.fmt.decode(self.audio), rate, cfg.bot))
+            self.prompt = cfg.out_dir / "bot" / "prompt.wav"
+            self.prompt.parent.mkdir(parents=True, exist_ok=True)
+            sf.write(str(self.prompt), prompt_audio(cfg.bot.prompt_s, rate), rate, "PCM_16")
         self.frames = max(1, round(cfg.duration_s * 50))
         payloads = tagged_frames(self.audio, self.fmt.frame_bytes, self.frames, tag=cfg.echo)
         self.reference = self.fmt.decode(b"".join(payloads))
@@ -152,6 +170,7 @@ class _Runner:
             burst=cfg.burst,
             slot_ms=cfg.slot_ms,
             echo=cfg.echo,
+            bot=cfg.bot if cfg.profile == "bot" else None,
             extra_headers=cfg.extra_headers,
             auth_token=cfg.auth_token,
             seed=None if cfg.seed is None else cfg.seed + worker,
@@ -269,7 +288,11 @@ class _Runner:
                 record_dir=record_dir,
                 log_path=log_path,
                 cpus=cfg.server_cpus,
-                env={"STREAMSERVER_SERVER__MAX_STREAMS": str(max(2000, 2 * n + 100))},
+                env={
+                    "STREAMSERVER_SERVER__MAX_STREAMS": str(max(2000, 2 * n + 100)),
+                    **self._bot_env(),
+                },
+                prompt=self.prompt,
             )
             lv.server_log = str(log_path)
             lv.server_cmd = server.command
@@ -334,8 +357,22 @@ class _Runner:
             )
         if server is not None and record_dir is not None and not cfg.keep_recordings:
             shutil.rmtree(record_dir, ignore_errors=True)
-        judge(lv, cfg.thresholds, echo=cfg.echo, faults=cfg.faults is not None)
+        judge(
+            lv, cfg.thresholds, echo=cfg.echo, bot=cfg.profile == "bot", faults=bool(cfg.faults)
+        )
+        qoe_verdict(lv, cfg.qoe_limits, profile=cfg.profile)
         return lv
+
+    def _bot_env(self) -> dict[str, str]:
+        """The player's prompt, on start and on the script's digit, for a started server."""
+        if self.prompt is None:
+            return {}
+        path = json.dumps(str(self.prompt))  # a TOML basic string as well
+        digit = json.dumps(self.cfg.bot.digit)
+        return {
+            "STREAMSERVER_HANDLER__PLAYER__PROMPT": str(self.prompt),
+            "STREAMSERVER_HANDLER__PLAYER__ON_DTMF": f"{{ {digit} = {path} }}",
+        }
 
     async def _settled_metrics(self, url: str) -> dict[str, float] | None:
         """/metrics once the server has seen every stream end (bounded wait)."""
@@ -426,6 +463,8 @@ async def run_loadtest(
         "content_type": cfg.content_type,
         "dialect": cfg.dialect,
         "tracks": cfg.tracks,
+        "profile": cfg.profile,
+        "bot": asdict(cfg.bot) if cfg.profile == "bot" else None,
         "echo": cfg.echo,
         "verify_recordings": cfg.verify,
         "faults": cfg.faults.describe() if cfg.faults else "",
@@ -434,6 +473,7 @@ async def run_loadtest(
         "generator_cpus": cfg.generator_cpus,
         "generator_rt": cfg.generator_rt,
         "thresholds": asdict(cfg.thresholds),
+        "qoe_limits": asdict(cfg.qoe_limits),
     }
     result = RunResult(
         started_at=started,

@@ -10,6 +10,13 @@ What it reads depends on the dialect the run plays: the server's audio is ``play
 its inter-arrival time gives the return-path gap, and with echo tagging the frame index in
 its payload gives the round trip against the send time of that frame (:data:`RING` of them
 are remembered per stream).
+
+What the caller would hear is worked out as the audio arrives: the first audio's delay
+after ``start``, a simulated playout buffer (:mod:`.playout`, one call per frame) and, in
+the bot profile, barge-in (:mod:`.bargein`): the server's clear against the send time of
+the caller's speech onset. Checkpoints are answered once the audio before them has played
+and clears with the provider's cleared message, as the provider does; in the bot profile
+the caller presses the script's digit at the start of every turn after the first.
 """
 
 from __future__ import annotations
@@ -20,8 +27,10 @@ import socket
 import time
 import uuid
 from array import array
+from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
+from ..protocol.neutral import Checkpoint, Clear, ProtocolError
 from ..protocol.websocket import (
     CloseCode,
     FrameReader,
@@ -30,6 +39,8 @@ from ..protocol.websocket import (
     client_frame,
     close_payload,
 )
+from .bargein import Turns
+from .playout import TICK_S, Playout
 from .wire import (
     HandshakeError,
     new_key,
@@ -74,14 +85,19 @@ class Stream(asyncio.Protocol):
         "closed_by_server",
         "cycle0",
         "engine",
+        "epoch",
         "error",
         "fault_at",
         "fault_frames",
         "fault_i",
+        "final",
+        "first_audio_ms",
+        "heard_done",
         "k",
         "key",
         "last_play",
         "mask",
+        "playout",
         "reader",
         "rx",
         "sent_at",
@@ -89,7 +105,10 @@ class Stream(asyncio.Protocol):
         "slot",
         "state",
         "stream_id",
+        "t_start",
         "transport",
+        "turn_handle",
+        "turns",
         "was_connected",
     )
 
@@ -121,7 +140,17 @@ class Stream(asyncio.Protocol):
             max_size=None,
         )
         self.last_play = 0.0
-        self.sent_at = array("d", bytes(8 * RING)) if engine.plan.echo else array("d")
+        self.sent_at = array("d", bytes(8 * RING)) if engine.stamp else array("d")
+        # What the caller hears
+        self.t_start = 0.0  # when ``start`` was sent
+        self.first_audio_ms: float | None = None
+        self.playout = Playout(frame_ticks=engine.frame_ticks)
+        bot = engine.plan.bot
+        self.turns = Turns(bot) if bot is not None else None
+        self.turn_handle: asyncio.TimerHandle | None = None
+        self.epoch = 0  # clears so far: a checkpoint answer due from before a clear is dropped
+        self.heard_done = False
+        self.final: tuple[float | None, int, float, float] | None = None
         self.close_code: int | None = None
         self.closed_by_server = False
         self.close_handle: asyncio.TimerHandle | None = None
@@ -158,6 +187,8 @@ class Stream(asyncio.Protocol):
         if self.close_handle is not None:
             self.close_handle.cancel()
             self.close_handle = None
+        if self.was_connected:
+            self.hang_up(_now())
         prev = self.state
         self.state = DONE
         if prev == DONE:
@@ -177,6 +208,7 @@ class Stream(asyncio.Protocol):
         e = self.engine
         if data.find(e.play_marker) < 0:
             e.result.other_received += 1
+            self._command(data)
             return
         k = -1
         if e.plan.echo:
@@ -204,6 +236,9 @@ class Stream(asyncio.Protocol):
             g = (now - last) * 1000.0 - 20.0
             e.gap.append(g if g > 0.0 else 0.0)
         self.last_play = now
+        silent = self.playout.arrive(now)
+        if silent:
+            self._heard(now, silent)
         if not e.plan.echo:
             return
         if 0 <= k < self.k and self.k - k <= RING:
@@ -211,6 +246,125 @@ class Stream(asyncio.Protocol):
             r.echo_matched += 1
         else:
             r.echo_unmatched += 1
+
+    # -- what the caller hears ------------------------------------------------------------
+
+    def _heard(self, now: float, silent: int) -> None:
+        """The playout's news (rare): ``silent`` ticks of silence before this frame, or -1
+        when the bot's speech began."""
+        if self.heard_done:
+            return  # audio after the hang-up: nobody listens
+        e = self.engine
+        if silent > 0:
+            e.result.underruns += silent
+            return
+        if self.first_audio_ms is None:
+            ms = (now - self.t_start) * 1000.0
+            self.first_audio_ms = ms
+            e.first_audio.append(ms)
+        if self.turns is not None:
+            self.turns.heard_audio(now)
+
+    def _command(self, data: bytes) -> None:
+        """A message from the server that is not audio: checkpoints and clears get the
+        provider's answers."""
+        try:
+            cmd = self.engine.side.decode_command(data)
+        except ProtocolError:
+            return
+        if type(cmd) is Checkpoint:
+            now = _now()
+            delay = self.playout.played_by(now) - now
+            asyncio.get_running_loop().call_later(delay, self._played, cmd.name, self.epoch)
+        elif type(cmd) is Clear:
+            self._clear()
+
+    def _played(self, name: str, epoch: int) -> None:
+        # The audio before the checkpoint has played (unless a clear dropped it since).
+        if epoch != self.epoch or self.state not in (OPEN, TAIL) or self.transport is None:
+            return
+        e = self.engine
+        self._send(e.side.encode_played(name, self.stream_id, self._seq()))
+        e.result.checkpoints += 1
+
+    def _clear(self) -> None:
+        e = self.engine
+        r = e.result
+        now = _now()
+        r.clears += 1
+        self.epoch += 1
+        self.playout.end(now)
+        self.last_play = 0.0
+        tr = self.turns
+        if tr is not None:
+            onset, k = tr.onset, self.k
+            sent_at = self.sent_at[onset & RING_MASK] if onset < k and k - onset <= RING else 0.0
+            ms = tr.clear(now, k, sent_at)
+            if ms is None:
+                r.unexpected_clears += 1
+            else:
+                e.barge_in.append(ms)
+        if self.state in (OPEN, TAIL):
+            self._send(e.side.encode_cleared(self.stream_id, self._seq()))
+
+    def start_turns(self, first_frame_at: Callable[[int], float]) -> None:
+        """Bot profile: press the script's digit at the start of every turn after the first;
+        ``first_frame_at(k)`` is when this stream's frame ``k`` is due."""
+        tr = self.turns
+        if tr is None:
+            return
+        start = tr.script.turn_start(tr.turn + 1)
+        if start >= self.engine.templates.n:
+            return  # the call ends first
+        delay = max(0.0, first_frame_at(start) - _now())
+        self.turn_handle = asyncio.get_running_loop().call_later(
+            delay, self._next_turn, first_frame_at
+        )
+
+    def _next_turn(self, first_frame_at: Callable[[int], float]) -> None:
+        self.turn_handle = None
+        tr = self.turns
+        if tr is None or self.state != OPEN:
+            return
+        e = self.engine
+        if tr.next_turn(self.k):
+            e.result.barge_in_missed += 1
+        self.playout.end(_now())
+        self.last_play = 0.0
+        self._send(e.side.encode_dtmf(tr.script.digit, self.stream_id, self._seq()))
+        e.result.dtmf_sent += 1
+        self.start_turns(first_frame_at)
+
+    def hang_up(self, now: float) -> None:
+        """The caller stops listening: close the playout and the last turn (once)."""
+        if self.heard_done:
+            return
+        self.heard_done = True
+        if self.turn_handle is not None:
+            self.turn_handle.cancel()
+            self.turn_handle = None
+        po = self.playout
+        po.end(now)
+        if self.turns is not None and self.turns.finish(self.k):
+            self.engine.result.barge_in_missed += 1
+        self.final = self.heard()
+        # What still arrives during the close goes to a buffer nobody reads.
+        self.playout = Playout(frame_ticks=po.frame_ticks)
+
+    def heard(self) -> tuple[float | None, int, float, float]:
+        """(first audio ms, underrun ticks, longest silence ms, playout s) of this call."""
+        if self.final is not None:
+            return self.final
+        po = self.playout
+        return self.first_audio_ms, po.underruns, po.longest * TICK_S * 1000.0, po.ticks * TICK_S
+
+    def _seq(self) -> int:
+        # The next sequenceNumber: the server orders media by chunk, never by this.
+        return 2 + self.k * len(self.engine.tracks)
+
+    def _send(self, msg: bytes | None) -> None:
+        if msg is not None and self.transport is not None:
+            self.transport.write(client_frame(Opcode.TEXT, msg, self.mask))
 
     # -- the upgrade and the close -------------------------------------------------------
 
@@ -265,6 +419,7 @@ class Stream(asyncio.Protocol):
         if self.state not in (OPEN, TAIL) or t is None:
             return
         e = self.engine
+        self.hang_up(_now())
         seq = 2 + self.k * len(e.tracks)
         msg = stop_frame(seq, self.call_id, self.stream_id, e.tracks, e.plan.dialect)
         stop = b"" if msg is None else client_frame(Opcode.TEXT, msg, self.mask)

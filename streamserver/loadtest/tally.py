@@ -30,6 +30,12 @@ class Window:
     lateness: Sparse
     rtt: Sparse
     gap: Sparse
+    #: Stream start sent -> the server's first audio received (one value per stream).
+    first_audio: Sparse = field(default_factory=Sparse.empty)
+    #: The caller's speech onset sent -> the server's clear received (bot profile).
+    barge_in: Sparse = field(default_factory=Sparse.empty)
+    #: Playout ticks with an empty buffer so far (cumulative, like the counters above).
+    underruns: int = 0
 
 
 @dataclass
@@ -43,6 +49,12 @@ class StreamRecord:
     close_code: int | None
     closed_by_server: bool
     error: str | None
+    #: What the caller heard: start sent -> first audio (None: no audio came), playout
+    #: ticks with an empty buffer, the longest run of them and the playout time.
+    first_audio_ms: float | None = None
+    underruns: int = 0
+    longest_silence_ms: float = 0.0
+    playout_s: float = 0.0
     #: frames below ``frames_sent`` that were never sent (frame faults' drops)
     lost: list[int] = field(default_factory=list)
 
@@ -63,6 +75,13 @@ class EngineResult:
     echo_matched: int = 0
     echo_unmatched: int = 0
     write_paused: int = 0
+    # What the caller heard (see playout.py and bargein.py)
+    underruns: int = 0
+    checkpoints: int = 0
+    clears: int = 0
+    dtmf_sent: int = 0
+    barge_in_missed: int = 0
+    unexpected_clears: int = 0
     errors: dict[str, int] = field(default_factory=dict)
     #: Seconds since run_t0: all streams open / first stream ended / last stream ended.
     t_all_open: float | None = None

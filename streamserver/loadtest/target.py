@@ -222,7 +222,10 @@ async def scrape_metrics(url: str, timeout_s: float = 2.0) -> dict[str, float] |
 
 
 class ManagedServer:
-    """A server process the load tester starts and stops (SIGTERM, then SIGKILL)."""
+    """A server process the load tester starts and stops (SIGTERM, then SIGKILL).
+
+    ``{host}``, ``{port}``, ``{record_dir}`` and ``{prompt}`` (the bot profile's prompt
+    file, else empty) in ``cmd`` are filled in."""
 
     def __init__(
         self,
@@ -234,13 +237,13 @@ class ManagedServer:
         log_path: Path,
         cpus: list[int] | None = None,
         env: dict[str, str] | None = None,
+        prompt: Path | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self.log_path = log_path
-        argv = [
-            a.format(host=host, port=port, record_dir=str(record_dir)) for a in shlex.split(cmd)
-        ]
+        fill = {"host": host, "port": port, "record_dir": str(record_dir), "prompt": prompt or ""}
+        argv = [a.format(**fill) for a in shlex.split(cmd)]
         if not argv:
             raise ValueError("empty server command")
         cpu_list = ",".join(str(c) for c in cpus or ())

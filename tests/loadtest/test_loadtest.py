@@ -193,6 +193,12 @@ async def test_echo_run_measures_round_trip_and_verifies_recordings(
     assert lv.server_frames_lost == 0 and lv.server_frames_sent == frames
     assert lv.recordings is not None and (lv.recordings.checked, lv.recordings.exact) == (4, 4)
     assert lv.cpu_samples and lv.rss_peak_mib
+    # What the callers heard: each call's echo began with its first frame back, and the
+    # echoes played out through the simulated jitter buffer.
+    assert lv.first_audio_ms is not None and lv.first_audio_ms.count == 4
+    assert lv.first_audio_missing == 0 and lv.barge_in_ms is None
+    assert lv.playout_minutes > 0 and lv.underruns_per_min is not None
+    assert lv.qoe_grade in ("good", "degraded", "bad") and "echo round trip p99" in lv.qoe
     assert result.exit_code == 0
     out = tmp_path / "out"
     doc = json.loads((out / "result.json").read_text())
@@ -221,6 +227,7 @@ async def test_listen_only_run_reports_read_batching(
     assert lv.server_read_batch_stalls is not None
     assert lv.server_frames_lost == 0
     assert lv.recordings is not None and lv.recordings.exact == 4
+    assert lv.qoe_grade == "n/a"  # a recorder sends nothing back to hear
     report = (tmp_path / "out" / "report.md").read_text()
     assert "Read batching: when busy, streamserver reads a listen-only stream" in report
     assert "at 4 streams up to " in report and "streams at a time were read that way" in report

@@ -65,7 +65,7 @@ from websockets.exceptions import ConnectionClosed
 from ...netfaults import carriers, plan_frames
 from ...protocol.websocket import OK_CLOSE_CODES, CloseCode
 from .links import Link, connect
-from .options import StreamClientOptions, prepare
+from .options import StreamClientOptions, limit_send_buffer, prepare
 from .playback import EchoTracker, Playback, Sleeper
 from .playback import now as _now
 from .receive import Receiver
@@ -201,7 +201,7 @@ class PlivoStreamClient:
     async def _open_socket(self) -> ClientConnection | str:
         o = self._o
         slow = self._faults.slow_read_at_s is not None
-        return await connect(
+        got = await connect(
             o.url,
             auth_token=o.auth_token,
             main_account_token=o.main_account_token,
@@ -209,6 +209,7 @@ class PlivoStreamClient:
             close_timeout_s=o.close_timeout_s,
             max_queue=2 if slow else None,  # a slow reader backs up into the kernel soon
         )
+        return got if isinstance(got, str) else limit_send_buffer(got, o.send_buffer_bytes)
 
     async def _connect(self) -> ClientConnection | None:
         report = self._report
@@ -402,6 +403,9 @@ class PlivoStreamClient:
         links = self._links
         counts = report.fault_counts
         frames: list[bytes] = []
+        # A reconnect of the call emulator's stream goes on counting from earlier sockets.
+        first = o.first_frame
+        base_ms = first * self._frame_ms
         for i in range(len(plan)):
             at, k = plan.at_s[i], plan.frames[i]
             rel = at / speed if speed is not None else 0.0
@@ -431,19 +435,20 @@ class PlivoStreamClient:
                 while next_dtmf < len(dtmf) and dtmf[next_dtmf][0] <= k:
                     _, at_ms, digit = dtmf[next_dtmf]
                     next_dtmf += 1
-                    message = wire.dtmf(self.next_seq(), digit, at_ms)
+                    message = wire.dtmf(self.next_seq(), digit, at_ms + base_ms)
                     for link in targets:
                         if await self.send(link, message):
                             report.dtmf_sent += 1
                 if not plan.copies[i]:  # a duplicate goes out as the very same bytes
                     frames = []
-                    timestamp = k * self._frame_ms
+                    timestamp = base_ms + k * self._frame_ms
                     for track in self._tracks:
                         payload = payload_of(track, k)
                         if echo is not None and track == "inbound":
                             echo.sent(payload, _now())
                         seq = self.next_seq()
-                        frames.append(encode_media(seq, track, timestamp, k + 1, payload))
+                        chunk = first + k + 1
+                        frames.append(encode_media(seq, track, timestamp, chunk, payload))
                 if not targets:
                     counts["lost"] = counts.get("lost", 0) + len(frames)
                 for link in targets:
