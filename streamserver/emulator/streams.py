@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from ..audio import PCM
+from ..netfaults import NetFaults
 from ..protocol.websocket import OK_CLOSE_CODES, CloseCode
 from .callbacks import Webhooks
 from .callstate import STOP_TIMEOUT_S, CallRuntime
@@ -69,6 +70,9 @@ class StreamRuntime:
     start_pos: int = 0
     end_pos: int = 0
     stopping: bool = False
+    #: The stream's network faults (``<Stream emulatorFaults>``, ``emulator_faults``), on
+    #: its first socket.
+    faults: NetFaults = field(default_factory=NetFaults)
     #: Set to cut a reconnect back-off short (a stop).
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     done: asyncio.Event = field(default_factory=asyncio.Event)
@@ -134,7 +138,7 @@ class Streams:
             extra_headers=spec.extra_headers,
             keep_call_alive=spec.keep_call_alive,
         )
-        srt = StreamRuntime()
+        srt = StreamRuntime(faults=spec.faults)
         stream.runtime = srt
         self._ctx.store.streams[stream.stream_id] = stream
         rt.streams[stream.stream_id] = stream
@@ -191,6 +195,7 @@ class Streams:
             auth_token=self._ctx.settings.auth_token,
             first_frame=(pos - srt.start_pos) // FRAME,
             send_buffer_bytes=SEND_BUFFER_BYTES,
+            faults=srt.faults if not srt.reports else NetFaults(),
             on_progress=started,
         )
 

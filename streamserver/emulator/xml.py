@@ -16,10 +16,11 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeAlias
 from xml.etree import ElementTree
 
+from ..netfaults import NetFaults
 from ..protocol import DTMF_DIGITS
 from .xml_base import (
     METHODS,
@@ -86,6 +87,8 @@ class StreamVerb:
     keep_call_alive: bool = False
     noise_cancellation: bool = False
     noise_cancellation_level: int = 85
+    #: The emulator's own knob: what goes wrong on this stream's network (netfaults).
+    faults: NetFaults = field(default_factory=NetFaults)
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +203,10 @@ def _stream(elem: ElementTree.Element, a: Attrs, where: str) -> StreamVerb:
     content_type = a.choice("contentType", "audio/x-l16;rate=8000", STREAM_CONTENT_TYPES)
     extra = a.text("extraHeaders")
     parse_extra_headers(extra, f"{where}: extraHeaders")
+    try:  # the emulator's attribute: Plivo has none such
+        faults = NetFaults.parse(a.text("emulatorFaults"))
+    except ValueError as exc:
+        raise a.fail("emulatorFaults", f"is not a fault plan: {exc}") from None
     return StreamVerb(
         url=url,
         bidirectional=bidirectional,
@@ -212,6 +219,7 @@ def _stream(elem: ElementTree.Element, a: Attrs, where: str) -> StreamVerb:
         keep_call_alive=a.flag("keepCallAlive", False),
         noise_cancellation=a.flag("noiseCancellation", False),
         noise_cancellation_level=a.integer("noiseCancellationLevel", 85, 60, 100),
+        faults=faults,
     )
 
 

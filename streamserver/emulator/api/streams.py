@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from ...netfaults import NetFaults
 from ..simulator import Simulator
 from ..xml import AUDIO_TRACKS, STREAM_CONTENT_TYPES, StreamVerb, XmlError, parse_extra_headers
 from .common import (
@@ -52,6 +53,10 @@ async def start_stream(ctx: Ctx) -> Reply:
         parse_extra_headers(extra, "extra_headers")
     except XmlError as exc:
         raise ApiError(400, f"invalid {exc}") from None
+    try:  # the emulator's own parameter: what goes wrong on the stream's network
+        faults = NetFaults.parse(p.text("emulator_faults"))
+    except ValueError as exc:
+        raise ApiError(400, f"invalid emulator_faults: {exc}") from None
     if any(
         s.active and s.service_url == service_url
         for s in ctx.store.streams.values()
@@ -67,6 +72,7 @@ async def start_stream(ctx: Ctx) -> Reply:
         status_callback_method=p.method("status_callback_method"),
         content_type=content_type.lower(),
         extra_headers=extra,
+        faults=faults,
     )
     stream = ctx.sim.streams.start(call, spec)
     return 201, {"message": "audio streaming started", "stream_id": stream.stream_id}
