@@ -21,7 +21,9 @@ How audio is placed:
   that do not answer a clear, right when it was sent): audio queued before the clear is
   heard up to ``p`` and no further, its unanswered checkpoints never played, and audio
   sent after the clear starts at ``p`` at the earliest.
-- At the end (:meth:`finish`) what is left is settled where the model puts it.
+- Audio the model ended more than ``hold`` samples before the inbound track's position is
+  settled where the model puts it (no answer comes for it: a bot without checkpoints, an
+  echo), so memory stays bounded. At the end (:meth:`finish`) what is left is settled too.
 
 Settled audio never moves again: :meth:`take` hands it over, in order, as
 ``(position, bytes)``; nothing can be placed before :attr:`HeardTrack.settled_through`.
@@ -95,9 +97,10 @@ _Item = _Audio | _Mark | _Clear
 class HeardTrack:
     """The caller's side of one stream's playback (see the module docstring)."""
 
-    def __init__(self, *, bytes_per_sample: int, frame_samples: int) -> None:
+    def __init__(self, *, bytes_per_sample: int, frame_samples: int, hold: int) -> None:
         self._bps = bytes_per_sample
         self._frame = frame_samples
+        self._hold = hold
         self._queue: deque[_Item] = deque()
         self._head = 0  # where the newest queued audio ends (the model)
         self._settled_end = 0  # nothing settled reaches past this; nothing new starts before
@@ -109,12 +112,14 @@ class HeardTrack:
 
     def feed(self, kind: str, position: int, payload: bytes = b"", name: str = "") -> None:
         """One playback event (kinds as ``streamserver.handler.PlaybackEvent``)."""
+        self.advance(position)
         if kind == "audio":
             n = len(payload) // self._bps
             if n:
                 begins = position >= self._head
                 start = max(self._head, position)
-                self._queue.append(_Audio(payload[: n * self._bps], n, position, start, begins))
+                data = payload if len(payload) == n * self._bps else payload[: n * self._bps]
+                self._queue.append(_Audio(data, n, position, start, begins))
                 self._head = start + n
         elif kind == "checkpoint":
             self._queue.append(_Mark(name, self._head))
@@ -126,6 +131,18 @@ class HeardTrack:
             self._played(name, position)
         elif kind == "cleared":
             self._cleared(position)
+
+    def advance(self, position: int) -> None:
+        """The inbound track is at ``position``: settle the audio that ended (by the
+        model) more than ``hold`` samples before it, up to the first checkpoint or clear."""
+        queue = self._queue
+        limit = position - self._hold
+        while queue and type(queue[0]) is _Audio:
+            head = queue[0]
+            assert isinstance(head, _Audio)
+            if head.start + head.n > limit:
+                return
+            self._settle(1, None)
 
     def finish(self) -> None:
         """The stream ended: settle everything where the model puts it (a clear the
@@ -148,8 +165,8 @@ class HeardTrack:
     def settled_through(self) -> int | None:
         """No audio will ever be placed before this position (None: nothing pending,
         anything later may come)."""
-        pending = [it.sent for it in self._queue if type(it) is _Audio]
-        low = min(pending) if pending else None
+        # Send positions only grow along the queue: the first pending audio's is the least.
+        low = next((it.sent for it in self._queue if type(it) is _Audio), None)
         if low is None:
             return None
         return max(self._settled_end, low)
@@ -232,7 +249,7 @@ class HeardTrack:
         last.planned_end = max(last.planned_end, it.start + it.n)
         if heard:
             last.heard_end = start + heard
-            self._out.append((start, it.data[: heard * self._bps]))
+            self._out.append((start, it.data if heard == it.n else it.data[: heard * self._bps]))
             self._settled_end = max(self._settled_end, start + heard)
         if heard < it.n:
             last.interrupted = True

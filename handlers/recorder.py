@@ -56,6 +56,9 @@ __all__ = ["Recorder", "RecorderOptions"]
 #: stream's recorder waits for the earlier connection's to close its files.
 _OPEN: dict[tuple[int, Path], asyncio.Future[None]] = {}
 _HANDOVER_TIMEOUT_S = 10.0
+#: Played audio no answer placed is settled where the model put it once the caller's track
+#: is this far past it (seconds): memory stays bounded without checkpoints (an echo).
+_HEARD_HOLD_S = 5
 
 
 class RecordingError(HandlerFailure):
@@ -110,7 +113,9 @@ class Recorder(Handler):
         names = list(ctx.tracks)
         if opts.heard and ctx.bidirectional:
             self._heard = HeardTrack(
-                bytes_per_sample=fmt.bytes_per_sample, frame_samples=fmt.frame_samples
+                bytes_per_sample=fmt.bytes_per_sample,
+                frame_samples=fmt.frame_samples,
+                hold=_HEARD_HOLD_S * fmt.sample_rate,
             )
             names.append("heard")
         # A resumed stream continues each track where its earlier connection left it (the
@@ -347,6 +352,8 @@ class Recorder(Handler):
             # with the caller's (and the stereo block is not held back).
             assert self._heard is not None
             inbound = self._tracks["inbound"].pos
+            self._heard.advance(inbound)
+            self._take_heard()
             through = self._heard.settled_through
             upto = inbound if final or through is None else min(through, inbound)
             if upto > heard.pos:

@@ -7,7 +7,7 @@ from handlers.heard import HeardTrack
 
 
 def track() -> HeardTrack:
-    return HeardTrack(bytes_per_sample=1, frame_samples=160)
+    return HeardTrack(bytes_per_sample=1, frame_samples=160, hold=40_000)
 
 
 def audio(n: int, value: int) -> bytes:
@@ -146,9 +146,22 @@ def test_finish_cuts_at_an_unanswered_clear() -> None:
 
 
 def test_two_byte_samples_are_cut_on_sample_boundaries() -> None:
-    t = HeardTrack(bytes_per_sample=2, frame_samples=160)
+    t = HeardTrack(bytes_per_sample=2, frame_samples=160, hold=40_000)
     t.feed("audio", 0, bytes(range(200)))
     t.feed("clear", 0)
     t.feed("cleared", 37)
     [(pos, data)] = t.take()
     assert pos == 0 and data == bytes(range(74))
+
+
+def test_audio_no_answer_will_place_is_settled_once_the_caller_is_far_past_it() -> None:
+    t = HeardTrack(bytes_per_sample=1, frame_samples=160, hold=8000)
+    for k in range(100):  # an echo: a frame back per frame in, no checkpoints
+        t.feed("audio", 160 * (k + 1), audio(160, 1 + k % 200))
+    # The model ends frame k at 160 * (k + 2); the caller is at 16,000: the ones ended
+    # by 8,000 are settled, the rest still wait.
+    got = placed(t)
+    assert [pos for pos, _, _ in got] == [160 * (k + 1) for k in range(49)]
+    assert t.settled_through == 160 * 50
+    t.advance(10**6)
+    assert len(placed(t)) == 51
