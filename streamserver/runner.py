@@ -82,6 +82,7 @@ class HandlerRunner:
         "_task_name",
         "_waiter",
         "_wakeup_pending",
+        "close_reason",
         "dropped_events",
         "dropped_samples",
         "failed",
@@ -121,6 +122,8 @@ class HandlerRunner:
         self.queued_events = 0  # queued items that are not audio
         self.dropped_events = 0
         self.failed = False
+        #: set when the handler failed: what a peer may be told (HandlerFailure.close_reason)
+        self.close_reason = ""
         self._waiter: asyncio.Future[None] | None = None
         self.task: asyncio.Task[None] | None = None
         self._wakeup_pending = False
@@ -211,6 +214,8 @@ class HandlerRunner:
             )
         self._metrics.handler_errors[spec.name] += 1
         self.failed = True
+        reason = exc.close_reason if isinstance(exc, HandlerFailure) else ""
+        self.close_reason = (reason or f"handler {spec.name} failed")[:123]
         # Keep only the stop marker: the handler gets nothing else.
         stop_pending = any(item is _STOP for item in self.queue)
         self.queue.clear()
@@ -342,15 +347,41 @@ class StreamHandlers:
     :attr:`sinks` is where delivered audio goes (each live handler's ``on_audio_nowait``
     or queue). A change replaces the list rather than editing it, so a delivery that is
     iterating over it when a handler fails still reaches every other handler.
+
+    ``required`` names the handlers the stream cannot do without: the first of them to
+    fail sets :attr:`required_failure` (its close reason) and calls ``on_required_failure``
+    with its name and that reason.
     """
 
-    __slots__ = ("_metrics", "runners", "sinks", "stop_reason")
+    __slots__ = (
+        "_metrics",
+        "_when_stopped",
+        "on_required_failure",
+        "required",
+        "required_failure",
+        "runners",
+        "sinks",
+        "stop_reason",
+        "stopped",
+    )
 
-    def __init__(self, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        metrics: Metrics,
+        *,
+        required: frozenset[str] = frozenset(),
+        on_required_failure: Callable[[str, str], None] | None = None,
+    ) -> None:
         self._metrics = metrics
         self.runners: list[HandlerRunner] = []
         self.sinks: list[Callable[[AudioChunk], None]] = []
         self.stop_reason: StopReason | None = None
+        self.required = required
+        self.on_required_failure = on_required_failure
+        self.required_failure: str | None = None
+        #: every handler's on_stop has finished
+        self.stopped = False
+        self._when_stopped: Callable[[], None] | None = None
 
     def create(
         self,
@@ -434,6 +465,21 @@ class StreamHandlers:
         self.stop_reason = reason
         if self.runners:
             self.runners[0].stop()
+        else:
+            self._all_stopped()
+
+    def when_stopped(self, fn: Callable[[], None]) -> None:
+        """Call ``fn`` once every handler's ``on_stop`` has finished (at once if so)."""
+        if self.stopped:
+            fn()
+        else:
+            self._when_stopped = fn
+
+    def _all_stopped(self) -> None:
+        self.stopped = True
+        fn, self._when_stopped = self._when_stopped, None
+        if fn is not None:
+            fn()
 
     async def wait(self, timeout_s: float, logger: logging.LoggerAdapter[logging.Logger]) -> None:
         """Wait for every handler's task to end; cancel those still running after
@@ -464,8 +510,15 @@ class StreamHandlers:
         data = {"handler": runner.spec.name, "hook": hook, "error": error}
         self.publish(BusEvent("handler.error", data, "session"))
         self._update_sinks()
+        name = runner.spec.name
+        if name in self.required and self.required_failure is None:
+            self.required_failure = runner.close_reason
+            if self.on_required_failure is not None:
+                self.on_required_failure(name, runner.close_reason)
 
     def handler_stopped(self, runner: HandlerRunner) -> None:
         i = self.runners.index(runner) + 1
         if i < len(self.runners):
             self.runners[i].stop()
+        else:
+            self._all_stopped()

@@ -50,6 +50,9 @@ __all__ = ["Outlet", "Route", "Session", "SessionLimits", "safe_id"]
 
 log = logging.getLogger("streamserver.session")
 
+#: After a stop event, how long the close waits for required handlers to finish.
+STOP_CLOSE_WAIT_S = 10.0
+
 
 class Session:
     """One WebSocket stream from connect to close.
@@ -68,6 +71,7 @@ class Session:
         "_odd_mask",
         "_playback",
         "_rate",
+        "_stop_timer",
         "_tracks",
         "audio_bytes",
         "bytes_received",
@@ -126,13 +130,17 @@ class Session:
         self.started = False
         self.ended = False
         self.stop_reason: StopReason | None = None
+        #: after a stop event on a route with required handlers: the bound on waiting
+        self._stop_timer: asyncio.TimerHandle | None = None
         #: told of start, DTMF, bus events and end (set by the server; None: nobody)
         self.observer: StreamObserver | None = None
         self.start_event: Start | None = None
         self.stream_id = "-"
         self.call_id = "-"
         self.ctx: StreamContext | None = None
-        self.handlers = StreamHandlers(metrics)
+        self.handlers = StreamHandlers(
+            metrics, required=route.required, on_required_failure=self._required_failed
+        )
         #: the stream's handler runners, in route order
         self.runners: list[HandlerRunner] = self.handlers.runners
         self.connected_at = time.monotonic()
@@ -345,7 +353,14 @@ class Session:
             self.handlers.push(event)
         elif type(event) is Stop:
             self.end(StopReason.STOP_EVENT)
-            self.close(CloseCode.NORMAL, "stream stopped")
+            if self.route.required:
+                # The close code tells whether the required handlers finished their work
+                # (a recording's last flush), so it waits for their on_stop (bounded).
+                loop = asyncio.get_running_loop()
+                self._stop_timer = loop.call_later(STOP_CLOSE_WAIT_S, self._close_stopped)
+                self.handlers.when_stopped(self._close_stopped)
+            else:
+                self.close(CloseCode.NORMAL, "stream stopped")
 
     def _on_start(self, start: Start) -> None:
         ids = stream_ids(start, self.query)
@@ -457,6 +472,28 @@ class Session:
         self.handlers.wakeup(handler)
 
     # -- end -----------------------------------------------------------------------------
+
+    def _required_failed(self, handler: str, reason: str) -> None:
+        """A handler the route requires failed: the stream cannot go on (1011)."""
+        if not self.ended:
+            self.metrics.required_handler_closes[handler] += 1
+            self.logger.error("closing stream: required handler %s failed", handler)
+            self.close(CloseCode.INTERNAL_ERROR, reason)
+        elif self._stop_timer is not None:  # a stop event waits for the handlers: tell it
+            self.metrics.required_handler_closes[handler] += 1
+
+    def _close_stopped(self) -> None:
+        # Once, after a stop event on a route with required handlers: 1011 with the
+        # reason when one of them failed, else 1000.
+        timer, self._stop_timer = self._stop_timer, None
+        if timer is None:
+            return
+        timer.cancel()
+        failure = self.handlers.required_failure
+        if failure is not None:
+            self.outlet.close(CloseCode.INTERNAL_ERROR, failure)
+        else:
+            self.outlet.close(CloseCode.NORMAL, "stream stopped")
 
     def close(self, code: int, reason: str) -> None:
         """Close the socket with ``code`` (the session ends when the transport is lost)."""

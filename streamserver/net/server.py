@@ -76,6 +76,7 @@ def build_routes(settings: Settings) -> dict[str, Route]:
             expect_format=(
                 AudioFormat.from_content_type(rs.expect_format) if rs.expect_format else None
             ),
+            required=frozenset(rs.required_handlers),
         )
     return routes
 
