@@ -408,6 +408,11 @@ class Recorder(Handler):
             f.write(data)
             update_header(f)
         except (RuntimeError, AssertionError) as exc:
+            if self.opts.format == "wav":
+                # libsndfile keeps its WAV header true to the bytes it wrote: count those.
+                with contextlib.suppress(RuntimeError):
+                    update_header(f)
+                    self._file_samples[key] = f.seek(0, sf.SEEK_END)
             try:
                 probe(self._dir)
             except OSError as os_exc:

@@ -40,18 +40,16 @@ from .protocol.dialect import Dialect
 from .protocol.events import ClearedAudio, Dtmf, Media, PlayedStream, Start, Stop, Unknown
 from .protocol.neutral import AnyEvent, Connected, ProviderError
 from .protocol.websocket import CloseCode
-from .runner import HandlerRunner, StreamHandlers
+from .runner import HandlerRunner
 from .session_config import Outlet, Route, SessionLimits
 from .session_state import SessionState, Trigger, next_state
+from .stream_handlers import StreamHandlers
 from .stream_report import log_ended, summary
 from .stream_start import log_started, safe_id, stream_context, stream_ids
 
 __all__ = ["Outlet", "Route", "Session", "SessionLimits", "safe_id"]
 
 log = logging.getLogger("streamserver.session")
-
-#: After a stop event, how long the close waits for required handlers to finish.
-STOP_CLOSE_WAIT_S = 10.0
 
 
 class Session:
@@ -71,7 +69,6 @@ class Session:
         "_odd_mask",
         "_playback",
         "_rate",
-        "_stop_timer",
         "_tracks",
         "audio_bytes",
         "bytes_received",
@@ -130,17 +127,13 @@ class Session:
         self.started = False
         self.ended = False
         self.stop_reason: StopReason | None = None
-        #: after a stop event on a route with required handlers: the bound on waiting
-        self._stop_timer: asyncio.TimerHandle | None = None
         #: told of start, DTMF, bus events and end (set by the server; None: nobody)
         self.observer: StreamObserver | None = None
         self.start_event: Start | None = None
         self.stream_id = "-"
         self.call_id = "-"
         self.ctx: StreamContext | None = None
-        self.handlers = StreamHandlers(
-            metrics, required=route.required, on_required_failure=self._required_failed
-        )
+        self.handlers = StreamHandlers(metrics, route.required, self._required_failed)
         #: the stream's handler runners, in route order
         self.runners: list[HandlerRunner] = self.handlers.runners
         self.connected_at = time.monotonic()
@@ -353,14 +346,7 @@ class Session:
             self.handlers.push(event)
         elif type(event) is Stop:
             self.end(StopReason.STOP_EVENT)
-            if self.route.required:
-                # The close code tells whether the required handlers finished their work
-                # (a recording's last flush), so it waits for their on_stop (bounded).
-                loop = asyncio.get_running_loop()
-                self._stop_timer = loop.call_later(STOP_CLOSE_WAIT_S, self._close_stopped)
-                self.handlers.when_stopped(self._close_stopped)
-            else:
-                self.close(CloseCode.NORMAL, "stream stopped")
+            self.handlers.close_after_stop(self.outlet.close)  # 1000, or why not
 
     def _on_start(self, start: Start) -> None:
         ids = stream_ids(start, self.query)
@@ -473,27 +459,13 @@ class Session:
 
     # -- end -----------------------------------------------------------------------------
 
-    def _required_failed(self, handler: str, reason: str) -> None:
+    def _required_failed(self, handler: str, reason: str) -> bool:
         """A handler the route requires failed: the stream cannot go on (1011)."""
-        if not self.ended:
-            self.metrics.required_handler_closes[handler] += 1
-            self.logger.error("closing stream: required handler %s failed", handler)
-            self.close(CloseCode.INTERNAL_ERROR, reason)
-        elif self._stop_timer is not None:  # a stop event waits for the handlers: tell it
-            self.metrics.required_handler_closes[handler] += 1
-
-    def _close_stopped(self) -> None:
-        # Once, after a stop event on a route with required handlers: 1011 with the
-        # reason when one of them failed, else 1000.
-        timer, self._stop_timer = self._stop_timer, None
-        if timer is None:
-            return
-        timer.cancel()
-        failure = self.handlers.required_failure
-        if failure is not None:
-            self.outlet.close(CloseCode.INTERNAL_ERROR, failure)
-        else:
-            self.outlet.close(CloseCode.NORMAL, "stream stopped")
+        if self.ended:
+            return False
+        self.logger.error("closing stream: required handler %s failed", handler)
+        self.close(CloseCode.INTERNAL_ERROR, reason)
+        return True
 
     def close(self, code: int, reason: str) -> None:
         """Close the socket with ``code`` (the session ends when the transport is lost)."""
