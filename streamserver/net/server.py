@@ -27,7 +27,7 @@ from ..observer import StreamObserver
 from ..protocol.websocket import CloseCode
 from ..session import Route, Session, SessionLimits
 from ..settings import Settings
-from ..signature import TwilioUpgradeVerifier, UpgradeVerifier
+from ..signature import NonceCache, TwilioUpgradeVerifier, UpgradeVerifier
 from .batching import ReadBatcher, WriteCoalescer
 from .connection import CLOSE_TIMEOUT_S, Connection
 from .gate import Gate
@@ -113,12 +113,13 @@ class StreamServer:
             handler_max_events=ss.handler_max_events,
             doctor_silence_s=ss.doctor_silence_s,
         )
+        self._nonces: NonceCache | None = None
         verifier = twilio_verifier = None
         if sv.verify_signatures:
             plivo, twilio = settings.plivo, settings.twilio
             tokens = [t for t in [plivo.auth_token, *plivo.extra_auth_tokens] if t]
             if tokens:
-                verifier = UpgradeVerifier(tokens, sv.public_url, nonce_cache(sv))
+                verifier = UpgradeVerifier(tokens, sv.public_url, self.nonces())
             tokens = [t for t in [twilio.auth_token, *twilio.extra_auth_tokens] if t]
             if tokens:
                 twilio_verifier = TwilioUpgradeVerifier(tokens, sv.public_url)
@@ -168,6 +169,14 @@ class StreamServer:
     def routes(self) -> dict[str, Route]:
         """WebSocket path -> route (may be changed while serving)."""
         return self.gate.routes
+
+    def nonces(self) -> NonceCache:
+        """The process's replay cache for signed requests (upgrades and the control app's
+        callbacks alike): in ``[server] nonce_dir`` across restarts, else in memory. Made
+        on first use, so a server that checks no signature creates no file."""
+        if self._nonces is None:
+            self._nonces = nonce_cache(self.settings.server)
+        return self._nonces
 
     @property
     def verifier(self) -> UpgradeVerifier | None:
