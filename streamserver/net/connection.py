@@ -78,6 +78,10 @@ class ConnectionOwner(Protocol):
         """A TCP connection arrived."""
         ...
 
+    def open_session(self, conn: Connection, accept: Accept) -> Session:
+        """The session that consumes the stream ``conn`` was upgraded to."""
+        ...
+
     def stream_opened(self, conn: Connection) -> None:
         """``conn`` was upgraded: its :attr:`Connection.session` is live."""
         ...
@@ -526,15 +530,7 @@ class Connection(asyncio.Protocol):
 
     def _open(self, accept: Accept) -> None:
         owner = self._owner
-        session = Session(
-            self,
-            accept.route,
-            self._metrics,
-            path=accept.path,
-            query=accept.query,
-            limits=owner.limits,
-            peer=self.peer,
-        )
+        session = owner.open_session(self, accept)
         self.session = self._fast_session = session
         self._reader = FrameReader(
             on_text=session.feed_text,

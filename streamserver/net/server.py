@@ -30,7 +30,7 @@ from ..settings import Settings
 from ..signature import NonceCache, TwilioUpgradeVerifier, UpgradeVerifier
 from .batching import ReadBatcher, WriteCoalescer
 from .connection import CLOSE_TIMEOUT_S, Connection
-from .gate import Gate
+from .gate import Accept, Gate
 from .limits import FD_HEADROOM, HEALTH_RESERVE, ConnectionLimits, raise_fd_limit
 
 __all__ = ["TICK_S", "HttpApp", "StreamServer", "build_routes", "tls_context"]
@@ -226,6 +226,17 @@ class StreamServer:
                 return
             conn.health_only = True
         self.connections.add(conn)
+
+    def open_session(self, conn: Connection, accept: Accept) -> Session:
+        return Session(
+            conn,
+            accept.route,
+            self.metrics,
+            path=accept.path,
+            query=accept.query,
+            limits=self.limits,
+            peer=conn.peer,
+        )
 
     def stream_opened(self, conn: Connection) -> None:
         assert conn.session is not None

@@ -368,15 +368,25 @@ class PlivoStreamClient:
         dtmf = self._dtmf
         next_dtmf = 0
         echo = self._echo
+        behind = 0  # frames sent late in a row (catching up without sleeping)
         for tick in range(self._n_ticks):
             if self._abort.is_set():
                 return
             if o.speed is not None:
                 due = self._t0 + tick * step
                 if _now() < due:
+                    behind = 0
                     await self._sleeper.until(due)
                     if self._abort.is_set():
                         return
+                else:
+                    behind += 1
+                    if behind % _YIELD_EVERY == 0:
+                        # Late frames go out at once, but not in one run that would starve
+                        # the loop: an overloaded process must still see a stop or SIGTERM.
+                        await asyncio.sleep(0)
+                        if self._abort.is_set():
+                            return
                 now = _now()
                 lateness.append(max(0.0, (now - due) * 1000.0))
             elif tick and tick % _YIELD_EVERY == 0:
