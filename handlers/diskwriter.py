@@ -1,10 +1,10 @@
 """The recorders' one writer thread and the once-per-interval flush that feeds it.
 
 Every recorder of the process buffers audio on the event loop; :class:`DiskWriter`
-collects all of their buffers once per ``flush_interval_s`` and writes them in one job on
-the single writer thread (:func:`writer`): one timer and one thread hand-off per second for
-the whole process, instead of a wake-up, a future and a coroutine per stream. One thread
-keeps each file's writes in order and disk I/O off the event loop.
+collects their buffers once per ``flush_interval_s`` and writes them on the single writer
+thread (:func:`writer`): a few timers and thread hand-offs per second for the whole
+process, instead of a wake-up, a future and a coroutine per stream. One thread keeps each
+file's writes in order and disk I/O off the event loop.
 """
 
 from __future__ import annotations
@@ -46,14 +46,23 @@ class Flushable(Protocol):
 
 
 class DiskWriter:
-    """The flush timer of one event loop and interval, shared by its recorders."""
+    """The flush timer of one event loop and interval, shared by its recorders.
 
+    The recorders are spread over ``SLICES`` slices, one flushed every
+    ``interval_s / SLICES``: each is still flushed once per interval, and the work (on the
+    loop, and the writer thread's share of the GIL) comes in small pieces, not one burst
+    that would stall every stream at once.
+    """
+
+    SLICES = 10
     _by_key: dict[tuple[int, float], DiskWriter] = {}  # noqa: RUF012 - process registry
 
     def __init__(self, loop: asyncio.AbstractEventLoop, interval_s: float) -> None:
         self.loop = loop
         self.interval_s = interval_s
-        self.recorders: set[Flushable] = set()
+        self.slices: list[set[Flushable]] = [set() for _ in range(self.SLICES)]
+        self.where: dict[Flushable, int] = {}
+        self.turn = 0
         self.handle: asyncio.TimerHandle | None = None
 
     @classmethod
@@ -67,20 +76,30 @@ class DiskWriter:
         return w
 
     def add(self, rec: Flushable) -> None:
-        self.recorders.add(rec)
+        # Into the emptiest slice, which is the next to be flushed among equals: a new
+        # recording is flushed within one interval, like every other.
+        k = min(
+            range(self.SLICES), key=lambda i: (len(self.slices[i]), (i - self.turn) % self.SLICES)
+        )
+        self.slices[k].add(rec)
+        self.where[rec] = k
         if self.handle is None:
-            self.handle = self.loop.call_later(self.interval_s, self._tick)
+            self.handle = self.loop.call_later(self.interval_s / self.SLICES, self._tick)
 
     def remove(self, rec: Flushable) -> None:
-        self.recorders.discard(rec)
+        k = self.where.pop(rec, None)
+        if k is not None:
+            self.slices[k].discard(rec)
 
     def _tick(self) -> None:
         self.handle = None
-        if not self.recorders:
+        if not self.where:
             return
-        self.handle = self.loop.call_later(self.interval_s, self._tick)
+        self.handle = self.loop.call_later(self.interval_s / self.SLICES, self._tick)
+        due = self.slices[self.turn]
+        self.turn = (self.turn + 1) % self.SLICES
         jobs = []
-        for rec in self.recorders:
+        for rec in due:
             batches = rec.collect(final=False)
             if batches:
                 jobs.append((rec, batches))

@@ -25,29 +25,39 @@ delivered; 408, 429, 5xx and transport errors are retried with exponential backo
 (delivered, failed, dropped, retried) are logged per stream at its end and available for
 the process from :func:`stats`. At stream end the handler waits up to ``flush_timeout_s``
 for that stream's events, so a graceful shutdown delivers them.
+
+``mode = "jetstream"``: the handler sends nothing; ``streamserver webhook relay``
+(:mod:`streamserver.webhooks.relay`) delivers the bus's events from a durable JetStream
+consumer in its own process. The signature, the options and one delivery's retry policy
+live in :mod:`streamserver.webhooks`, shared by both modes.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import os
-import random
 import time
 import uuid
 import weakref
 from collections import Counter, deque
 from collections.abc import Callable, Mapping
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
 import msgspec
 
-from streamserver import __version__
 from streamserver.handler import BusEvent, Handler, StopReason, StreamContext
 from streamserver.protocol.events import Dtmf
+from streamserver.webhooks import (
+    DEFAULT_EVENTS,
+    SIGNATURE_HEADER,
+    WebhookOptions,
+    new_client,
+    post_once,
+    retry_delay,
+    sign,
+    verify_signature,
+)
 
 __all__ = [
     "DEFAULT_EVENTS",
@@ -59,82 +69,6 @@ __all__ = [
     "stats",
     "verify_signature",
 ]
-
-SIGNATURE_HEADER = "X-Streamserver-Signature"
-DEFAULT_EVENTS = ("stream.start", "stream.stop", "dtmf", "transcript", "handler.error")
-_RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
-_USER_AGENT = f"streamserver-webhook/{__version__}"
-
-
-def sign(secret: str, body: bytes, timestamp: int | None = None) -> str:
-    """The ``X-Streamserver-Signature`` value for ``body``: ``t=<unix>,v1=<hex>``."""
-    t = int(time.time()) if timestamp is None else timestamp
-    mac = hmac.new(secret.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
-    return f"t={t},v1={mac}"
-
-
-def verify_signature(
-    secret: str,
-    header: str,
-    body: bytes,
-    *,
-    tolerance_s: float = 300.0,
-    now: float | None = None,
-) -> bool:
-    """Check a ``X-Streamserver-Signature`` header against the raw request ``body``.
-
-    True when one ``v1`` value matches and ``t`` is within ``tolerance_s`` of ``now``.
-    """
-    try:
-        parts = [p.split("=", 1) for p in header.split(",")]
-        t = int(next(v for k, v in parts if k.strip() == "t"))
-        macs = [v.strip() for k, v in parts if k.strip() == "v1"]
-    except (ValueError, StopIteration):
-        return False
-    current = time.time() if now is None else now
-    if abs(current - t) > tolerance_s:
-        return False
-    want = hmac.new(secret.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
-    return any(hmac.compare_digest(want, m) for m in macs)
-
-
-class WebhookOptions(msgspec.Struct, forbid_unknown_fields=True):
-    """``[handler.webhook]`` options."""
-
-    #: Where events are POSTed (required: without it the handler sends nothing).
-    url: str = ""
-    #: HMAC key for the signature header; or the name of an environment variable holding it.
-    #: Neither: requests are not signed.
-    secret: str = ""
-    secret_env: str = ""
-    #: Events to forward: the built-in ones and any other bus topic.
-    events: list[str] = msgspec.field(default_factory=lambda: list(DEFAULT_EVENTS))
-    #: Extra request headers (e.g. an Authorization for your endpoint).
-    headers: dict[str, str] = msgspec.field(default_factory=dict)
-    timeout_s: float = 5.0
-    #: Tries per event, the first included.
-    max_attempts: int = 5
-    #: Wait before retry n: backoff_initial_s * 2**(n-1), at most backoff_max_s, jittered.
-    backoff_initial_s: float = 0.5
-    backoff_max_s: float = 30.0
-    #: Events waiting to be sent, for the whole process; more are dropped.
-    max_queue: int = 1000
-    #: Requests in flight at once, for the whole process.
-    concurrency: int = 4
-    #: At stream end, wait this long for the stream's events to be delivered.
-    flush_timeout_s: float = 5.0
-
-    def __post_init__(self) -> None:
-        if self.url and not self.url.startswith(("http://", "https://")):
-            raise ValueError(f"url {self.url!r} must start with http:// or https://")
-        if self.max_attempts < 1 or self.max_queue < 1 or self.concurrency < 1:
-            raise ValueError("max_attempts, max_queue and concurrency must be at least 1")
-        if self.timeout_s <= 0 or self.backoff_initial_s < 0 or self.flush_timeout_s < 0:
-            raise ValueError("timeout_s must be > 0; backoff and flush times >= 0")
-        if self.backoff_max_s < self.backoff_initial_s:
-            raise ValueError("backoff_max_s must be >= backoff_initial_s")
-        if not self.events:
-            raise ValueError("events is empty: nothing would be sent")
 
 
 # --- delivery -------------------------------------------------------------------------------
@@ -230,66 +164,37 @@ class _Dispatcher:
 
     def _http(self) -> httpx.AsyncClient:
         if self._client is None:
-            headers = {"User-Agent": _USER_AGENT, **self.o.headers}
-            self._client = httpx.AsyncClient(timeout=self.o.timeout_s, headers=headers)
+            self._client = new_client(self.o)
         return self._client
 
     async def _deliver(self, d: _Delivery) -> str:
         o = self.o
         for attempt in range(1, o.max_attempts + 1):
-            headers = {
-                "Content-Type": "application/json",
-                "X-Streamserver-Event": d.event,
-                "X-Streamserver-Delivery": d.id,
-                "X-Streamserver-Attempt": str(attempt),
-            }
-            if self.secret:
-                headers[SIGNATURE_HEADER] = sign(self.secret, d.body)
-            retry_after: float | None = None
-            try:
-                r = await self._http().post(o.url, content=d.body, headers=headers)
-            except httpx.HTTPError as exc:
-                problem = f"{type(exc).__name__}: {exc}"
-            else:
-                if 200 <= r.status_code < 300:
-                    return "delivered"
-                problem = f"HTTP {r.status_code}"
-                if r.status_code not in _RETRY_STATUS:
-                    d.log.warning(
-                        "webhook: %s %s refused with %s; not retried", d.event, d.id, problem
-                    )
-                    return "failed"
-                retry_after = _retry_after(r.headers.get("retry-after"))
+            result = await post_once(
+                self._http(), o, self.secret, event=d.event, delivery_id=d.id, body=d.body,
+                attempt=attempt,
+            )  # fmt: skip
+            if result.outcome == "delivered":
+                return "delivered"
+            if result.outcome == "failed":
+                d.log.warning(
+                    "webhook: %s %s refused with %s; not retried", d.event, d.id, result.problem
+                )
+                return "failed"
             if attempt == o.max_attempts:
                 d.log.warning(
                     "webhook: %s %s failed after %d attempts (last: %s)",
                     d.event,
                     d.id,
                     attempt,
-                    problem,
+                    result.problem,
                 )
                 return "failed"
-            delay = min(o.backoff_max_s, o.backoff_initial_s * 2 ** (attempt - 1))
-            delay *= random.uniform(0.8, 1.0)  # spread retries of many senders apart
-            if retry_after is not None:
-                delay = min(o.backoff_max_s, max(delay, retry_after))
+            delay = retry_delay(o, attempt, result.retry_after_s)
             d.tracker.count("retried")
-            d.log.debug("webhook: %s %s: %s; retry in %.2fs", d.event, d.id, problem, delay)
+            d.log.debug("webhook: %s %s: %s; retry in %.2fs", d.event, d.id, result.problem, delay)
             await asyncio.sleep(delay)
         return "failed"  # pragma: no cover - the loop always returns
-
-
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None
 
 
 _dispatchers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[bytes, _Dispatcher]] = (
@@ -335,10 +240,7 @@ class Webhook(Handler):
     ) -> None:
         super().__init__(ctx, options)
         self.opts: WebhookOptions = self.options
-        env = os.environ if environ is None else environ
-        self._secret = self.opts.secret or (
-            env.get(self.opts.secret_env, "") if self.opts.secret_env else ""
-        )
+        self._secret = self.opts.secret_value(os.environ if environ is None else environ)
         self._events = frozenset(self.opts.events)
         self._seq = 0
         self._tracker = _Tracker(self.count)
@@ -347,7 +249,7 @@ class Webhook(Handler):
 
     def send(self, event: str, data: Any) -> bool:
         """Queue one event for delivery; False if it was dropped (queue full)."""
-        if event not in self._events or not self.opts.url:
+        if event not in self._events or not self.opts.url or self.opts.mode != "inline":
             return False
         if self._dispatcher is None:
             self._dispatcher = _dispatcher(self.opts, self._secret)
@@ -382,6 +284,8 @@ class Webhook(Handler):
         if not self.opts.url:
             ctx.logger.warning("webhook: no url set in [handler.webhook]; nothing will be sent")
             return
+        if self.opts.mode != "inline":
+            return  # the relay delivers this stream's events from the bus
         self.send(
             "stream.start",
             {

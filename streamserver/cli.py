@@ -208,6 +208,7 @@ def _add_optional(sub: Any) -> None:
         "streamserver.commands.recordings",
         "streamserver.commands.demo",
         "streamserver.commands.bus",
+        "streamserver.commands.webhook",
         "streamserver.loadtest.cli",
     ):
         try:

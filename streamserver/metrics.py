@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 __all__ = ["Metrics", "StreamCounters"]
@@ -60,6 +60,7 @@ class Metrics:
         "log_suppressed",
         "loop_lag_max_s",
         "loop_lag_s",
+        "loop_utilisation",
         "pings_unanswered",
         "read_batch_stalls",
         "reordered",
@@ -67,12 +68,14 @@ class Metrics:
         "resyncs",
         "send_buffer_overflows",
         "signature_checks",
+        "sources",
         "started_at",
         "stop_reasons",
         "streams_active",
         "streams_by_provider",
         "streams_read_batched",
         "streams_total",
+        "writes_paired",
     )
 
     def __init__(self) -> None:
@@ -125,6 +128,8 @@ class Metrics:
         # Timing
         self.decode_seconds = 0.0
         self.loop_lag_s = 0.0
+        self.loop_utilisation = 0.0
+        self.writes_paired = False
         self.loop_lag_max_s = 0.0
         self.gc_collections: defaultdict[int, int] = defaultdict(int)
         self.gc_pause_s = 0.0
@@ -135,6 +140,9 @@ class Metrics:
         self.callbacks: defaultdict[str, int] = defaultdict(int)
         # Control-app requests refused before the app saw them whole (reason)
         self.control_rejected: defaultdict[str, int] = defaultdict(int)
+        #: More families, rendered after these at every scrape (the bus's and the
+        #: uploader's counters: :mod:`streamserver.wiring_metrics`)
+        self.sources: list[Callable[[], str]] = []
 
     def retire(self, stream: StreamCounters) -> None:
         """Fold an ended stream's counters into the totals (idempotent)."""
@@ -341,6 +349,18 @@ class Metrics:
             "Max event-loop lag since start.",
             self.loop_lag_max_s,
         )
+        metric(
+            "event_loop_utilisation",
+            "gauge",
+            "Share of one CPU the event loop's thread used over the last tick.",
+            self.loop_utilisation,
+        )
+        metric(
+            "writes_paired",
+            "gauge",
+            "1 while busy: outgoing audio waits to pair frames per write ([session] send_batch_*).",
+            1 if self.writes_paired else 0,
+        )
         labelled(
             "gc_collections_total",
             "counter",
@@ -372,6 +392,7 @@ class Metrics:
             "reason",
             dict(self.control_rejected),
         )
+        out.extend(source().rstrip("\n") for source in self.sources)
         return "\n".join(out) + "\n"
 
 

@@ -54,6 +54,7 @@ class Playback:
         "_send_timeout_s",
         "_step",
         "_unique",
+        "_whole",
         "active",
         "fmt",
         "frames_sent",
@@ -86,6 +87,7 @@ class Playback:
         self._encode_play = PLIVO.encode_play
         self._send_audio = outlet.send_text
         self._step = 0  # bytes per outbound audio frame
+        self._whole = True
         self._pending = b""  # audio waiting to fill a frame (dialects with play_frame_ms > 20)
         self._unique = False  # checkpoints go out under unique wire names (name#n)
         self._names: dict[str, str] = {}  # wire name -> the handler's name (unique mode)
@@ -106,6 +108,7 @@ class Playback:
         out = self._outlet
         self._send_audio = out.send_binary if dialect.binary_audio else out.send_text
         self._step = fmt.frame_bytes * dialect.play_frame_ms // 20
+        self._whole = self._step == fmt.frame_bytes  # handlers' 20 ms frames go as they are
         # Every provider but Plivo (whose names the emulator and load tester match) gets
         # each checkpoint under a unique wire name: a mark echoed after a clear (Twilio
         # documents it) can never resolve a newer checkpoint of the same name.
@@ -177,7 +180,7 @@ class Playback:
         if fmt is None or not self.active or not payload:
             return
         step = self._step
-        if self._pending or step != fmt.frame_bytes:
+        if self._pending or not self._whole:
             self._play_buffered(payload, step)
             return
         if len(payload) <= step:

@@ -110,9 +110,14 @@ class StreamService:
                 self.uploader = RecordingUploader(StorageSettings.from_table(storage_table))
         except ValueError as exc:
             raise ConfigError(str(exc)) from exc
+        from .wiring_metrics import bus_source, storage_source
+
         self.observer = CallObserver(self.bus, self.uploader)
+        if self.bus is not None:
+            self.server.metrics.sources.append(bus_source(self.bus))
         if self.uploader is not None:
             self.uploader.on_uploaded = self.observer.recording_uploaded
+            self.server.metrics.sources.append(storage_source(self.uploader))
         self.server.observer = self.observer
 
     def _check_handlers(self) -> None:

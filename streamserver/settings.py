@@ -97,13 +97,16 @@ class SessionSettings:
     #: Events (DTMF, unknown and bus events, gaps...) queued per handler; past it new
     #: ones are dropped and counted (streamserver_handler_dropped_events_total).
     handler_max_events: int = 1000
-    #: Outgoing audio frames per socket write: 1 writes each playAudio at once; 2+
-    #: coalesces up to that many (fewer syscalls, up to send_batch_delay_ms more latency;
-    #: control messages are never delayed).
+    #: Outgoing audio is written at the end of the event loop's pass that produced it (no
+    #: added latency). Only while the server is busy (below) does a frame wait up to
+    #: send_batch_delay_ms for the stream's next one, send_batch_frames per socket write:
+    #: half the syscalls when the CPU is short. 1 = never. Control messages never wait.
     send_batch_frames: int = 2
     send_batch_delay_ms: float = 30.0
-    #: Coalesce only while at least this many streams are open: a lightly loaded server
-    #: writes every frame at once (lowest latency), a busy one saves the syscalls.
+    #: Busy: the event loop's thread used at least this share of a CPU over the last
+    #: tick (streamserver_event_loop_utilisation); pairing stops 0.15 below it.
+    send_batch_busy: float = 0.85
+    #: ... and at least this many streams are open.
     send_batch_min_streams: int = 200
     #: The stream doctor: no inbound audio for this long on an open stream is reported
     #: (a log line, streamserver_doctor_total{kind="silence"}, a doctor.silence event). 0 = off.
@@ -440,6 +443,8 @@ def _validate(s: Settings) -> None:
         raise ConfigError("session.handler_queue_s: must be > 0")
     if ss.send_batch_frames < 1:
         raise ConfigError("session.send_batch_frames: must be at least 1 (1 = no batching)")
+    if not 0 < ss.send_batch_busy <= 1:
+        raise ConfigError("session.send_batch_busy: must be in (0, 1] (a share of one CPU)")
     if ss.send_batch_min_streams < 0:
         raise ConfigError("session.send_batch_min_streams: must be >= 0")
     if not 1 <= ss.read_batch_frames <= 10:

@@ -1,22 +1,30 @@
-"""Workers on one host: the port bound once, N forked worker processes sharing it.
+"""Workers on one host: the port bound by the supervisor, N forked worker processes serving it.
 
 ``streamserver serve --workers N`` runs a :class:`Supervisor`: it binds the listening
-socket, then forks N workers that inherit it; each runs its own uvloop with a
-:class:`~streamserver.service.StreamService` on that socket, and the kernel hands every
-new connection to one of them. One shared socket, not ``SO_REUSEPORT``: closing a
-reuse-port socket drops the connections queued on it, so a draining worker would lose
-them; with one shared accept queue a worker that stops accepting leaves its queue to
-the others.
+sockets, then forks N workers that inherit them; each runs its own uvloop with a
+:class:`~streamserver.service.StreamService` on its socket.
 
+- **One ``SO_REUSEPORT`` socket per worker** (nginx's ``listen ... reuseport``): the kernel
+  picks the socket of each new connection by a hash of its 4-tuple, so connections spread
+  evenly over the workers whatever their load or wake-up order. (One socket shared by all
+  workers lets whichever worker wakes first accept a whole burst: 200 streams landed on
+  one worker of two.) The supervisor keeps every worker's socket open for its whole life,
+  so a worker that exits never closes its socket: the connections queued on it wait for
+  the restarted worker instead of being reset, which is what makes ``SO_REUSEPORT`` safe
+  here. With one worker there is one plain socket.
 - A worker that dies is restarted after a backoff (0.5 s, doubling while it keeps dying
   within 10 s of its start, at most 30 s), counted in
   ``streamserver_worker_restarts_total{worker}`` and logged; the other workers and their
   calls are not touched.
 - SIGTERM / SIGINT: every worker gets SIGTERM at once (so ``/readyz`` answers 503 from
-  all of them) and drains as a single server does; the supervisor waits for them and
-  exits 0.
+  all of them) and drains as a single server does; the supervisor closes its copies of
+  the sockets, waits for the workers and exits 0.
 - ``/metrics``: see :mod:`streamserver.worker_metrics` (every worker's series, labelled).
-- The control app (``[control]``, its own port) runs in worker 0 only.
+- The control app (``[control]``, its own port) runs in worker 0 only; on the stream
+  port (``port = "same"``) every worker serves it. Either way ``GET /streams`` lists the
+  whole host's streams and a callback reaches its call's streams on any worker: the
+  workers answer each other on Unix sockets in the shared directory
+  (:mod:`streamserver.worker_peers`).
 
 The supervisor is a plain synchronous loop (``sigtimedwait``): it never runs an event
 loop, so each worker starts from a clean fork.
@@ -40,7 +48,7 @@ from . import __version__
 from .settings import Settings
 from .worker_metrics import SUPERVISOR_FILE, MetricsBoard, worker_file
 
-__all__ = ["Supervisor", "usable_cores", "worker_count"]
+__all__ = ["Supervisor", "listen_sockets", "usable_cores", "worker_count"]
 
 log = logging.getLogger("streamserver.supervisor")
 
@@ -64,6 +72,28 @@ def worker_count(value: int | str) -> int:
     return usable_cores() if value == "auto" else int(value)
 
 
+def listen_sockets(host: str, port: int, count: int) -> list[socket.socket]:
+    """``count`` listening sockets on ``host:port`` (0: a free port, the same for all).
+
+    One: a plain socket. More: each with ``SO_REUSEPORT``, after a plain probe bind of the
+    port, so that a port another server holds is refused (as with one worker) rather than
+    silently shared with a reuse-port group of the same user.
+    """
+    if count <= 1:
+        return [socket.create_server((host, port), backlog=1024)]
+    with socket.create_server((host, port)) as probe:
+        port = probe.getsockname()[1]
+    socks: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            socks.append(socket.create_server((host, port), backlog=1024, reuse_port=True))
+    except OSError:
+        for sock in socks:
+            sock.close()
+        raise
+    return socks
+
+
 @dataclass
 class _Worker:
     index: int
@@ -84,7 +114,7 @@ class Supervisor:
         self.settings = settings
         self.workers = [_Worker(i) for i in range(workers)]
         self.cpus = list(cpus)
-        self.sock: socket.socket | None = None
+        self.socks: list[socket.socket] = []
         self.metrics_dir = Path()
         self.draining = False
 
@@ -93,7 +123,7 @@ class Supervisor:
     def run(self) -> int:
         sv = self.settings.server
         try:
-            self.sock = socket.create_server((sv.host, sv.port), backlog=1024)
+            self.socks = listen_sockets(sv.host, sv.port, len(self.workers))
         except OSError as exc:
             log.error(
                 "cannot listen on %s:%s: %s (is another server using the port? try --port)",
@@ -102,7 +132,7 @@ class Supervisor:
                 exc.strerror or exc,
             )
             return 1
-        port = self.sock.getsockname()[1]
+        port = self.socks[0].getsockname()[1]
         shm = Path("/dev/shm")
         base = str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
         self.metrics_dir = Path(tempfile.mkdtemp(prefix="streamserver-metrics-", dir=base))
@@ -120,7 +150,7 @@ class Supervisor:
             self._loop()
             return 0
         finally:
-            self.sock.close()
+            self._close_sockets()
             shutil.rmtree(self.metrics_dir, ignore_errors=True)
             signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
 
@@ -155,6 +185,7 @@ class Supervisor:
             w.pid = 0
             gone.append(w)
             worker_file(self.metrics_dir, w.index).unlink(missing_ok=True)
+            (self.metrics_dir / f"worker-{w.index}.sock").unlink(missing_ok=True)  # its peers'
             how = (
                 f"signal {os.WTERMSIG(status)}"
                 if os.WIFSIGNALED(status)
@@ -188,8 +219,7 @@ class Supervisor:
             w.due = 0.0
             if w.pid:
                 os.kill(w.pid, signal.SIGTERM)
-        assert self.sock is not None
-        self.sock.close()  # the workers hold their own copies until they finish
+        self._close_sockets()  # the workers hold their own copies until they finish
         sv = self.settings.server
         # Each worker bounds its own drain; this is only a backstop against a stuck one.
         deadline = time.monotonic() + sv.drain_timeout_s + sv.handler_stop_timeout_s + 15
@@ -204,6 +234,10 @@ class Supervisor:
             signal.sigtimedwait(_SIGNALS, min(1.0, max(0.01, left)))
             self._reap()
         log.info("all workers drained; bye")
+
+    def _close_sockets(self) -> None:
+        for sock in self.socks:
+            sock.close()
 
     def _write_metrics(self) -> None:
         lines = [
@@ -236,8 +270,13 @@ class Supervisor:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
             if self.cpus:
                 os.sched_setaffinity(0, {self.cpus[w.index % len(self.cpus)]})
-            assert self.sock is not None
-            code = _run_worker(self.settings, self.sock, w.index, self.metrics_dir)
+            # Only its own socket: a copy of another worker's would keep that one open
+            # (queued connections never refused) after the supervisor closed it.
+            sock = self.socks[w.index % len(self.socks)]
+            for other in self.socks:
+                if other is not sock:
+                    other.close()
+            code = _run_worker(self.settings, sock, w.index, self.metrics_dir)
         except BaseException:
             log.exception("worker %d failed", w.index)
         finally:
@@ -251,6 +290,7 @@ def _run_worker(settings: Settings, sock: socket.socket, index: int, metrics_dir
 
     from .runtime import run_async
     from .service import StreamService
+    from .worker_peers import Peers, PeerServer
 
     parent = os.getppid()
 
@@ -275,7 +315,11 @@ def _run_worker(settings: Settings, sock: socket.socket, index: int, metrics_dir
             metrics_dir, index, lambda draining: service.server.metrics.render(draining=draining)
         )
         gate.render_metrics = board.render
+        peer_server = PeerServer(metrics_dir, index, service.server)
+        if service.control is not None:
+            service.control.peers = Peers(metrics_dir, index)
         await service.start()
+        await peer_server.start()
         board.start()
         log.info("worker %d (pid %d) serving on %s", index, os.getpid(), service.url)
         if service.control is not None:
@@ -285,6 +329,7 @@ def _run_worker(settings: Settings, sock: socket.socket, index: int, metrics_dir
         gate.draining = True
         board.set_draining()
         await service.aclose()
+        await peer_server.aclose()
         await board.aclose()
         orphan_watch.cancel()
         return 0

@@ -65,14 +65,16 @@ CORE = (
     "streamserver.handler",
 )
 #: What built-in handlers may import of ``streamserver`` (besides ``handlers.*`` itself and
-#: ``streamserver.__version__``, which the webhook puts in its User-Agent): today they use
-#: handler, audio and protocol.events; rest is allowed for a REST client a handler is
-#: given (none of the built-ins takes one yet).
+#: ``streamserver.__version__``): today they use handler, audio and protocol.events; rest
+#: is allowed for a REST client a handler is given (none of the built-ins takes one yet);
+#: webhooks holds the signature, options and delivery policy that the webhook handler
+#: shares with the JetStream relay (which runs outside the workers).
 HANDLER_API = (
     "streamserver.handler",
     "streamserver.audio",
     "streamserver.protocol.events",
     "streamserver.rest",
+    "streamserver.webhooks",
 )
 #: Tools that use only public names and never the wire layer or the command line.
 TOOLS = ("streamserver.emulator", "streamserver.loadtest", "streamserver.commands.demo")

@@ -40,3 +40,17 @@ def test_bench_hotpath_with_echo_writes_frames_back() -> None:
     assert r.returncode == 0, r.stderr
     written = int(re.search(r"([0-9,]+) bytes written back", r.stderr).group(1).replace(",", ""))
     assert written > 2 * 30 * 160  # every frame echoed as playAudio (base64 + JSON)
+
+
+def test_bench_scale_supervised_case_runs_and_reports() -> None:
+    r = _run("scripts/bench_scale.py", "--cases", "supervised", "-n", "5", "--duration", "1")
+    assert r.returncode == 0, r.stderr
+    # The load test ran against the one-worker supervisor and the table has its row (the
+    # run may be judged INVALID on a busy machine: the row is there either way).
+    m = re.search(r"^\| supervised \| 5 \| ([0-9.]+) \|", r.stdout, re.M)
+    assert m, r.stdout
+
+
+def test_bench_scale_refuses_an_unknown_case() -> None:
+    r = _run("scripts/bench_scale.py", "--cases", "bogus")
+    assert r.returncode == 2 and "unknown cases: bogus" in r.stderr

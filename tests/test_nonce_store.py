@@ -47,9 +47,11 @@ def test_an_unwritable_directory_falls_back_to_memory(tmp_path: Path) -> None:
 
 def test_verifier_with_a_persistent_cache_refuses_a_replay_after_restart(tmp_path: Path) -> None:
     headers = sign_headers(f"{PUBLIC}/stream", "tok", method="GET")
-    assert UpgradeVerifier(["tok"], PUBLIC, PersistentNonceCache(tmp_path)).verify(
-        "/stream", headers
-    ).ok
+    assert (
+        UpgradeVerifier(["tok"], PUBLIC, PersistentNonceCache(tmp_path))
+        .verify("/stream", headers)
+        .ok
+    )
     replay = UpgradeVerifier(["tok"], PUBLIC, PersistentNonceCache(tmp_path)).verify(
         "/stream", headers
     )

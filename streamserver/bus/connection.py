@@ -133,7 +133,8 @@ class BusConnection:
         for task in (self._task, *self._hook_tasks):
             if task is not None and not task.done():
                 task.cancel()
-                with contextlib.suppress(BaseException):
-                    await task
+                # Bounded: a connect attempt in nats-py's retry loop may take a moment
+                # to see the cancellation.
+                await asyncio.wait([task], timeout=self.settings.connect_timeout_s + 1)
         with contextlib.suppress(Exception):
             await self.nc.close()

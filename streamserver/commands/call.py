@@ -34,6 +34,9 @@ examples:
   streamserver call --to 14155550100 --from 14155550123 --stream-url --config my.toml
   streamserver call --to 14155550100 --from 14155550123 \\
       --stream-url wss://media.example.com/bot --control-url https://ctl.example.com
+  streamserver call --to 15550100486 --from 14155550123 --stream-url   # emulator: busy
+  streamserver call --to 14155550100 --from 14155550123 --stream-url \\
+      --sip-headers EmulatorOutcome=machine --machine-detection hangup  # see docs/emulator.md
 
 Two ways to tell Plivo what to do when the call is answered:
   --answer-url URL   your own answer XML (e.g. with a <Stream> to your server)
@@ -89,6 +92,17 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument("--ring-url", metavar="URL", help="ring callback")
     p.add_argument("--time-limit", type=int, metavar="SECONDS", help="longest call (14400)")
     p.add_argument("--caller-name", metavar="NAME")
+    p.add_argument("--ring-timeout", type=int, metavar="SECONDS", help="ring this long at most")
+    p.add_argument(
+        "--sip-headers",
+        metavar="K=V[,K=V]",
+        help="SIP headers for the far end (the emulator's callee reads EmulatorOutcome, "
+        "EmulatorInput)",
+    )
+    p.add_argument(
+        "--machine-detection", choices=["true", "hangup"], help="answering-machine detection"
+    )
+    p.add_argument("--machine-detection-url", metavar="URL", help="machine detection callback")
     p.add_argument("--control-url", metavar="URL", help=f"control app URL (${CONTROL_URL_ENV})")
     p.add_argument("--config", "-c", metavar="FILE", help="config file with a [control] table")
     p.set_defaults(func=call_main)
@@ -175,6 +189,10 @@ async def call_main(args: argparse.Namespace) -> int:
             "ring_url": args.ring_url,
             "time_limit": args.time_limit,
             "caller_name": args.caller_name,
+            "ring_timeout": args.ring_timeout,
+            "sip_headers": args.sip_headers,
+            "machine_detection": args.machine_detection,
+            "machine_detection_url": args.machine_detection_url,
         }
         created = await plivo.calls.make(
             from_, args.to, answer_url, **{k: v for k, v in options.items() if v is not None}

@@ -7,8 +7,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping, MutableMapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
 from starlette.applications import Starlette
@@ -17,43 +16,31 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from ..asgi import AsgiHandoff, AsgiServer, is_loopback, url_host
-from ..handler import BusEvent
 from ..logs import LogBudget, clean
 from ..rest import xml
 from ..signature import HEADER_MA_V3, HEADER_NONCE_V3, HEADER_V3, NonceCache, verify_v3
+from .local import CALLBACK_TOPIC, Callback, CallbackKind, deliver_callback, stream_rows
 from .settings import ControlSettings
 
 if TYPE_CHECKING:
     from ..net import StreamServer
 
-__all__ = ["CALLBACK_TOPIC", "Callback", "CallbackKind", "ControlApp"]
+__all__ = ["CALLBACK_TOPIC", "Callback", "CallbackKind", "ControlApp", "WorkerPeers"]
 
 log = logging.getLogger("streamserver.control")
 
-#: Bus topic of the events a callback publishes to its call's live streams.
-CALLBACK_TOPIC = "plivo.callback"
-
-CallbackKind = Literal["stream", "hangup", "recording"]
 _MAX_BODY_BYTES = 65536  # Plivo's callbacks are a few hundred bytes of form fields
 _FORM = "application/x-www-form-urlencoded"
 
 
-@dataclass(frozen=True)
-class Callback:
-    """One verified callback from Plivo, as listeners and handlers see it.
+class WorkerPeers(Protocol):
+    """The other workers of this host (:class:`streamserver.worker_peers.Peers`)."""
 
-    ``kind`` is the endpoint (``stream``, ``hangup``, ``recording``); ``event`` Plivo's
-    ``Event`` field (``StartStream``, ``Hangup``...) when it sends one; ``params`` every
-    form field (treat as read-only); ``delivered`` how many live streams were notified.
-    """
+    worker: str
 
-    kind: CallbackKind
-    event: str
-    call_uuid: str
-    stream_id: str
-    params: Mapping[str, str]
-    delivered: int = 0
-    received_at: float = 0.0
+    async def streams(self) -> list[dict[str, Any]]: ...
+
+    async def deliver(self, cb: Callback) -> int: ...
 
 
 class _BadRequest(Exception):
@@ -115,6 +102,9 @@ class ControlApp:
         self._nonces: NonceCache | None = server.nonces() if self._tokens else None
         self._logs = LogBudget()  # a flood of refused requests: a few lines and a summary
         self._listeners: list[Callable[[Callback], None]] = []
+        #: The host's other workers (``serve --workers N``): /streams lists their streams
+        #: too and callbacks reach their streams. None: this process is the host.
+        self.peers: WorkerPeers | None = None
         self._http: AsgiServer | None = None
         self.port = 0
         routes = [
@@ -343,7 +333,7 @@ class ControlApp:
             return exc.response()
         if params.get("Event") == "Hangup":
             # Without a hangup_url, Plivo sends the hangup callback to the answer URL.
-            return self._deliver("hangup", params)
+            return await self._deliver("hangup", params)
         override = request.query_params.get("stream_url")
         try:
             document = self.answer_xml(override or None)
@@ -373,9 +363,9 @@ class ControlApp:
             params = await self._read(request)
         except _BadRequest as exc:
             return exc.response()
-        return self._deliver(kind, params)
+        return await self._deliver(kind, params)
 
-    def _deliver(self, kind: CallbackKind, params: dict[str, str]) -> Response:
+    async def _deliver(self, kind: CallbackKind, params: dict[str, str]) -> Response:
         call_uuid = _first(params, "CallUUID", "call_uuid", "ALegUUID")
         stream_id = _first(params, "StreamID", "stream_id", "StreamId")
         event = params.get("Event", "")
@@ -387,25 +377,17 @@ class ControlApp:
             return PlainTextResponse("missing recording_id\n", 400)
         self.metrics.callbacks[kind] += 1
         self._log(kind, event, call_uuid, stream_id, params)
-        # A callback naming a stream goes to that stream; one naming only the call goes to
-        # every stream of the call.
-        targets = [
-            s
-            for s in self.server.active_sessions()
-            if s.started
-            and not s.ended
-            and (s.stream_id == stream_id if stream_id else s.call_id == call_uuid)
-        ]
-        cb = Callback(kind, event, call_uuid, stream_id, params, len(targets), time.time())
-        bus = BusEvent(CALLBACK_TOPIC, cb, "control")
-        for session in targets:
-            session.publish(bus)
+        cb = Callback(kind, event, call_uuid, stream_id, params, 0, time.time())
+        delivered = deliver_callback(self.server, cb)
+        if self.peers is not None:
+            delivered += await self.peers.deliver(cb)
+        cb = Callback(kind, event, call_uuid, stream_id, params, delivered, cb.received_at)
         for fn in list(self._listeners):
             try:
                 fn(cb)
             except Exception:
                 log.exception("callback listener failed")
-        return JSONResponse({"ok": True, "delivered": len(targets)})
+        return JSONResponse({"ok": True, "delivered": delivered})
 
     def _log(
         self,
@@ -451,13 +433,11 @@ class ControlApp:
                 "(control.open_access = true serves it to anyone)\n",
                 403,
             )
-        rows = []
-        for session in self.server.active_sessions():
-            if not session.started or session.ended:
-                continue  # not yet started, or ended with its handlers finishing
-            row = session.summary()
-            row["started_at"] = session.started_at_wall
-            rows.append(row)
+        rows = stream_rows(self.server)
+        if self.peers is not None:
+            for row in rows:
+                row["worker"] = self.peers.worker
+            rows.extend(await self.peers.streams())
         rows.sort(key=lambda r: r.get("started_at") or 0.0)
         body = json.dumps({"count": len(rows), "streams": rows}, indent=2)
         return Response(body + "\n", media_type="application/json")

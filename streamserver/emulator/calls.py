@@ -3,7 +3,9 @@ the call's documents, the API's actions on live calls, and the end (CDR, hangup 
 
 Placing a call starts one task per leg: wait for a CPS slot, ring (``ring_url`` callback),
 answer, then fetch the answer URL and run it (:mod:`.verbs`) until the XML ends, the call
-is transferred or hung up. At the end the streams and recordings are stopped, the CDR
+is transferred or hung up. A leg whose outcome (:mod:`.outcomes`) is busy or failed ends
+at once without ringing, a rejected one after ringing, an unanswered one when its
+``ring_timeout`` runs out. At the end the streams and recordings are stopped, the CDR
 filled in and the hangup callback sent.
 """
 
@@ -26,9 +28,12 @@ from .callstate import (
     END_OF_XML,
     INVALID_DESTINATION,
     NORMAL_API,
+    RING_TIMEOUT,
     SHUTDOWN,
     STOP_TIMEOUT_S,
     TIME_LIMIT,
+    UNANSWERED,
+    UNANSWERED_STATUS,
     Action,
     CallRuntime,
     Fetch,
@@ -36,8 +41,10 @@ from .callstate import (
     JoinMpc,
 )
 from .context import SimContext
+from .machine import MachineDetection
 from .media import RATE, MediaError
 from .multiparty import Multiparty
+from .outcomes import input_for, outcome_for
 from .recording import Recordings
 from .store import Call, MultiPartyCall
 from .streams import Streams
@@ -69,6 +76,7 @@ class Calls:
         self._streams = streams
         self._recordings = recordings
         self._multiparty = multiparty
+        self._machine = MachineDetection(hooks)
         self._dispatches: deque[float] = deque()
 
     async def shutdown(self) -> None:
@@ -158,8 +166,14 @@ class Calls:
         self._launch(call, slot, initial)
 
     def _launch(self, call: Call, slot: float, initial: Action | None) -> CallRuntime:
-        rt = CallRuntime(call, slot, self._ctx.settings.caller_hangup_after_audio_s)
+        settings = self._ctx.settings
+        rt = CallRuntime(call, slot, settings.caller_hangup_after_audio_s)
         rt.initial = initial
+        try:
+            rt.outcome = outcome_for(call.to_number, call.sip_headers, settings.outcome_by_number)
+            rt.inputs.extend(input_for(call.sip_headers, settings.caller_input))
+        except ValueError as exc:  # the Call API checked them; a multiparty dial did not
+            log.warning("emulator: call %s: %s; ignored", call.call_uuid, exc)
         call.runtime = rt
         self._ctx.store.calls[call.call_uuid] = call
         rt.task = self._ctx.spawn(self._run_call(rt), f"call {call.call_uuid}")
@@ -178,13 +192,7 @@ class Calls:
             if delay > 0:
                 await asyncio.sleep(delay)
             call.status = "ringing"
-            self._hooks.callback(
-                call.ring_url, call.ring_method, self._hooks.call_params(call, "Ring"), "ring"
-            )
-            if self._ctx.settings.ring_s > 0:
-                await asyncio.sleep(self._ctx.settings.ring_s)
-            if not _DESTINATION_RE.match(call.to_number):
-                rt.end = INVALID_DESTINATION
+            if not await self._ring(rt):
                 return
             await self._answer(rt)
             action: Action | None = rt.initial or Fetch(
@@ -214,6 +222,29 @@ class Calls:
         finally:
             await self._finish_call(rt)
 
+    async def _ring(self, rt: CallRuntime) -> bool:
+        """Ring as the callee's outcome says; False (``rt.end`` set) if never answered."""
+        call = rt.call
+        unanswered = UNANSWERED.get(rt.outcome)
+        if rt.outcome not in ("busy", "failed"):  # a busy or dead line never rings
+            self._hooks.callback(
+                call.ring_url, call.ring_method, self._hooks.call_params(call, "Ring"), "ring"
+            )
+        ring_s = self._ctx.settings.ring_s
+        if rt.outcome == "no-answer" or (unanswered is None and ring_s >= call.ring_timeout_s):
+            await asyncio.sleep(call.ring_timeout_s)
+            rt.end = RING_TIMEOUT
+            return False
+        if ring_s > 0 and rt.outcome not in ("busy", "failed"):
+            await asyncio.sleep(ring_s)
+        if not _DESTINATION_RE.match(call.to_number):
+            rt.end = INVALID_DESTINATION
+            return False
+        if unanswered is not None:
+            rt.end = unanswered
+            return False
+        return True
+
     async def _answer(self, rt: CallRuntime) -> None:
         call = rt.call
         path = self._ctx.settings.audio_for(call.to_number)
@@ -227,6 +258,7 @@ class Calls:
         if call.send_digits:
             rt.digits_sent.append(call.send_digits)
         rt.end_after(float(call.time_limit_s), TIME_LIMIT)
+        self._machine.start(rt)
         log.info("emulator: call %s answered (caller audio %s, %.1f s)", call.call_uuid,
                  path.name, rt.caller.shape[0] / RATE)  # fmt: skip
 
@@ -235,13 +267,16 @@ class Calls:
         cause = rt.end or END_OF_XML
         rt.end = cause
         call.end_time = time.time()
+        # A call still waiting for its CPS slot when the emulator stops was never placed:
+        # no hangup callback for it (thousands of them would swamp the way out).
+        unplaced = call.status == "queued" and cause is SHUTDOWN
         if call.answer_time is not None:
             call.status = "completed"
         elif cause is CANCELED or cause is NORMAL_API or cause is SHUTDOWN:
             call.status = "cancel"
             cause = rt.end = CANCELED if cause is NORMAL_API else cause
         else:
-            call.status = "failed"
+            call.status = UNANSWERED_STATUS.get(cause, "failed")
         call.hangup_cause_name, call.hangup_cause_code, call.hangup_source = cause
         for handle in rt.timers:
             handle.cancel()
@@ -269,8 +304,9 @@ class Calls:
             StartTime=cdr_time(call.initiation_time) or "",
             TotalCost=call.cdr_json()["total_amount"],
         )
-        hangup_url = call.hangup_url or call.answer_url
-        self._hooks.callback(hangup_url, call.hangup_method, params, "hangup")
+        if not unplaced:
+            hangup_url = call.hangup_url or call.answer_url
+            self._hooks.callback(hangup_url, call.hangup_method, params, "hangup")
         rt.ended.set()
         log.info(
             "emulator: call %s ended: %s (%d, %s) after %d s",

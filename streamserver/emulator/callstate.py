@@ -8,14 +8,18 @@ voice, ask for the end of the call (the first cause wins), and hang up and wait.
 
 Hangup causes the emulator reports (name, code, source): the reference's
 ``Normal Hangup`` 4000, ``End Of XML Instructions`` 4010, ``Canceled`` 1000 and
-``Invalid Destination Address`` 2000, plus its own ``Invalid Answer XML`` 8011,
-``Answer URL Unreachable`` 8001, ``Scheduled Hangup`` 5010 and ``Time Limit Reached`` 5020.
+``Invalid Destination Address`` 2000; Plivo's ``Destination Out Of Service`` 2010; and,
+in Plivo's numbering, ``Busy Line`` 3000, ``Rejected`` 3010, ``Ring Timeout Reached`` 6010,
+``Machine Detected`` 6020, ``Invalid Answer XML`` 8011, ``Answer URL Unreachable`` 8001,
+``Scheduled Hangup`` 5010 and ``Time Limit Reached`` 5020 (``docs/emulator.md`` has the
+table). A call that never answers gets the CallStatus of :data:`UNANSWERED_STATUS`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -23,22 +27,32 @@ import numpy as np
 
 from ..audio import PCM
 from .media import RATE
+from .outcomes import InputAnswer
 from .store import Call, Conference, ConferenceMember, MultiPartyCall, Participant, Stream
 
 __all__ = [
     "ANSWER_URL_FAILED",
+    "BUSY",
     "CANCELED",
+    "DIAL_LOST",
     "END_OF_XML",
     "INVALID_DESTINATION",
     "INVALID_XML",
+    "MACHINE_DETECTED",
     "NORMAL_API",
     "NORMAL_CALLEE",
+    "NORMAL_CALLER",
     "NORMAL_PLIVO",
     "NORMAL_XML",
+    "OUT_OF_SERVICE",
+    "REJECTED",
+    "RING_TIMEOUT",
     "SCHEDULED",
     "SHUTDOWN",
     "STOP_TIMEOUT_S",
     "TIME_LIMIT",
+    "UNANSWERED",
+    "UNANSWERED_STATUS",
     "Action",
     "CallRecording",
     "CallRuntime",
@@ -74,6 +88,31 @@ ANSWER_URL_FAILED = HangupCause("Answer URL Unreachable", 8001, "Plivo")
 SCHEDULED = HangupCause("Scheduled Hangup", 5010, "Answer XML")
 TIME_LIMIT = HangupCause("Time Limit Reached", 5020, "Plivo")
 SHUTDOWN = HangupCause("Normal Hangup", 4000, "Plivo")
+#: The other side of a bridge hung up (a ``<Dial>`` leg whose caller left).
+NORMAL_CALLER = HangupCause("Normal Hangup", 4000, "Caller")
+BUSY = HangupCause("Busy Line", 3000, "Callee")
+REJECTED = HangupCause("Rejected", 3010, "Callee")
+OUT_OF_SERVICE = HangupCause("Destination Out Of Service", 2010, "Carrier")
+RING_TIMEOUT = HangupCause("Ring Timeout Reached", 6010, "Plivo")
+MACHINE_DETECTED = HangupCause("Machine Detected", 6020, "Plivo")
+#: A ``<Dial>`` leg still ringing when another one answered.
+DIAL_LOST = HangupCause("Canceled", 1000, "Plivo")
+
+#: Outcomes (:data:`.outcomes.OUTCOMES`) that never answer, and the cause each ends with.
+UNANSWERED: dict[str, HangupCause] = {
+    "busy": BUSY,
+    "rejected": REJECTED,
+    "no-answer": RING_TIMEOUT,
+    "failed": OUT_OF_SERVICE,
+}
+#: CallStatus of a call that ended unanswered with this cause (else "failed").
+UNANSWERED_STATUS: dict[HangupCause, str] = {
+    BUSY: "busy",
+    REJECTED: "busy",
+    RING_TIMEOUT: "no-answer",
+    CANCELED: "cancel",
+    DIAL_LOST: "cancel",
+}
 
 
 class Hangup(Exception):
@@ -170,6 +209,12 @@ class CallRuntime:
         self.leave = asyncio.Event()
         self.leave_cause = ""
         self.digits_sent: list[str] = []
+        #: How this leg goes (:data:`.outcomes.OUTCOMES`), set when it is dialled.
+        self.outcome = "answer"
+        #: What the callee still has to enter at input elements, in order.
+        self.inputs: deque[InputAnswer] = deque()
+        #: Machine detection's verdict once given (None: not run, or not yet).
+        self.machine: bool | None = None
         self.answered = asyncio.Event()
         self.ended = asyncio.Event()
 

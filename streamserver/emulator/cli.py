@@ -42,6 +42,12 @@ masked; the env file (--env-file, default ./plivo-emulator.env, readable by you 
 exports PLIVO_AUTH_ID, PLIVO_AUTH_TOKEN and PLIVO_API_URL for the other commands:
   . ./plivo-emulator.env && streamserver call --to 14155550101 --from 14155550100 --stream-url
 Any key can also be set as STREAMSERVER_EMULATOR__<KEY>, e.g. STREAMSERVER_EMULATOR__RING_S=0.
+
+Calls that go wrong (docs/emulator.md): dial 15550100486 (busy), 15550100603 (rejected),
+15550100480 (no answer), 15550100503 (failed), 15550100201 (answering machine), or pass
+sip_headers EmulatorOutcome=busy; caller_input = "1|2345#|say:yes" answers <GetDigits> and
+<GetInput>; stream_retries, stream_retry_delay_s and stream_buffer_s shape reconnects and
+DegradedStream.
 """
 
 

@@ -16,9 +16,14 @@ Example::
     calls_per_second = 2
     caller_audio = "samples/hello-8k.wav"
     caller_dtmf = "5@2.0,#@4.5"          # digit@seconds after answer
+    caller_input = "1|2345#|say:yes"     # one answer per <GetDigits>/<GetInput>
+    stream_retries = 2                   # Plivo retries a failed or dropped socket twice
 
     [emulator.caller_audio_by_number]
     "14155550100" = "samples/digits-8k.wav"
+
+    [emulator.outcome_by_number]
+    "14155550123" = "busy"               # answer, machine, busy, no-answer, rejected, failed
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from typing import Any, get_type_hints
 
 from ..config import ConfigError, FieldReader, env_value, read_table
 from ..protocol.events import DTMF_DIGITS
+from .outcomes import OUTCOMES, parse_caller_input
 
 __all__ = [
     "DEFAULT_AUTH_ID",
@@ -101,6 +107,22 @@ class EmulatorSettings:
     caller_dtmf: list[tuple[float, str]] = field(default_factory=list)
     #: The callee hangs up this long after their audio ends; negative: never.
     caller_hangup_after_audio_s: float = 3.0
+    #: What the callee enters at each ``<GetDigits>``/``<GetInput>``, in order: digits,
+    #: ``say:<words>`` (speech) or "" (nothing: the element times out). Written
+    #: ``"1|2345#|say:yes"``.
+    caller_input: list[str] = field(default_factory=list)
+    #: Dialled number (digits only) -> how the call goes (:data:`.outcomes.OUTCOMES`),
+    #: beside the built-in magic numbers (:data:`.outcomes.MAGIC_NUMBERS`).
+    outcome_by_number: dict[str, str] = field(default_factory=dict)
+
+    # Streams (Plivo's side of every <Stream>)
+    #: Reconnect attempts after a stream's socket fails to connect or drops (Plivo: 2).
+    stream_retries: int = 2
+    #: Wait before the first reconnect attempt; it doubles before each further one.
+    stream_retry_delay_s: float = 0.5
+    #: Audio held for a server that does not keep up; DegradedStream at 30/60/90 % of
+    #: it, and the stream is dropped when it is full (Plivo: 40 s).
+    stream_buffer_s: float = 40.0
 
     # Media
     #: Where recordings are written; empty: a temporary directory removed on exit.
@@ -131,7 +153,9 @@ class EmulatorSettings:
         for name in ("ring_s", "calls_per_second", "rate_limit_requests"):
             if getattr(self, name) < 0:
                 raise EmulatorConfigError(f"emulator.{name}: must be >= 0")
-        for name in ("http_timeout_s", "rate_limit_window_s"):
+        if self.stream_retries < 0 or self.stream_retry_delay_s < 0:
+            raise EmulatorConfigError("emulator.stream_retries and stream_retry_delay_s: >= 0")
+        for name in ("http_timeout_s", "rate_limit_window_s", "stream_buffer_s"):
             if getattr(self, name) <= 0:
                 raise EmulatorConfigError(f"emulator.{name}: must be > 0")
         if self.tts not in _TTS_MODES:
@@ -143,6 +167,12 @@ class EmulatorSettings:
                 raise EmulatorConfigError(
                     f"emulator.caller_dtmf: {digit!r}@{at} needs a digit 0-9 * # A-D and a "
                     "time >= 0"
+                )
+        for number, outcome in self.outcome_by_number.items():
+            if outcome not in OUTCOMES:
+                raise EmulatorConfigError(
+                    f"emulator.outcome_by_number: {number} = {outcome!r} must be one of "
+                    f"{', '.join(OUTCOMES)}"
                 )
         if not self.verification_otp:
             raise EmulatorConfigError("emulator.verification_otp: must not be empty")
@@ -209,18 +239,36 @@ def _dtmf_field(value: Any, key: str) -> list[tuple[float, str]]:
     return parse_dtmf_script(value, key)
 
 
+def _input_field(value: Any, key: str) -> list[str]:
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        value = "|".join(value)
+    if not isinstance(value, str):
+        raise EmulatorConfigError(f"{key}: expected a string like '1|2345#|say:yes', got {value!r}")
+    try:
+        return parse_caller_input(value)
+    except ValueError as exc:
+        raise EmulatorConfigError(f"{key}: {exc}") from None
+
+
 def _numbers_field(value: Any, key: str) -> dict[str, str]:
     if not isinstance(value, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in value.items()
     ):
-        raise EmulatorConfigError(f'{key}: expected a table of number = "file"')
+        raise EmulatorConfigError(f'{key}: expected a table of number = "text"')
     return {k.lstrip("+"): v for k, v in value.items()}
 
 
 _READERS: dict[str, FieldReader] = {
     "caller_dtmf": _dtmf_field,
+    "caller_input": _input_field,
     "caller_audio_by_number": _numbers_field,
+    "outcome_by_number": _numbers_field,
 }
+
+
+#: Fields written as scripts: from the environment they take the text as written (``5#``
+#: is two keys, not the number 5 and a TOML comment).
+_SCRIPTS = frozenset({"caller_dtmf", "caller_input"})
 
 
 def _from_table(table: Mapping[str, Any], base_dir: Path | None) -> EmulatorSettings:
@@ -278,7 +326,7 @@ def load_emulator_settings(
         # STREAMSERVER_EMULATOR__PORT=9000, as for the server's own settings.
         if var.startswith(ENV_PREFIX) and len(var) > len(ENV_PREFIX):
             name = var[len(ENV_PREFIX) :].lower()
-            data[name] = env_value(raw, _HINTS.get(name))
+            data[name] = env_value(raw, str if name in _SCRIPTS else _HINTS.get(name))
     for name, value in (overrides or {}).items():
         if value is not None:
             data[name] = value

@@ -4,12 +4,15 @@ Placing a call through the API starts one task per call leg: wait for a CPS slot
 queued"), ring (``ring_url`` callback), answer, then fetch the answer URL (signed with
 ``X-Plivo-Signature-V3``, ``-Ma-V3`` and the nonce, plus the legacy V2 pair) and run the
 returned XML: ``<Stream>``, ``<Play>``, ``<Speak>``, ``<Wait>``, ``<Record>``, ``<Hangup>``,
-``<Redirect>``, ``<DTMF>``, ``<Conference>`` and ``<MultiPartyCall>``. At the end the CDR is
-filled in and the hangup callback sent.
+``<Redirect>``, ``<DTMF>``, ``<Conference>``, ``<MultiPartyCall>``, ``<GetDigits>``,
+``<GetInput>`` and ``<Dial>``. At the end the CDR is filled in and the hangup callback sent.
+Calls also fail as real ones do (``docs/emulator.md``): busy, rejected, unanswered and dead
+lines, answering machines, dropped and slow streams (:mod:`.outcomes`, :mod:`.streams`).
 
 The far end of each call (the person who answered) is simulated too: from the moment of
 answer they "say" an audio file (``caller_audio``, or one per dialled number), press DTMF
-digits at scripted times, and hang up some seconds after their audio ends. This timeline is
+digits at scripted times, answer input elements from a script, and hang up some seconds
+after their audio ends. This timeline is
 what streams carry (through :class:`~.streamclient.PlivoStreamClient`), what ``<Record>`` and
 the Record API write to disk, and what ``<Wait silence>`` listens to. What the far end
 *hears* (``<Play>``, ``<Speak>``, the API's Play/Speak) is kept as the call's outbound track
@@ -19,7 +22,8 @@ client records what the server played, in its report.
 :class:`Simulator` puts the parts together and is what the REST API and the tests hold:
 
 - :mod:`.calls`: call legs from dial to CDR, CPS, the API's actions on live calls;
-- :mod:`.verbs`: running answer XML; :mod:`.prompts`: what the far end hears;
+- :mod:`.verbs`: running answer XML (:mod:`.gather`: input elements, :mod:`.dialing`:
+  ``<Dial>``); :mod:`.prompts`: what the far end hears;
 - :mod:`.streams`: audio streams; :mod:`.recording`: every kind of recording;
 - :mod:`.conferences`, :mod:`.multiparty`: rooms calls sit in;
 - :mod:`.callbacks`: signed webhooks; :mod:`.callstate`: one call's live state and hangup
@@ -126,6 +130,10 @@ class Simulator:
     def stream_report(self, stream_id: str) -> StreamReport | None:
         """The stream client's report (frames sent, what the caller heard...), once ended."""
         return self.streams.report(stream_id)
+
+    def stream_reports(self, stream_id: str) -> list[StreamReport]:
+        """Every socket's report of a stream, oldest first (reconnects add one each)."""
+        return self.streams.reports(stream_id)
 
     def streams_of(self, call_uuid: str) -> list[Stream]:
         """Every stream of a call, oldest first (reports via :meth:`stream_report`)."""

@@ -71,6 +71,11 @@ class Call:
     sip_headers: dict[str, str] = field(default_factory=dict)
     #: DTMF sent to the far end once it answers.
     send_digits: str = ""
+    #: Answering-machine detection: "" (off), "true" (report) or "hangup" (report, hang up).
+    machine_detection: str = ""
+    machine_detection_time_ms: int = 5000
+    machine_detection_url: str = ""
+    machine_detection_method: str = "POST"
     #: queued, ringing, in-progress, completed, cancel, no-answer, busy, timeout
     status: str = "queued"
     initiation_time: float = field(default_factory=time.time)

@@ -2,8 +2,10 @@
 parse it and run its verbs on the call, one after the other.
 
 ``<Stream>``, ``<Play>``, ``<Speak>``, ``<Wait>``, ``<Record>``, ``<Hangup>``, ``<Redirect>``,
-``<DTMF>``, ``<Conference>`` and ``<MultiPartyCall>``. A verb that moves the call on
-(``<Redirect>``, a ``<Record>`` action) returns the next :data:`~.callstate.Action`.
+``<DTMF>``, ``<Conference>``, ``<MultiPartyCall>``, ``<GetDigits>``/``<GetInput>``
+(:mod:`.gather`) and ``<Dial>`` (:mod:`.dialing`). A verb that moves the call on
+(``<Redirect>``, a ``<Record>``, ``<GetDigits>`` or ``<Dial>`` action) returns the next
+:data:`~.callstate.Action`.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from .callstate import (
 )
 from .conferences import Conferences
 from .context import SimContext
+from .dialing import Dialing
+from .gather import Gather
 from .media import FRAME, RATE, MediaError
 from .multiparty import Multiparty
 from .prompts import Prompts
@@ -37,7 +41,10 @@ from .recording import Recordings
 from .streams import Streams
 from .xml import (
     ConferenceVerb,
+    DialVerb,
     DtmfVerb,
+    GetDigitsVerb,
+    GetInputVerb,
     HangupVerb,
     MultiPartyCallVerb,
     PlayVerb,
@@ -76,6 +83,8 @@ class Verbs:
         self._recordings = recordings
         self._conferences = conferences
         self._multiparty = multiparty
+        self._gather = Gather(ctx, hooks, prompts)
+        self._dialing = Dialing(ctx, hooks, prompts)
 
     async def run_action(self, rt: CallRuntime, action: Action) -> Action | None:
         """Run one document (or join a multiparty call); return what the call does next."""
@@ -147,6 +156,12 @@ class Verbs:
         elif isinstance(verb, DtmfVerb):
             rt.digits_sent.append(verb.digits)
             await asyncio.sleep(0.1 * len(verb.digits))
+        elif isinstance(verb, GetDigitsVerb):
+            return await self._gather.get_digits(rt, verb)
+        elif isinstance(verb, GetInputVerb):
+            return await self._gather.get_input(rt, verb)
+        elif isinstance(verb, DialVerb):
+            return await self._dialing.dial(rt, verb)
         elif isinstance(verb, ConferenceVerb):
             await self._conferences.join(rt, verb)
         elif isinstance(verb, MultiPartyCallVerb):

@@ -4,8 +4,11 @@ Validation follows Plivo's: the root must be ``<Response>``; a verb's required c
 (a URL, a text) must be there; attribute values must parse (booleans ``true``/``false``,
 integers in range, methods ``GET``/``POST``, the three stream content types). Anything
 invalid raises :class:`XmlError` and the simulator hangs the call up with
-"Invalid Answer XML", as Plivo does. Elements the emulator does not simulate (``<Dial>``,
-``<GetDigits>``...) and unknown elements are skipped with a warning in the log.
+"Invalid Answer XML", as Plivo does. Elements the emulator does not simulate
+(``<PreAnswer>``, ``<Message>``) and unknown elements are skipped with a warning in the log.
+The shared pieces (the error, attribute access, ``<Play>``/``<Speak>``) are
+:mod:`.xml_base`'s; ``<GetDigits>``/``<GetInput>`` :mod:`.xml_input`'s, ``<Dial>``
+:mod:`.xml_dial`'s.
 """
 
 from __future__ import annotations
@@ -18,11 +21,29 @@ from typing import TypeAlias
 from xml.etree import ElementTree
 
 from ..protocol import DTMF_DIGITS
+from .xml_base import (
+    METHODS,
+    Attrs,
+    PlayVerb,
+    SpeakVerb,
+    XmlError,
+    element_text,
+    is_http_url,
+    parse_play,
+    parse_speak,
+)
+from .xml_dial import DialTarget, DialVerb, parse_dial
+from .xml_input import GetDigitsVerb, GetInputVerb, parse_get_digits, parse_get_input
 
 __all__ = [
     "DIGITS_RE",
+    "METHODS",
     "ConferenceVerb",
+    "DialTarget",
+    "DialVerb",
     "DtmfVerb",
+    "GetDigitsVerb",
+    "GetInputVerb",
     "HangupVerb",
     "MultiPartyCallVerb",
     "PlayVerb",
@@ -47,14 +68,9 @@ STREAM_CONTENT_TYPES = (
 AUDIO_TRACKS = ("inbound", "outbound", "both")
 #: DTMF digits as ``<DTMF>`` and the DTMF API take them: either case, ``w``/``W`` pauses.
 DIGITS_RE = re.compile(f"[{re.escape(DTMF_DIGITS + DTMF_DIGITS[12:].lower())}wW]+")
-_METHODS = ("GET", "POST")
 _EXTRA_HEADER_RE = re.compile(r"^[A-Za-z0-9]+$")
 #: Verbs Plivo knows but the emulator does not simulate: skipped, with a warning.
-UNSIMULATED = frozenset({"Dial", "GetDigits", "GetInput", "PreAnswer", "Message", "Number", "User"})
-
-
-class XmlError(ValueError):
-    """The answer XML is invalid; the message says where."""
+UNSIMULATED = frozenset({"PreAnswer", "Message"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,21 +86,6 @@ class StreamVerb:
     keep_call_alive: bool = False
     noise_cancellation: bool = False
     noise_cancellation_level: int = 85
-
-
-@dataclass(frozen=True, slots=True)
-class PlayVerb:
-    url: str
-    #: Times to play; 0 plays until the call moves on (hang-up).
-    loop: int = 1
-
-
-@dataclass(frozen=True, slots=True)
-class SpeakVerb:
-    text: str
-    voice: str = "WOMAN"
-    language: str = "en-US"
-    loop: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,67 +168,10 @@ Verb: TypeAlias = (
     | DtmfVerb
     | ConferenceVerb
     | MultiPartyCallVerb
+    | GetDigitsVerb
+    | GetInputVerb
+    | DialVerb
 )
-
-
-class _Attrs:
-    """Typed, validated access to one element's attributes; tracks which were read."""
-
-    def __init__(self, elem: ElementTree.Element, where: str) -> None:
-        self._attrs = dict(elem.attrib)
-        self._where = where
-
-    def _fail(self, name: str, wanted: str) -> XmlError:
-        return XmlError(f"{self._where}: attribute {name}={self._attrs[name]!r} {wanted}")
-
-    def text(self, name: str, default: str = "") -> str:
-        return self._attrs.get(name, default).strip()
-
-    def flag(self, name: str, default: bool) -> bool:
-        if name not in self._attrs:
-            return default
-        value = self._attrs[name].strip().lower()
-        if value not in ("true", "false"):
-            raise self._fail(name, "must be true or false")
-        return value == "true"
-
-    def integer(self, name: str, default: int, low: int, high: int | None = None) -> int:
-        if name not in self._attrs:
-            return default
-        raw = self._attrs[name].strip()
-        if not re.fullmatch(r"-?\d+", raw):
-            raise self._fail(name, "must be an integer")
-        value = int(raw)
-        if value < low or (high is not None and value > high):
-            bound = f"between {low} and {high}" if high is not None else f"at least {low}"
-            raise self._fail(name, f"must be {bound}")
-        return value
-
-    def choice(self, name: str, default: str, choices: tuple[str, ...], fold: bool = True) -> str:
-        if name not in self._attrs:
-            return default
-        raw = self._attrs[name].strip()
-        for c in choices:
-            if raw == c or (fold and raw.lower() == c.lower()):
-                return c
-        raise self._fail(name, f"must be one of {', '.join(choices)}")
-
-    def method(self, name: str, default: str = "POST") -> str:
-        return self.choice(name, default, _METHODS)
-
-    def url(self, name: str) -> str:
-        value = self.text(name)
-        if value and not _is_http_url(value):
-            raise self._fail(name, "must be an http(s) URL")
-        return value
-
-
-def _is_http_url(value: str) -> bool:
-    return re.match(r"^https?://[^\s/]+", value) is not None
-
-
-def _text(elem: ElementTree.Element) -> str:
-    return (elem.text or "").strip()
 
 
 def parse_extra_headers(value: str, where: str = "extraHeaders") -> dict[str, str]:
@@ -245,8 +189,8 @@ def parse_extra_headers(value: str, where: str = "extraHeaders") -> dict[str, st
     return headers
 
 
-def _stream(elem: ElementTree.Element, a: _Attrs, where: str) -> StreamVerb:
-    url = _text(elem)
+def _stream(elem: ElementTree.Element, a: Attrs, where: str) -> StreamVerb:
+    url = element_text(elem)
     if not re.match(r"^wss?://[^\s/]+", url):
         raise XmlError(f"{where}: the stream URL must be a ws:// or wss:// URL, got {url!r}")
     bidirectional = a.flag("bidirectional", False)
@@ -271,27 +215,7 @@ def _stream(elem: ElementTree.Element, a: _Attrs, where: str) -> StreamVerb:
     )
 
 
-def _play(elem: ElementTree.Element, a: _Attrs, where: str) -> PlayVerb:
-    url = _text(elem)
-    if not url:
-        raise XmlError(f"{where}: <Play> needs the URL of the audio to play")
-    return PlayVerb(url=url, loop=a.integer("loop", 1, 0, 10000))
-
-
-def _speak(elem: ElementTree.Element, a: _Attrs, where: str) -> SpeakVerb:
-    # Speak may hold SSML children; their text is what gets spoken.
-    text = " ".join(t.strip() for t in elem.itertext() if t.strip())
-    if not text:
-        raise XmlError(f"{where}: <Speak> needs text to speak")
-    return SpeakVerb(
-        text=text,
-        voice=a.text("voice", "WOMAN") or "WOMAN",
-        language=a.text("language", "en-US") or "en-US",
-        loop=a.integer("loop", 1, 0, 10000),
-    )
-
-
-def _wait(elem: ElementTree.Element, a: _Attrs, where: str) -> WaitVerb:
+def _wait(elem: ElementTree.Element, a: Attrs, where: str) -> WaitVerb:
     return WaitVerb(
         length_s=a.integer("length", 1, 1),
         silence=a.flag("silence", False),
@@ -300,7 +224,7 @@ def _wait(elem: ElementTree.Element, a: _Attrs, where: str) -> WaitVerb:
     )
 
 
-def _record(elem: ElementTree.Element, a: _Attrs, where: str) -> RecordVerb:
+def _record(elem: ElementTree.Element, a: Attrs, where: str) -> RecordVerb:
     finish = a.text("finishOnKey", "1234567890*#")
     if finish.lower() == "none":
         finish = ""
@@ -323,29 +247,29 @@ def _record(elem: ElementTree.Element, a: _Attrs, where: str) -> RecordVerb:
     )
 
 
-def _hangup(elem: ElementTree.Element, a: _Attrs, where: str) -> HangupVerb:
+def _hangup(elem: ElementTree.Element, a: Attrs, where: str) -> HangupVerb:
     return HangupVerb(
         reason=a.choice("reason", "", ("", "rejected", "busy")),
         schedule_s=a.integer("schedule", 0, 0),
     )
 
 
-def _redirect(elem: ElementTree.Element, a: _Attrs, where: str) -> RedirectVerb:
-    url = _text(elem)
-    if not _is_http_url(url):
+def _redirect(elem: ElementTree.Element, a: Attrs, where: str) -> RedirectVerb:
+    url = element_text(elem)
+    if not is_http_url(url):
         raise XmlError(f"{where}: <Redirect> needs an http(s) URL, got {url!r}")
     return RedirectVerb(url=url, method=a.method("method"))
 
 
-def _dtmf(elem: ElementTree.Element, a: _Attrs, where: str) -> DtmfVerb:
-    value = _text(elem)
+def _dtmf(elem: ElementTree.Element, a: Attrs, where: str) -> DtmfVerb:
+    value = element_text(elem)
     if not DIGITS_RE.fullmatch(value):
         raise XmlError(f"{where}: <DTMF> needs digits (0-9 * # A-D, w/W for pauses)")
     return DtmfVerb(digits=value)
 
 
-def _conference(elem: ElementTree.Element, a: _Attrs, where: str) -> ConferenceVerb:
-    name = _text(elem)
+def _conference(elem: ElementTree.Element, a: Attrs, where: str) -> ConferenceVerb:
+    name = element_text(elem)
     if not name:
         raise XmlError(f"{where}: <Conference> needs a conference name")
     return ConferenceVerb(
@@ -360,8 +284,8 @@ def _conference(elem: ElementTree.Element, a: _Attrs, where: str) -> ConferenceV
     )
 
 
-def _mpc(elem: ElementTree.Element, a: _Attrs, where: str) -> MultiPartyCallVerb:
-    name = _text(elem)
+def _mpc(elem: ElementTree.Element, a: Attrs, where: str) -> MultiPartyCallVerb:
+    name = element_text(elem)
     if not name:
         raise XmlError(f"{where}: <MultiPartyCall> needs a name")
     return MultiPartyCallVerb(
@@ -376,10 +300,10 @@ def _mpc(elem: ElementTree.Element, a: _Attrs, where: str) -> MultiPartyCallVerb
     )
 
 
-_PARSERS: dict[str, Callable[[ElementTree.Element, _Attrs, str], Verb]] = {
+_PARSERS: dict[str, Callable[[ElementTree.Element, Attrs, str], Verb]] = {
     "Stream": _stream,
-    "Play": _play,
-    "Speak": _speak,
+    "Play": parse_play,
+    "Speak": parse_speak,
     "Wait": _wait,
     "Record": _record,
     "Hangup": _hangup,
@@ -387,6 +311,9 @@ _PARSERS: dict[str, Callable[[ElementTree.Element, _Attrs, str], Verb]] = {
     "DTMF": _dtmf,
     "Conference": _conference,
     "MultiPartyCall": _mpc,
+    "GetDigits": parse_get_digits,
+    "GetInput": parse_get_input,
+    "Dial": parse_dial,
 }
 
 
@@ -408,5 +335,5 @@ def parse_answer_xml(text: str | bytes) -> list[Verb]:
             else:
                 log.warning("answer XML: unknown element %s skipped", where)
             continue
-        verbs.append(parser(elem, _Attrs(elem, where), where))
+        verbs.append(parser(elem, Attrs(elem, where), where))
     return verbs

@@ -6,8 +6,12 @@ readable once that many bytes are queued (or on FIN), so a busy server makes hal
 reads and sends half the ACKs. A stall check releases a stream that stopped short of the
 mark (a last ``stop``, a pause in the audio). See ``[session] read_batch_*``.
 
-:class:`WriteCoalescer` -- outgoing audio (echo, a bot's speech) of a busy server waits up
-to ``send_batch_delay_ms`` so that two frames share one write. One timer wheel serves every
+:class:`WriteCoalescer` -- outgoing audio (echo, a bot's speech) is written at the end of
+the event loop's pass that produced it: every frame a connection queued in that pass goes
+in one write, and nothing waits on a timer. Only when the loop's thread is busy (it used
+``send_batch_busy`` of the CPU over the last tick) does a frame wait up to
+``send_batch_delay_ms`` for the stream's next one to share its write: half the syscalls
+when the core is short, the lowest latency whenever it is not. One timer wheel serves every
 connection. See ``[session] send_batch_*``.
 
 Both talk to connections through the small Protocols below, so this module knows nothing
@@ -17,6 +21,7 @@ of sockets beyond the mark it asks a connection to set.
 from __future__ import annotations
 
 import asyncio
+import math
 import socket
 import sys
 from typing import Protocol
@@ -140,20 +145,56 @@ class Flushable(Protocol):
 
 
 class WriteCoalescer:
-    """Times the flush of each connection's queued outgoing audio; one timer for all.
+    """Times the flush of each connection's queued outgoing audio.
 
-    A connection queues audio while the server has at least ``min_streams`` streams and
-    ``frames`` > 1, writes when ``frames`` are queued, and calls :meth:`schedule` for the
-    first one of a batch: the wheel flushes it ``delay_s`` later if the batch never fills
-    (so the stream's next frame, 20 ms on, normally joins it in one write).
+    A connection queues its outgoing audio and, for the first frame queued, calls
+    :meth:`defer`: one ``call_soon`` callback for every connection writes what each queued
+    at the end of the loop's pass. While :attr:`pairing` (the server is busy: see
+    :meth:`update`), it instead writes once ``frames`` are queued and calls
+    :meth:`schedule` for the first one of a batch: the wheel flushes it ``delay_s`` later
+    if the batch never fills (so the stream's next frame, 20 ms on, normally joins it).
     """
 
-    def __init__(self, *, frames: int, min_streams: int, delay_s: float) -> None:
+    #: pairing stops when the loop's share of the CPU falls this far below ``busy``
+    HYSTERESIS = 0.15
+
+    def __init__(
+        self, *, frames: int, min_streams: int, delay_s: float, busy: float = 0.85
+    ) -> None:
         self.frames = frames
         self.min_streams = min_streams
         self.delay_s = delay_s
+        self.busy = busy
+        #: Hold frames to pair them: the server is busy (set by :meth:`update`).
+        self.pairing = False
         self._wheel: dict[int, list[Flushable]] = {}
         self._handle: asyncio.TimerHandle | None = None
+        self._deferred: list[Flushable] = []
+        self._soon: asyncio.Handle | None = None
+
+    def update(self, utilisation: float, streams: int) -> bool:
+        """The ticker's report: the loop thread's share of a CPU since the last tick, and
+        the open streams. Pairing starts at ``busy`` and stops below ``busy - HYSTERESIS``
+        (or under ``min_streams``). Returns :attr:`pairing`."""
+        if self.frames <= 1 or streams < self.min_streams:
+            self.pairing = False
+        elif self.pairing:
+            self.pairing = utilisation >= self.busy - self.HYSTERESIS
+        else:
+            self.pairing = utilisation >= self.busy
+        return self.pairing
+
+    def defer(self, conn: Flushable) -> None:
+        """Write ``conn``'s queued audio at the end of this pass of the event loop."""
+        self._deferred.append(conn)
+        if self._soon is None:
+            self._soon = asyncio.get_running_loop().call_soon(self._flush_deferred)
+
+    def _flush_deferred(self) -> None:
+        self._soon = None
+        conns, self._deferred = self._deferred, []
+        for conn in conns:
+            conn.flush_due(math.inf)  # a no-op for one written meanwhile
 
     def schedule(self, conn: Flushable) -> float:
         """Flush ``conn`` ``delay_s`` from now; returns that due time (loop time)."""
@@ -170,11 +211,15 @@ class WriteCoalescer:
         return due
 
     def close(self) -> None:
-        """Stop the timer (the server is shutting down)."""
+        """Stop the timers (the server is shutting down)."""
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
         self._wheel.clear()
+        if self._soon is not None:
+            self._soon.cancel()
+            self._soon = None
+        self._deferred.clear()
 
     def _flush_due(self) -> None:
         loop = asyncio.get_running_loop()

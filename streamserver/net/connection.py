@@ -281,31 +281,40 @@ class Connection(asyncio.Protocol):
             frame = b"\x81\x7e" + n.to_bytes(2, "big") + data
         else:
             frame = frame_header(Opcode.TEXT, n) + data
-        w = self._writes
-        batch = w.frames
-        if urgent or batch <= 1 or self._metrics.streams_active < w.min_streams:
+        self._send_frame(frame, urgent)
+
+    def _send_frame(self, frame: bytes, urgent: bool) -> None:
+        assert self.transport is not None
+        if urgent:
             if self._out:
                 self._flush_out()  # keep the order: queued audio first
             self.transport.write(frame)
             return
-        # Coalesce audio: one write (one syscall) per `batch` frames, or per the
-        # coalescer's flush timer, whichever comes first.
+        # Audio: written at the end of this pass of the loop, with whatever else this
+        # stream queued in it; on a busy server, per `frames` frames or the flush timer.
+        w = self._writes
         out = self._out
         out.append(frame)
-        if len(out) >= batch:
-            self._flush_out()
+        if w.pairing:
+            if len(out) >= w.frames:
+                self._flush_out()
+            elif len(out) == 1:
+                self.out_due = w.schedule(self)
         elif len(out) == 1:
-            self.out_due = w.schedule(self)
+            self.out_due = 0.0
+            w.defer(self)
 
     def send_binary(self, data: bytes, urgent: bool = True) -> None:
-        """Send one binary message (Vonage audio) at once, after the queued audio."""
+        """Send one binary message (Vonage audio); like :meth:`send_text`, audio
+        (``urgent=False``) may share a write."""
         if self.state is not _OPEN or self.transport is None:
             return
         self.interactive = True  # a conversation: reads are not batched (see send_text)
         if self.read_batch > 0:
             self._reads.release(self)
-        self._flush_out()
-        self.transport.write(frame_header(Opcode.BINARY, len(data)) + data)
+        if self._paused and self._overflowing():
+            return  # the peer is not reading: nothing more is queued for it
+        self._send_frame(frame_header(Opcode.BINARY, len(data)) + data, urgent)
 
     def close(self, code: int, reason: str) -> None:
         """Start the closing handshake (RFC 6455 §5.5.1); abort if the peer never answers."""

@@ -42,6 +42,8 @@ _CODE_LABELS = frozenset({*CloseCode, 1010, 1012, 1013, 1014})
 
 #: The ticker's period: timeouts are enforced to within this.
 TICK_S = 0.5
+#: Connections checked per slice of a tick, the loop serving frames between slices.
+TICK_SLICE = 250
 
 
 class HttpApp(Protocol):
@@ -137,6 +139,7 @@ class StreamServer:
             frames=ss.send_batch_frames,
             min_streams=ss.send_batch_min_streams,
             delay_s=ss.send_batch_delay_ms / 1000,
+            busy=ss.send_batch_busy,
         )
         self.conn_limits = ConnectionLimits(
             max_send_buffer_bytes=sv.max_send_buffer_bytes,
@@ -382,6 +385,7 @@ class StreamServer:
         m = self.metrics
         reads = self.reads
         expected = loop.time() + TICK_S
+        cpu_mark, wall_mark = time.thread_time(), time.perf_counter()
         while True:
             await asyncio.sleep(max(0.0, expected - loop.time()))
             now = loop.time()
@@ -389,11 +393,18 @@ class StreamServer:
             m.loop_lag_s = lag
             m.loop_lag_max_s = max(m.loop_lag_max_s, lag)
             expected = now + TICK_S
+            # The loop thread's share of a CPU since the last tick: busy or not.
+            cpu, wall = time.thread_time(), time.perf_counter()
+            m.loop_utilisation = (cpu - cpu_mark) / max(wall - wall_mark, 1e-6)
+            cpu_mark, wall_mark = cpu, wall
+            m.writes_paired = self.writes.update(m.loop_utilisation, m.streams_active)
             mono = time.monotonic()
             batch_reads = reads.active()
-            for conn in list(self.connections):
+            for i, conn in enumerate(list(self.connections)):
                 if conn.tick(mono) and batch_reads:
                     reads.consider(conn)
+                if i % TICK_SLICE == TICK_SLICE - 1:
+                    await asyncio.sleep(0)  # thousands of streams: let frames in between
 
     async def _finish(self, session: Session) -> None:
         try:

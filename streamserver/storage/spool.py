@@ -8,6 +8,7 @@ for a while, and its sidecar is marked ``recovered`` before it goes up.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import time
@@ -17,6 +18,7 @@ from typing import Any
 
 __all__ = [
     "audio_paths",
+    "claim",
     "delete_spool",
     "find_recordings",
     "is_finished",
@@ -97,12 +99,44 @@ def mark_recovered(sidecar: Path, doc: dict[str, Any]) -> dict[str, Any]:
     return doc
 
 
+def lock_path(sidecar: Path) -> Path:
+    """The lock file of a recording (``{stream_id}.json.lock``: not a ``*.json``)."""
+    return sidecar.with_name(sidecar.name + ".lock")
+
+
+@contextlib.contextmanager
+def claim(sidecar: Path) -> Iterator[bool]:
+    """Hold the recording's lock (an ``flock`` on :func:`lock_path`) while it is uploaded:
+    yields True when this process has it, False when another process does (the workers
+    of a host share one spool, and each re-scans all of it). The kernel releases the lock
+    when its process dies, so a worker killed mid-upload never leaves a recording stuck."""
+    try:
+        fd = os.open(lock_path(sidecar), os.O_RDWR | os.O_CREAT, 0o644)
+    except FileNotFoundError:  # the call directory went with an upload just finished
+        yield False
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+        if not sidecar.exists():  # uploaded and deleted (here, or by the worker before us)
+            lock_path(sidecar).unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                sidecar.parent.rmdir()  # only when empty
+    finally:
+        os.close(fd)
+
+
 def delete_spool(files: list[Path], sidecar: Path) -> None:
-    """Delete an uploaded recording's ``files`` and ``sidecar``, and its call directory
-    once empty."""
+    """Delete an uploaded recording's ``files`` and ``sidecar`` (and its lock file), and its
+    call directory once empty."""
     # Audio first, the sidecar last: whatever a crash interrupts, the sidecar remains.
     for path in files:
         path.unlink(missing_ok=True)
     sidecar.unlink(missing_ok=True)
+    lock_path(sidecar).unlink(missing_ok=True)
     with contextlib.suppress(OSError):
         sidecar.parent.rmdir()  # only when empty

@@ -25,6 +25,7 @@ from .s3 import Bucket, StoredObject, create_client
 from .settings import StorageSettings, parse_url
 from .spool import (
     audio_paths,
+    claim,
     delete_spool,
     find_recordings,
     is_finished,
@@ -328,6 +329,12 @@ class RecordingUploader:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _process(self, sidecar: Path) -> UploadResult:
+        with claim(sidecar) as mine:
+            if not mine:  # another worker of this host is uploading it
+                raise _NotReady
+            return await self._process_claimed(sidecar)
+
+    async def _process_claimed(self, sidecar: Path) -> UploadResult:
         doc = read_sidecar(sidecar)
         if doc is None:
             raise _NotReady

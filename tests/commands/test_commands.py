@@ -213,6 +213,31 @@ async def test_call_with_the_control_apps_own_stream_and_streams_stop_all(
         await st.next_callback("StopStream", call_uuid)
 
 
+async def test_call_picks_the_emulated_callees_outcome(
+    make_settings: Callable[..., Settings],
+    tmp_path: Path,
+    creds: None,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    async with stack(make_settings, tmp_path) as st:
+        api = [*st.api, "--control-url", st.control.public_url, "--from", FROM, "--json"]
+        # A magic number: the line is busy; the control app hears the hangup.
+        assert await run_cli(["call", *api, "--to", "15550100486", "--stream-url"]) == 0
+        busy = last_json(capsys.readouterr().out)["request_uuid"]
+        hangup = await st.next_callback("Hangup", busy)
+        assert (hangup.params["CallStatus"], hangup.params["HangupCauseCode"]) == ("busy", "3000")
+        # The same through a SIP header, and machine detection hanging up on a machine.
+        rc = await run_cli(
+            ["call", *api, "--to", TO, "--stream-url", "--ring-timeout", "5",
+             "--sip-headers", "EmulatorOutcome=machine", "--machine-detection", "hangup"]
+        )  # fmt: skip
+        assert rc == 0
+        machine = last_json(capsys.readouterr().out)["request_uuid"]
+        hangup = await st.next_callback("Hangup", machine)
+        assert hangup.params["HangupCause"] == "Machine Detected"
+        assert hangup.params["X-PH-EmulatorOutcome"] == "machine"
+
+
 async def test_errors_are_one_line_with_exit_codes(
     tmp_path: Path,
     creds: None,

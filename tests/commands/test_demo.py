@@ -51,7 +51,7 @@ def test_demo_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     elapsed = time.monotonic() - t0
     captured = capsys.readouterr()
     assert rc == 0, captured.out + captured.err
-    assert elapsed < 20.0
+    assert elapsed < 60.0  # bounds a hang; the demo's speed is a benchmark's business
 
     summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     assert summary["ok"] is True and summary["error"] == ""

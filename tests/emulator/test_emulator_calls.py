@@ -116,12 +116,13 @@ async def test_bidirectional_stream_records_what_the_caller_heard(tmp_path: Path
     from streamserver.audio import ulaw_decode
 
     voice = ulaw_decode(sent.tobytes())[: int(0.6 * 8000)]
-    heard = report.heard
-    # The echo came back a little later, on a 20 ms playback tick: find it, exactly.
-    lags = [
-        lag for lag in range(0, 4000, 160) if np.array_equal(heard[lag : lag + 2000], voice[:2000])
-    ]
-    assert lags and lags[0] < 2000  # heard within 250 ms
+    # The echo came back a little later, on a 20 ms playback tick: exactly, segment by
+    # segment (a loaded machine may split it with silence), and soon.
+    assert report.played_segments and report.played_segments[0][0] < 0.5
+    heard = np.concatenate(
+        [report.heard[round(b * 8000) : round(e * 8000)] for b, e in report.played_segments]
+    )
+    assert np.array_equal(heard[:2000], voice[:2000])
     assert report.echo_rtt_ms
 
 
@@ -227,11 +228,12 @@ async def test_answer_url_failures_and_end_of_xml(tmp_path: Path) -> None:
             "<Response><Stream>http://not-ws</Stream></Response>",
             '<Response><Wait length="soon"/></Response>',
             "<Response><Play/></Response>",
+            "<Response><Dial>123</Dial></Response>",
         ):
             call = await env.emu.simulator.wait_call_ended(await env.call(xml))
             assert call.hangup_cause_code == 8011, xml
         # Unknown and unsimulated verbs are skipped, not fatal.
-        uuid = await env.call("<Response><Dial>123</Dial><Fancy/><Hangup/></Response>")
+        uuid = await env.call("<Response><PreAnswer/><Fancy/><Hangup/></Response>")
         call = await env.emu.simulator.wait_call_ended(uuid)
         assert call.hangup_source == "Answer XML"
 
@@ -294,6 +296,9 @@ async def test_stream_that_cannot_connect_is_dropped_after_retries(tmp_path: Pat
         assert call.hangup_source == "Answer XML"
         stream = next(s for s in env.emu.store.streams.values() if s.call_uuid == uuid)
         assert stream.status == "failed" and stream.start_time is None
+        # The first attempt and Plivo's two retries.
+        reports = env.emu.simulator.stream_reports(stream.stream_id)
+        assert [r.connected for r in reports] == [False, False, False]
 
 
 async def test_mpc_added_calls_and_group_recording_mix(tmp_path: Path) -> None:

@@ -89,7 +89,7 @@ def test_xml_verbs_and_defaults() -> None:
 
 def test_xml_skips_what_it_does_not_simulate(caplog: pytest.LogCaptureFixture) -> None:
     verbs = parse_answer_xml(
-        "<Response><Dial><Number>1</Number></Dial><Blink/><Hangup/></Response>"
+        "<Response><PreAnswer><Speak>hi</Speak></PreAnswer><Blink/><Hangup/></Response>"
     )
     assert verbs == [HangupVerb()]
     assert "not simulated" in caplog.text and "unknown element <Blink>" in caplog.text

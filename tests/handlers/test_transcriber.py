@@ -244,10 +244,10 @@ async def test_slow_engine_does_not_delay_ingest_or_the_recorder(
     assert len(data) >= len(pcm)
     # audio was recorded at the pace it was sent (4x real time), not at the engine's pace
     sent_s = len(pcm) / (4 * 8000)
-    late = [(t, n) for t, n in sizes if 0.5 < t < sent_s and n < (t - 0.4) * 4 * 8000]
+    late = [(t, n) for t, n in sizes if 0.5 < t < sent_s and n < (t - 1.0) * 4 * 8000]
     assert not late, late[:5]
     assert stop_delay < 0.5 + 1.5 + 1.0  # on_stop waits stop_timeout_s, then gives up
-    assert lag < 0.25
+    assert lag < 0.75  # the engine sleeps 1.5 s: blocking the loop would show
     got = topics(sid, "transcript")
     assert 1 <= len(got) < 3  # the backlog overflowed or the stop timeout cut it short
     assert all(t.text.endswith("seconds") for t in got)

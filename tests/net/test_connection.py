@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import plivo_frames as pf
@@ -68,10 +69,12 @@ class Transport:
         self.closed = False
         self.aborted = False
         self.eof = False
+        self.writes = 0
 
     def write(self, data: bytes) -> None:
         assert not self.closed, "write after close"
         self.out += data
+        self.writes += 1
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return ("127.0.0.1", 40000) if name == "peername" else default
@@ -243,8 +246,15 @@ async def test_send_text_writes_server_frames() -> None:
     conn, tr, _ = connect()
     conn.data_received(REQUEST + text(pf.start()))
     conn.send_text(b"x" * 10)
-    conn.send_text(b"y" * 300, urgent=False)  # the coalescer batches 1: written at once
-    assert tr.frames() == [("text", b"x" * 10), ("text", b"y" * 300)]
+    conn.send_text(b"y" * 300, urgent=False)  # audio: at the end of this pass
+    conn.send_text(b"z" * 200, urgent=False)  # ... in the same write
+    assert tr.frames() == [("text", b"x" * 10)]
+    await asyncio.sleep(0)
+    assert tr.frames() == [("text", b"x" * 10), ("text", b"y" * 300), ("text", b"z" * 200)]
+    assert tr.writes == 3  # the 101, the urgent one, then both audio frames together
+    conn.send_binary(b"b" * 320, urgent=False)
+    conn.send_text(b"u" * 10)  # urgent: the queued audio goes first, in order
+    assert tr.frames()[3:] == [("binary", b"b" * 320), ("text", b"u" * 10)]
     assert conn.interactive
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from ..outcomes import input_for, outcome_for
 from ..store import Call
 from ..values import digits
 from ..xml import DIGITS_RE
@@ -60,7 +61,7 @@ async def make_call(ctx: Ctx) -> Reply:
     caller_name = p.text("caller_name")
     if len(caller_name) > 50:
         raise ApiError(400, "caller_name must be at most 50 characters")
-    p.choice("machine_detection", "", ("true", "hangup"))
+    machine_detection = p.choice("machine_detection", "", ("true", "hangup"))
     send_digits = p.text("send_digits")
     if send_digits and not DIGITS_RE.fullmatch(send_digits):
         raise ApiError(400, "invalid send_digits")
@@ -70,6 +71,11 @@ async def make_call(ctx: Ctx) -> Reply:
         if not sep or not key:
             raise ApiError(400, "sip_headers must be key=value pairs separated by commas")
         sip_headers[key] = value
+    try:
+        outcome_for(destinations[0], sip_headers, {})
+        input_for(sip_headers, [])
+    except ValueError as exc:
+        raise ApiError(400, f"invalid sip_headers: {exc}") from None
     parent = p.text("parent_call_uuid")
     if parent and p.flag("error_if_parent_not_found", False) and parent not in ctx.store.calls:
         raise ApiError(400, "parent call not found")
@@ -93,6 +99,10 @@ async def make_call(ctx: Ctx) -> Reply:
         ring_timeout_s=p.integer("ring_timeout", 120, 1),
         sip_headers=sip_headers,
         send_digits=send_digits,
+        machine_detection=machine_detection,
+        machine_detection_time_ms=p.integer("machine_detection_time", 5000, 2000, 10000),
+        machine_detection_url=p.url("machine_detection_url"),
+        machine_detection_method=p.method("machine_detection_method"),
     )
     calls = ctx.sim.calls.make_calls(template, destinations)
     queued = any(c.is_queued for c in calls)

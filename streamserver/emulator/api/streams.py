@@ -126,17 +126,18 @@ def _wav_bytes(pcm: Any, rate: int) -> bytes:
 
 def heard_routes(sim: Simulator) -> list[BaseRoute]:
     """``GET /emulator/Stream/{stream_id}/heard.wav``: what the caller heard on an ended
-    bidirectional stream (the emulator's own route, no credentials)."""
+    bidirectional stream, every socket of it in place (the emulator's own route, no
+    credentials)."""
 
     async def heard(request: Request) -> Response:
         stream_id = request.path_params["stream_id"]
-        report = sim.streams.report(stream_id)
+        heard = sim.streams.heard(stream_id)
         stream = sim.store.streams.get(stream_id)
-        if request.method not in ("GET", "HEAD") or report is None or stream is None:
+        if request.method not in ("GET", "HEAD") or heard is None or stream is None:
             return error(404, NOT_FOUND)
         if stream.active:
             return error(404, NOT_FOUND)
-        data = await asyncio.to_thread(_wav_bytes, report.heard, report.sample_rate)
+        data = await asyncio.to_thread(_wav_bytes, *heard)
         return Response(data, media_type="audio/wav")
 
     return [Route("/emulator/Stream/{stream_id}/heard.wav", heard, methods=METHODS)]

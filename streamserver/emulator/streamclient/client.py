@@ -66,7 +66,7 @@ from ...protocol import (
 )
 from ...protocol.websocket import OK_CLOSE_CODES, CloseCode
 from ...signature import sign_headers
-from .options import StreamClientOptions, prepare
+from .options import StreamClientOptions, limit_send_buffer, prepare
 from .playback import EchoTracker, Playback, Sleeper
 from .playback import now as _now
 from .report import StreamReport, wire_record
@@ -79,8 +79,7 @@ _USER_AGENT = f"streamserver-plivo-emulator/{__version__}"
 # Limits
 _MAX_MESSAGE_BYTES = 16 * 2**20  # servers may send a whole prompt in one playAudio
 _ECHO_WINDOW_S = 10.0  # sent payloads remembered for echo matching
-# In speed=None mode, yield to the loop every this many ticks so received frames are handled.
-_YIELD_EVERY = 16
+_YIELD_EVERY = 16  # speed=None: yield to the loop this often, so replies are handled
 _COMMANDS = (PlayAudio, Checkpoint, ClearAudio, SendDtmf)
 
 
@@ -202,7 +201,7 @@ class PlivoStreamClient:
                 main_account_token=o.main_account_token,
             )
         try:
-            return await connect(
+            ws = await connect(
                 o.url,
                 additional_headers=headers,
                 compression=None,  # Plivo sends base64 audio uncompressed
@@ -213,6 +212,7 @@ class PlivoStreamClient:
                 user_agent_header=_USER_AGENT,
                 proxy=None,  # Plivo connects directly; never via the local HTTP(S)_PROXY
             )
+            return limit_send_buffer(ws, o.send_buffer_bytes)
         except InvalidStatus as exc:
             response = exc.response
             report.http_status = response.status_code
@@ -309,16 +309,15 @@ class PlivoStreamClient:
         aborted = asyncio.create_task(self._abort.wait())
         waiters: list[asyncio.Task[Any]] = [aborted]
         try:
+            first = asyncio.FIRST_COMPLETED
             if o.tail_s > 0:
-                await asyncio.wait([receiver, aborted], timeout=o.tail_s)
+                await asyncio.wait([receiver, aborted], timeout=o.tail_s, return_when=first)
             playback = self._playback
             if playback is not None and not playback.idle and not aborted.done():
                 idle = asyncio.create_task(playback.wait_idle())
                 waiters.append(idle)
                 await asyncio.wait(
-                    [receiver, aborted, idle],
-                    timeout=o.drain_timeout_s,
-                    return_when=asyncio.FIRST_COMPLETED,
+                    [receiver, aborted, idle], timeout=o.drain_timeout_s, return_when=first
                 )
         finally:
             for task in waiters:
@@ -362,7 +361,7 @@ class PlivoStreamClient:
         encode_media, text = wire.media, not wire.binary_media
         # Without outbound audio the outbound track carries silence, as the options say.
         sources: dict[str, PCM | None] = {"inbound": self._inbound, "outbound": self._outbound}
-        chunks = dict.fromkeys(self._tracks, 0)
+        chunks, base_ms = dict.fromkeys(self._tracks, o.first_frame), o.first_frame * self._frame_ms
         step = self._frame_s / o.speed if o.speed is not None else 0.0
         lateness, dtmf, echo = report.lateness_ms, self._dtmf, self._echo
         next_dtmf = run = 0  # run: frames sent since the last wait
@@ -383,9 +382,9 @@ class PlivoStreamClient:
             while next_dtmf < len(dtmf) and dtmf[next_dtmf][0] <= tick:
                 _, at_ms, digit = dtmf[next_dtmf]
                 next_dtmf += 1
-                await self._send(wire.dtmf(self._next_seq(), digit, at_ms))
+                await self._send(wire.dtmf(self._next_seq(), digit, at_ms + base_ms))
                 report.dtmf_sent += 1
-            timestamp = tick * self._frame_ms
+            timestamp = base_ms + tick * self._frame_ms
             for track in self._tracks:
                 payload = self._payload(sources[track], tick)
                 chunks[track] += 1

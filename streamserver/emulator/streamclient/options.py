@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+import socket
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -11,13 +12,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import numpy as np
+from websockets.asyncio.client import ClientConnection
 
 from ...audio import PCM, AudioFormat, resample, to_int16
 from ...protocol import DTMF_DIGITS, plivo
 from ...protocol.detect import PROVIDER_FORMATS, provider_format
 from ...protocol.neutral import EXOTEL, PLIVO, VONAGE
 
-__all__ = ["STREAMED_TRACKS", "Prepared", "StreamClientOptions", "prepare"]
+__all__ = ["STREAMED_TRACKS", "Prepared", "StreamClientOptions", "limit_send_buffer", "prepare"]
 
 #: Plivo's ``audioTrack`` values and the tracks each one streams.
 STREAMED_TRACKS = {
@@ -64,6 +66,14 @@ class StreamClientOptions:
     auth_token: str | None = None
     main_account_token: str | None = None
     frame_ms: int = 20
+    #: Frames of this stream sent before this socket: a reconnect under the same
+    #: ``stream_id`` goes on counting ``chunk`` and ``timestamp`` from there.
+    first_frame: int = 0
+    #: The socket's kernel send buffer (SO_SNDBUF); None leaves it to the kernel, whose
+    #: autotuning may hold megabytes for a server that stops reading. The emulator sets it
+    #: so that what a slow server leaves unread piles up where it is measured (the
+    #: sender's backlog) rather than in the kernel.
+    send_buffer_bytes: int | None = None
     #: Keep the played audio in ``StreamReport.heard``; a load tester may turn it off.
     record_heard: bool = True
     on_progress: Callable[[int, int], None] | None = None
@@ -111,6 +121,10 @@ def prepare(o: StreamClientOptions) -> Prepared:
         raise ValueError(f"speed must be a positive number or None, got {o.speed!r}")
     if o.source_rate <= 0:
         raise ValueError(f"source_rate must be positive, got {o.source_rate}")
+    if o.send_buffer_bytes is not None and o.send_buffer_bytes <= 0:
+        raise ValueError(f"send_buffer_bytes must be > 0 or None, got {o.send_buffer_bytes}")
+    if o.first_frame < 0:
+        raise ValueError(f"first_frame must be >= 0, got {o.first_frame}")
     if o.frame_ms <= 0 or (fmt.sample_rate * o.frame_ms) % 1000:
         raise ValueError(f"frame_ms={o.frame_ms} is not a whole number of samples")
     for name in ("connect_timeout_s", "tail_s", "drain_timeout_s", "close_timeout_s"):
@@ -135,3 +149,11 @@ def prepare(o: StreamClientOptions) -> Prepared:
     inbound = prepare(o.inbound, "inbound")
     outbound = None if o.outbound is None else prepare(o.outbound, "outbound")
     return Prepared(dialect, fmt, STREAMED_TRACKS[o.tracks], inbound, outbound, extra_headers)
+
+
+def limit_send_buffer(ws: ClientConnection, nbytes: int | None) -> ClientConnection:
+    """Cap the connection's kernel send buffer at ``nbytes`` (None: leave it); returns ``ws``."""
+    sock = ws.transport.get_extra_info("socket")
+    if nbytes is not None and sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, nbytes)
+    return ws

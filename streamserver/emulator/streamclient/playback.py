@@ -109,6 +109,11 @@ class Playback:
     order. At tick ``j`` the audio of tick ``j - 1`` has finished sounding, so checkpoints
     reached then are answered; a checkpoint reached in the middle of a tick waits for the
     end of that tick. Answering is never early, at most one tick late.
+
+    Where audio plays is decided by when it arrived, not by when this task got to run:
+    audio that arrives while the speaker is busy follows on without a gap, and audio that
+    arrives while it is silent starts at the first tick after its arrival. A loop that
+    wakes late therefore answers late but never changes what was heard.
     """
 
     def __init__(
@@ -131,6 +136,7 @@ class Playback:
         self._report = report
         self._send_played = send_played
         self._queue: deque[PCM | str] = deque()
+        self._arrivals: deque[float] = deque()  # arrival time of each queued array, in order
         self._offset = 0  # samples of the queue's head array already played
         self.queued_samples = 0
         self._free_tick = 0  # first tick at which nothing is sounding any more
@@ -156,6 +162,7 @@ class Playback:
             if item.shape[0] == 0:
                 return
             self.queued_samples += item.shape[0]
+            self._arrivals.append(now())
         self._queue.append(item)
         self._idle.clear()
         self._wake.set()
@@ -165,6 +172,7 @@ class Playback:
         return the dropped checkpoints' names, in order."""
         dropped = self._finishing + [item for item in self._queue if isinstance(item, str)]
         self._queue.clear()
+        self._arrivals.clear()
         self._offset = 0
         self.queued_samples = 0
         self._finishing.clear()
@@ -202,7 +210,8 @@ class Playback:
                 await self._answer_leading_checkpoints()
                 if not self._queue:
                     continue
-                tick = max(self._free_tick, math.ceil(position))
+                arrived = (self._arrivals[0] - self._t0) / self._frame_s  # in ticks
+                tick = max(self._free_tick, math.ceil(arrived))
             else:
                 tick = self._free_tick
             await self._sleeper.until(self._t0 + tick * self._frame_s)
@@ -245,6 +254,7 @@ class Playback:
             self.queued_samples -= take
             if self._offset >= head.shape[0]:
                 queue.popleft()
+                self._arrivals.popleft()
                 self._offset = 0
         if n:
             self._free_tick = tick + 1
