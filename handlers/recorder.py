@@ -9,16 +9,21 @@ audio this handler had to drop when it fell behind) are filled with silence of t
 length so positions stay true. Writes run on one background thread (never on the event
 loop) and are flushed at least every ``flush_interval_s``: after a ``kill -9`` the files are
 readable and miss at most about that much audio.
+
+A write that fails (a full disk, a vanished volume) ends the recording of that stream and
+leaves it consistent: each WAV file's header counts exactly the samples it holds, and the
+sidecar is finalized with the end time, those sample counts and the ``error``. While the
+record dir keeps failing, new streams are not recorded at all (no files are created) and
+``/readyz`` says why; on a route with ``required_handlers = ["recorder"]`` such a stream is
+closed with 1011 "recording storage full". The first stream after a probe of the directory
+passes is recorded again.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import threading
+import contextlib
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
 
@@ -38,104 +43,21 @@ from streamserver.handler import (
     StreamContext,
 )
 
-from .recorddir import HEALTH, describe, probe
+from .diskwriter import DiskWriter, writer
+from .recorddir import HEALTH, close_reason, describe, probe
+from .sidecar import write_sidecar
 from .wavfile import BIG_ENDIAN, SILENCE_PIECE, WavWriter, update_header
 
 __all__ = ["Recorder", "RecorderOptions"]
 
-_executor: ThreadPoolExecutor | None = None
-_executor_lock = threading.Lock()
-
-
-def _writer() -> ThreadPoolExecutor:
-    # One writer thread for the process keeps each file's writes in order and disk I/O off
-    # the event loop.
-    global _executor
-    with _executor_lock:
-        if _executor is None:
-            _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="recorder-writer")
-        return _executor
-
-
-class _DiskWriter:
-    """Collects every recorder's buffered audio once per interval and writes it on the
-    writer thread: a few timers and thread hand-offs per second for the whole process,
-    instead of a wake-up, a future and a coroutine per stream.
-
-    The recorders are spread over ``SLICES`` slices, one flushed every
-    ``interval_s / SLICES``: each is still flushed once per interval, and the work (on the
-    loop, and the writer thread's share of the GIL) comes in small pieces, not one burst
-    that would stall every stream at once.
-    """
-
-    SLICES = 10
-    _by_key: dict[tuple[int, float], _DiskWriter] = {}  # noqa: RUF012 - process registry
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, interval_s: float) -> None:
-        self.loop = loop
-        self.interval_s = interval_s
-        self.slices: list[set[Recorder]] = [set() for _ in range(self.SLICES)]
-        self.where: dict[Recorder, int] = {}
-        self.turn = 0
-        self.handle: asyncio.TimerHandle | None = None
-
-    @classmethod
-    def get(cls, interval_s: float) -> _DiskWriter:
-        loop = asyncio.get_running_loop()
-        key = (id(loop), interval_s)
-        w = cls._by_key.get(key)
-        if w is None or w.loop is not loop:
-            w = cls._by_key[key] = _DiskWriter(loop, interval_s)
-        return w
-
-    def add(self, rec: Recorder) -> None:
-        # Into the emptiest slice, which is the next to be flushed among equals: a new
-        # recording is flushed within one interval, like every other.
-        k = min(
-            range(self.SLICES), key=lambda i: (len(self.slices[i]), (i - self.turn) % self.SLICES)
-        )
-        self.slices[k].add(rec)
-        self.where[rec] = k
-        if self.handle is None:
-            self.handle = self.loop.call_later(self.interval_s / self.SLICES, self._tick)
-
-    def remove(self, rec: Recorder) -> None:
-        k = self.where.pop(rec, None)
-        if k is not None:
-            self.slices[k].discard(rec)
-
-    def _tick(self) -> None:
-        self.handle = None
-        if not self.where:
-            return
-        self.handle = self.loop.call_later(self.interval_s / self.SLICES, self._tick)
-        due = self.slices[self.turn]
-        self.turn = (self.turn + 1) % self.SLICES
-        jobs = []
-        for rec in due:
-            batches = rec._collect(final=False)
-            if batches:
-                jobs.append((rec, batches))
-        if jobs:
-            self.loop.run_in_executor(_writer(), _write_jobs, jobs)
-
-
-def _write_jobs(jobs: list[tuple[Recorder, dict[str, Any]]]) -> None:
-    # On the writer thread. One recorder's failure (disk full...) must not stop the others.
-    for rec, batches in jobs:
-        try:
-            rec._write(batches)
-        except Exception as exc:
-            rec._write_error = exc
-            if isinstance(exc, OSError):
-                HEALTH.failed(rec._root, exc)
-        else:
-            HEALTH.ok(rec._root)
-
 
 class RecordingError(HandlerFailure):
     """Writing a recording failed (disk full, permissions...); the recorder stops (one log
-    line per stream, no traceback)."""
+    line per stream, no traceback). ``error`` is the OS error behind it, when there is one."""
+
+    def __init__(self, message: str, error: BaseException | None) -> None:
+        super().__init__(message, close_reason=close_reason(error))
+        self.error = error
 
 
 class RecorderOptions(msgspec.Struct, forbid_unknown_fields=True):
@@ -188,6 +110,10 @@ class Recorder(Handler):
         self._raw_ulaw_out = opts_raw and self._encoding == ENCODING_MULAW and self.opts.keep_mulaw
         self._write_error: Exception | None = None
         self._write_error_reported = False
+        self._opened = False  # files and the first sidecar exist
+        #: samples in each file (written and accepted by the disk), by file key
+        self._file_samples: dict[str, int] = {}
+        self._short_writes = 0
         self._started_at = time.time()
         self._gaps = 0
         self._root = Path(self.opts.record_dir).resolve()
@@ -214,24 +140,36 @@ class Recorder(Handler):
     def unready(cls, options: Any) -> str | None:
         """The record dir's problem while writes there fail (re-probed every few seconds)."""
         opts: RecorderOptions = options or RecorderOptions()
-        return HEALTH.problem(Path(opts.record_dir).resolve(), _writer().submit)
+        return HEALTH.problem(Path(opts.record_dir).resolve(), writer().submit)
 
     # -- hooks -----------------------------------------------------------------------------
 
     async def on_start(self) -> None:
         if self.opts.layout == "stereo" and not self._stereo:
             self.ctx.logger.info("stereo layout needs two tracks; recording mono")
+        if HEALTH.failure(self._root) is not None:
+            # The record dir failed lately: probe it (at most once a second) rather than
+            # leave empty files behind on a disk that is still full.
+            refused = await self._run(HEALTH.recheck, self._root)
+            if refused is not None:
+                self.count("refused")
+                raise RecordingError(
+                    f"not recording in {self._dir}: record_dir cannot be written: "
+                    f"{describe(refused)} (free disk space or fix record_dir)",
+                    refused,
+                )
         try:
             await self._run(self._open)
         except OSError as exc:
             self._write_error = exc
             HEALTH.failed(self._root, exc)
             self._raise_write_error()
-        _DiskWriter.get(self.opts.flush_interval_s).add(self)
+        self._opened = True
+        DiskWriter.get(self.opts.flush_interval_s).add(self)
 
     def on_audio_nowait(self, chunk: AudioChunk) -> None:
         # Inline on the receive path: only buffering here; a process-wide timer hands the
-        # buffers to the writer thread (see _DiskWriter).
+        # buffers to the writer thread (see DiskWriter).
         if self._write_error is not None:
             self._raise_write_error()
         tr = self._tracks.get(chunk.track)
@@ -265,7 +203,8 @@ class Recorder(Handler):
         why = describe(exc) if isinstance(exc, OSError) else str(exc)
         raise RecordingError(
             f"recording in {self._dir} failed: {why}; this stream is no longer recorded "
-            "(check free disk space and permissions of record_dir)"
+            "(check free disk space and permissions of record_dir)",
+            exc,
         ) from None
 
     async def on_event(self, event: object) -> None:
@@ -276,18 +215,20 @@ class Recorder(Handler):
                 self._silence(tr, event.position + event.samples - tr.pos)
 
     async def on_stop(self, reason: StopReason) -> None:
-        _DiskWriter.get(self.opts.flush_interval_s).remove(self)
-        try:
-            if self._files and self._write_error is None:
-                batches = self._collect(final=True)
-                if batches:
-                    await self._run(self._write, batches)
-            await self._run(self._close, reason)
-        except OSError as exc:  # expected (disk full, unmounted): one line, no traceback
-            if self._write_error is None:
-                self._write_error = exc
-                HEALTH.failed(self._root, exc)
-            await self._run(self._close_quietly)
+        DiskWriter.get(self.opts.flush_interval_s).remove(self)
+        if not self._opened:
+            return  # refused or failed to open: on_start said why, nothing is on disk
+        if self._write_error is None:
+            batches = self.collect(final=True)
+            if batches:
+                try:
+                    await self._run(self.write_batches, batches)
+                except Exception as exc:
+                    self.write_failed(exc)
+        # Close the files and finalize the sidecar, with the error if there was one.
+        finalized = await self._run(self._finish, reason)
+        if self._short_writes:
+            self.count("short_writes", self._short_writes)
         if self._write_error is None:
             self.ctx.logger.info(
                 "recorded %s (%.1fs, %d gap samples filled)",
@@ -295,11 +236,20 @@ class Recorder(Handler):
                 max((tr.pos for tr in self._tracks.values()), default=0) / self.ctx.sample_rate,
                 sum(tr.filled for tr in self._tracks.values()),
             )
-            if self.opts.write_sidecar:
-                # For whoever ships finished recordings (the service's storage upload).
-                self.publish("recording.finished", {"sidecar": str(self._sidecar)})
-        elif not self._write_error_reported:
+        if finalized:
+            # For whoever ships finished recordings (the service's storage upload); a
+            # recording cut short by a full disk goes too (and frees the spool).
+            self.publish("recording.finished", {"sidecar": str(self._sidecar)})
+        if self._write_error is not None and not self._write_error_reported:
             self._raise_write_error()
+
+    def write_failed(self, exc: Exception) -> None:
+        """Note the first write error (disk full...): the recording ends here (also called
+        on the writer thread)."""
+        if self._write_error is None:
+            self._write_error = exc
+        if isinstance(exc, OSError):
+            HEALTH.failed(self._root, exc)
 
     # -- internals -------------------------------------------------------------------------
 
@@ -317,9 +267,9 @@ class Recorder(Handler):
         tr.filled += n
 
     async def _run(self, fn: Any, *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(_writer(), fn, *args)
+        return await asyncio.get_running_loop().run_in_executor(writer(), fn, *args)
 
-    def _collect(self, final: bool) -> dict[str, Any]:
+    def collect(self, final: bool) -> dict[str, Any]:
         """Hand over what is buffered: lists of arrays per mono file (joined on the writer
         thread), or the aligned stereo block."""
         batches: dict[str, Any] = {}
@@ -360,28 +310,53 @@ class Recorder(Handler):
             subtype = "ULAW"
         fmt = "WAV" if ext == "wav" else "FLAC"
         targets = {"stereo": 2} if self._stereo else {t: 1 for t in ctx.tracks}
-        for key, channels in targets.items():
-            name = f"{ctx.stream_id}.{ext}" if key == "stereo" else f"{ctx.stream_id}.{key}.{ext}"
-            path = self._dir / name
-            if path.resolve().parent != self._dir:  # ids are validated upstream; belt and braces
-                raise ValueError(f"refusing to write outside {self._dir}: {name!r}")
-            if self._raw:
-                self._files[key] = WavWriter(
-                    path, ctx.sample_rate, "ulaw" if self._raw_ulaw_out else "pcm16"
+        try:
+            for key, channels in targets.items():
+                name = (
+                    f"{ctx.stream_id}.{ext}" if key == "stereo" else f"{ctx.stream_id}.{key}.{ext}"
                 )
-            else:
-                self._files[key] = sf.SoundFile(
-                    str(path),
-                    "w",
-                    samplerate=ctx.sample_rate,
-                    channels=channels,
-                    format=fmt,
-                    subtype=subtype,
-                )
-            for t in ("inbound", "outbound") if key == "stereo" else (key,):
-                if t in self._tracks:
-                    self._tracks[t].path = str(path)
-        self._write_sidecar(None)
+                path = self._dir / name
+                if path.resolve().parent != self._dir:  # ids are validated upstream
+                    raise ValueError(f"refusing to write outside {self._dir}: {name!r}")
+                for t in ("inbound", "outbound") if key == "stereo" else (key,):
+                    if t in self._tracks:
+                        self._tracks[t].path = str(path)  # before it exists: see _discard
+                if self._raw:
+                    kind = "ulaw" if self._raw_ulaw_out else "pcm16"
+                    self._files[key] = WavWriter(path, ctx.sample_rate, kind)
+                else:
+                    self._files[key] = sf.SoundFile(
+                        str(path),
+                        "w",
+                        samplerate=ctx.sample_rate,
+                        channels=channels,
+                        format=fmt,
+                        subtype=subtype,
+                    )
+                self._file_samples[key] = 0
+            self._write_sidecar(None, reserve=True)
+        except BaseException:
+            self._discard()
+            raise
+
+    def _discard(self) -> None:
+        """Opening failed: remove what was created (no audio is in it yet)."""
+        self._close_quietly()
+        for tr in self._tracks.values():
+            if tr.path:
+                Path(tr.path).unlink(missing_ok=True)
+                tr.path = ""
+        self._file_samples.clear()
+        with contextlib.suppress(OSError):
+            self._dir.rmdir()  # only when empty (other streams of the call may be there)
+
+    def write_batches(self, batches: dict[str, Any]) -> None:
+        """Write what :meth:`collect` handed over (the writer thread); nothing after an
+        error (the files stay as the error left them)."""
+        if self._write_error is not None:
+            return
+        self._write(batches)
+        HEALTH.ok(self._root)
 
     def _write(self, batches: dict[str, Any]) -> None:
         for key, data in batches.items():
@@ -389,8 +364,7 @@ class Recorder(Handler):
             if f is None:
                 continue
             if type(data) is not list:  # a stereo block
-                f.write(data)
-                update_header(f)
+                self._sf_write(key, f, data)
                 continue
             run: list[Any] = []  # audio between two gaps, joined into one write
             for item in data:
@@ -398,39 +372,76 @@ class Recorder(Handler):
                     run.append(item)
                     continue
                 if run:
-                    self._write_audio(f, run)
+                    self._write_audio(key, f, run)
                     run = []
                 while item > 0:
                     k = min(item, SILENCE_PIECE)
                     if self._raw:
-                        self._write_audio(f, [silence_bytes(self._encoding, k)])
+                        self._write_audio(key, f, [silence_bytes(self._encoding, k)])
                     else:
-                        self._write_audio(f, [np.zeros(k, dtype=np.int16)])
+                        self._write_audio(key, f, [np.zeros(k, dtype=np.int16)])
                     item -= k
             if run:
-                self._write_audio(f, run)
-            if not self._raw:
-                update_header(f)
+                self._write_audio(key, f, run)
 
-    def _write_audio(self, f: Any, data: list[Any]) -> None:
-        if self._raw:
-            raw = b"".join(data)
-            if self._encoding == ENCODING_MULAW and not self._raw_ulaw_out:
-                raw = ulaw_decode(raw).astype("<i2", copy=False).tobytes()
-            elif self._encoding not in (ENCODING_MULAW, ENCODING_L16):
-                # A-law, big-endian L16 (Telnyx): decoded once per flush, on this thread.
-                raw = audio_decode(raw, self._encoding).astype("<i2", copy=False).tobytes()
-            elif self._encoding != ENCODING_MULAW and BIG_ENDIAN:  # pragma: no cover
-                raw = np.frombuffer(raw, "<i2").astype(np.int16).tobytes()
-            f.write(raw)
-        else:
-            f.write(np.concatenate(data) if len(data) > 1 else data[0])
+    def _write_audio(self, key: str, f: Any, data: list[Any]) -> None:
+        if not self._raw:
+            self._sf_write(key, f, np.concatenate(data) if len(data) > 1 else data[0])
+            return
+        raw = b"".join(data)
+        if self._encoding == ENCODING_MULAW and not self._raw_ulaw_out:
+            raw = ulaw_decode(raw).astype("<i2", copy=False).tobytes()
+        elif self._encoding not in (ENCODING_MULAW, ENCODING_L16):
+            # A-law, big-endian L16 (Telnyx): decoded once per flush, on this thread.
+            raw = audio_decode(raw, self._encoding).astype("<i2", copy=False).tobytes()
+        elif self._encoding != ENCODING_MULAW and BIG_ENDIAN:  # pragma: no cover
+            raw = np.frombuffer(raw, "<i2").astype(np.int16).tobytes()
+        try:
+            f.write(raw)  # a WavWriter: on an error its header already matches the file
+        finally:
+            self._file_samples[key] = f.samples
 
-    def _close(self, reason: StopReason) -> None:
+    def _sf_write(self, key: str, f: sf.SoundFile, data: np.ndarray) -> None:
+        """Write through libsndfile (FLAC, stereo), which reports a full disk as a bare
+        "System error": the directory is probed to find the OS error behind it."""
+        try:
+            f.write(data)
+            update_header(f)
+        except (RuntimeError, AssertionError) as exc:
+            if self.opts.format == "wav":
+                # libsndfile keeps its WAV header true to the bytes it wrote: count those.
+                with contextlib.suppress(RuntimeError):
+                    update_header(f)
+                    self._file_samples[key] = f.seek(0, sf.SEEK_END)
+            try:
+                probe(self._dir)
+            except OSError as os_exc:
+                raise os_exc from None
+            raise OSError(5, f"libsndfile: {exc}") from None
+        self._file_samples[key] += len(data)
+
+    def _finish(self, reason: StopReason) -> bool:
+        """Close the files, then write the final sidecar (with the error, if any); True
+        when it was written. Never raises for an OS error: it becomes the recording's."""
         files, self._files = self._files, {}
         for f in files.values():
-            f.close()
-        self._write_sidecar(reason)
+            if isinstance(f, WavWriter):
+                self._short_writes += f.short_writes
+            try:
+                f.close()
+            except (OSError, RuntimeError) as exc:  # FLAC: the last frames did not fit
+                self.write_failed(exc if isinstance(exc, OSError) else OSError(5, str(exc)))
+        if not self.opts.write_sidecar:
+            return False
+        try:
+            self._write_sidecar(reason)
+        except OSError as exc:
+            self.write_failed(exc)
+            self.ctx.logger.error(
+                "sidecar %s could not be finalized: %s", self._sidecar, describe(exc)
+            )
+            return False
+        return True
 
     def _close_quietly(self) -> None:
         files, self._files = self._files, {}
@@ -440,11 +451,21 @@ class Recorder(Handler):
             except (OSError, RuntimeError):
                 pass
 
-    def _write_sidecar(self, reason: StopReason | None) -> None:
+    def _samples(self) -> dict[str, int]:
+        """Samples per track in its file (what the disk took), or received when no file."""
+        out = {}
+        for t, tr in self._tracks.items():
+            key = "stereo" if self._stereo else t
+            out[t] = self._file_samples.get(key, tr.pos) if self._write_error else tr.pos
+        return out
+
+    def _write_sidecar(self, reason: StopReason | None, *, reserve: bool = False) -> None:
         if not self.opts.write_sidecar:
             return
         ctx = self.ctx
         rate = ctx.sample_rate
+        samples = self._samples()
+        err = self._write_error
         doc = {
             "call_id": ctx.call_id,
             "stream_id": ctx.stream_id,
@@ -458,15 +479,18 @@ class Recorder(Handler):
             "start_time": _iso(self._started_at),
             "end_time": _iso(time.time()) if reason is not None else None,
             "stop_reason": reason.value if reason is not None else None,
-            "samples": {t: tr.pos for t, tr in self._tracks.items()},
-            "duration_s": {t: round(tr.pos / rate, 3) for t, tr in self._tracks.items()},
+            "samples": samples,
+            "duration_s": {t: round(n / rate, 3) for t, n in samples.items()},
             "gaps": self._gaps,
             "gap_samples_filled": {t: tr.filled for t, tr in self._tracks.items()},
+            # why the files end early (audio received after it is not in them), else null
+            "error": (describe(err) if isinstance(err, OSError) else str(err)) if err else None,
+            "samples_not_written": {
+                t: max(0, tr.pos - samples[t]) for t, tr in self._tracks.items()
+            },
             "stream": self.ctx.stats(),
         }
-        tmp = self._sidecar.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, self._sidecar)
+        write_sidecar(self._sidecar, doc, reserve=reserve)
 
 
 def _iso(t: float) -> str:

@@ -148,6 +148,10 @@ class RouteSettings:
     dialect: str = "auto"
     #: e.g. "audio/x-mulaw;rate=8000": a stream in another format is a doctor finding.
     expect_format: str = ""
+    #: Handlers this route cannot do without (e.g. ["recorder"]): when one fails (a full
+    #: disk...), the stream is closed with 1011 and the failure's reason instead of going
+    #: on without it.
+    required_handlers: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -352,6 +356,12 @@ def _check_route(r: RouteSettings, path: str) -> None:
             AudioFormat.from_content_type(r.expect_format)
         except ValueError as exc:
             raise ConfigError(f'routes."{path}".expect_format: {exc}') from None
+    for name in r.required_handlers:
+        if name not in r.handlers:
+            raise ConfigError(
+                f'routes."{path}".required_handlers: {name!r} is not one of the route\'s '
+                f"handlers ({', '.join(r.handlers) or 'none'})"
+            )
 
 
 def _validate(s: Settings) -> None:

@@ -19,6 +19,7 @@ CORE = (
     "session",
     "session_config",
     "session_state",
+    "stream_handlers",
     "stream_report",
     "stream_start",
 )
@@ -52,9 +53,11 @@ ALLOWED = {
         "runner",
         "session_config",
         "session_state",
+        "stream_handlers",
     },
     "playback": {"audio", "metrics", "protocol.dialect"},
     "runner": {"handler", "metrics", "protocol.events"},
+    "stream_handlers": {"handler", "metrics", "protocol.websocket", "runner"},
     "session": {
         "audio",
         "dialect_binding",
@@ -75,6 +78,7 @@ ALLOWED = {
         "runner",
         "session_config",
         "session_state",
+        "stream_handlers",
         "stream_report",
         "stream_start",
     },

@@ -363,23 +363,22 @@ class PlivoStreamClient:
         sources: dict[str, PCM | None] = {"inbound": self._inbound, "outbound": self._outbound}
         chunks, base_ms = dict.fromkeys(self._tracks, o.first_frame), o.first_frame * self._frame_ms
         step = self._frame_s / o.speed if o.speed is not None else 0.0
-        lateness = report.lateness_ms
-        dtmf = self._dtmf
-        next_dtmf = 0
-        echo = self._echo
+        lateness, dtmf, echo = report.lateness_ms, self._dtmf, self._echo
+        next_dtmf = run = 0  # run: frames sent since the last wait
         for tick in range(self._n_ticks):
             if self._abort.is_set():
                 return
             if o.speed is not None:
                 due = self._t0 + tick * step
                 if _now() < due:
+                    run = 0
                     await self._sleeper.until(due)
                     if self._abort.is_set():
                         return
-                now = _now()
-                lateness.append(max(0.0, (now - due) * 1000.0))
-            elif tick and tick % _YIELD_EVERY == 0:
-                await asyncio.sleep(0)  # let received frames and playback run
+                lateness.append(max(0.0, (_now() - due) * 1000.0))
+            run += 1
+            if run % _YIELD_EVERY == 0:  # at full speed, or late (an overloaded process):
+                await asyncio.sleep(0)  # let replies, playback, a stop or SIGTERM run
             while next_dtmf < len(dtmf) and dtmf[next_dtmf][0] <= tick:
                 _, at_ms, digit = dtmf[next_dtmf]
                 next_dtmf += 1
