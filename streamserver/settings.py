@@ -105,7 +105,7 @@ class SessionSettings:
     send_batch_delay_ms: float = 30.0
     #: Busy: the event loop's thread used at least this share of a CPU over the last
     #: tick (streamserver_event_loop_utilisation); pairing stops 0.15 below it.
-    send_batch_busy: float = 0.85
+    send_batch_busy: float = 0.95
     #: ... and at least this many streams are open.
     send_batch_min_streams: int = 200
     #: The stream doctor: no inbound audio for this long on an open stream is reported

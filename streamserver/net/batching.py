@@ -159,7 +159,7 @@ class WriteCoalescer:
     HYSTERESIS = 0.15
 
     def __init__(
-        self, *, frames: int, min_streams: int, delay_s: float, busy: float = 0.85
+        self, *, frames: int, min_streams: int, delay_s: float, busy: float = 0.95
     ) -> None:
         self.frames = frames
         self.min_streams = min_streams
