@@ -1,10 +1,10 @@
-"""The recorders' one writer thread and their one flush timer per event loop.
+"""The recorders' one writer thread and the once-per-interval flush that feeds it.
 
-Every recorder of the process buffers in memory; once per ``flush_interval_s`` each one's
-buffers are collected by a single timer (in slices) and handed to the writer thread: a
-few wake-ups and thread hand-offs per second for the whole process, instead of a timer,
-a future and a coroutine per stream. One thread keeps each file's writes in
-order and the disk off the event loop.
+Every recorder of the process buffers audio on the event loop; :class:`DiskWriter`
+collects their buffers once per ``flush_interval_s`` and writes them on the single writer
+thread (:func:`writer`): a few timers and thread hand-offs per second for the whole
+process, instead of a wake-up, a future and a coroutine per stream. One thread keeps each
+file's writes in order and disk I/O off the event loop.
 """
 
 from __future__ import annotations
@@ -12,10 +12,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any, Protocol
-
-from .recorddir import HEALTH
 
 __all__ = ["DiskWriter", "Flushable", "writer"]
 
@@ -24,7 +21,7 @@ _executor_lock = threading.Lock()
 
 
 def writer() -> ThreadPoolExecutor:
-    """The process's recorder writer thread."""
+    """The process's writer thread (created on first use)."""
     global _executor
     with _executor_lock:
         if _executor is None:
@@ -33,28 +30,23 @@ def writer() -> ThreadPoolExecutor:
 
 
 class Flushable(Protocol):
-    """What the flush timer needs of a recorder."""
-
-    @property
-    def root(self) -> Path:
-        """Its record directory (for the directory's health)."""
-        ...
+    """What the flush needs of a recorder."""
 
     def collect(self, final: bool) -> dict[str, Any]:
-        """Hand over what is buffered (on the event loop)."""
+        """On the loop: hand over what is buffered (empty: nothing)."""
         ...
 
-    def write(self, batches: dict[str, Any]) -> None:
-        """Write collected batches (on the writer thread)."""
+    def write_batches(self, batches: dict[str, Any]) -> None:
+        """On the writer thread: write what :meth:`collect` handed over."""
         ...
 
     def write_failed(self, exc: Exception) -> None:
-        """A write failed (on the writer thread); the recorder stops at its next call."""
+        """On the writer thread: :meth:`write_batches` raised ``exc`` (disk full...)."""
         ...
 
 
 class DiskWriter:
-    """The flush timer of one event loop and interval (:meth:`get` finds it).
+    """The flush timer of one event loop and interval, shared by its recorders.
 
     The recorders are spread over ``SLICES`` slices, one flushed every
     ``interval_s / SLICES``: each is still flushed once per interval, and the work (on the
@@ -75,7 +67,7 @@ class DiskWriter:
 
     @classmethod
     def get(cls, interval_s: float) -> DiskWriter:
-        """The running loop's flush timer for ``interval_s``."""
+        """The running loop's flush for ``interval_s``."""
         loop = asyncio.get_running_loop()
         key = (id(loop), interval_s)
         w = cls._by_key.get(key)
@@ -84,7 +76,6 @@ class DiskWriter:
         return w
 
     def add(self, rec: Flushable) -> None:
-        """Flush ``rec`` from now on."""
         # Into the emptiest slice, which is the next to be flushed among equals: a new
         # recording is flushed within one interval, like every other.
         k = min(
@@ -96,7 +87,6 @@ class DiskWriter:
             self.handle = self.loop.call_later(self.interval_s / self.SLICES, self._tick)
 
     def remove(self, rec: Flushable) -> None:
-        """Stop flushing ``rec`` (it writes its last batch itself)."""
         k = self.where.pop(rec, None)
         if k is not None:
             self.slices[k].discard(rec)
@@ -121,10 +111,6 @@ def _write_jobs(jobs: list[tuple[Flushable, dict[str, Any]]]) -> None:
     # On the writer thread. One recorder's failure (disk full...) must not stop the others.
     for rec, batches in jobs:
         try:
-            rec.write(batches)
+            rec.write_batches(batches)
         except Exception as exc:
             rec.write_failed(exc)
-            if isinstance(exc, OSError):
-                HEALTH.failed(rec.root, exc)
-        else:
-            HEALTH.ok(rec.root)

@@ -8,15 +8,20 @@ The file holds exactly the decoded audio received, in order; gaps (missing chunk
 audio this handler had to drop when it fell behind) are filled with silence of the exact
 length so positions stay true. Writes run on one background thread (never on the event
 loop) and are flushed at least every ``flush_interval_s``: after a ``kill -9`` the files are
-readable and miss at most about that much audio.
+readable and miss at most about that much audio. The files themselves:
+:mod:`handlers.recordfiles`.
 
-With ``heard = true`` a bidirectional stream also gets the track ``heard``: what the
-caller heard from the server, the played audio placed on the inbound timeline by the
-provider's answers and cut where a clear took effect (:mod:`handlers.heard`); in the
-stereo layout it is the right channel beside the caller. The sidecar lists its prompts.
+A write that fails (a full disk, a vanished volume) ends the recording of that stream and
+leaves it consistent: each WAV file's header counts exactly the samples it holds, and the
+sidecar is finalized with the end time, those sample counts and the ``error``. While the
+record dir keeps failing, new streams are not recorded at all (no files are created) and
+``/readyz`` says why; on a route with ``required_handlers = ["recorder"]`` such a stream is
+closed with 1011 "recording storage full". The first stream after a probe of the directory
+passes is recorded again.
 
-A stream that resumes after a reconnect (``StreamContext.connection`` > 1) continues its
-files where the earlier connection left them: one recording per stream.
+With ``heard = true`` a bidirectional stream also gets the track ``heard``, what the caller
+heard (:mod:`handlers.heard`; stereo: right channel), and the sidecar lists its prompts. A
+stream resumed after a reconnect continues its files: one recording per stream.
 """
 
 from __future__ import annotations
@@ -24,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -47,8 +51,9 @@ from streamserver.handler import (
 
 from .diskwriter import DiskWriter, writer
 from .heard import HeardTrack
-from .recorddir import HEALTH, describe, probe
+from .recorddir import HEALTH, close_reason, describe, probe
 from .recordfiles import RecordingFiles
+from .sidecar import recording_doc, write_sidecar
 
 __all__ = ["Recorder", "RecorderOptions"]
 
@@ -63,7 +68,11 @@ _HEARD_HOLD_S = 5
 
 class RecordingError(HandlerFailure):
     """Writing a recording failed (disk full, permissions...); the recorder stops (one log
-    line per stream, no traceback)."""
+    line per stream, no traceback). ``error`` is the OS error behind it, when there is one."""
+
+    def __init__(self, message: str, error: BaseException | None) -> None:
+        super().__init__(message, close_reason=close_reason(error))
+        self.error = error
 
 
 class RecorderOptions(msgspec.Struct, forbid_unknown_fields=True):
@@ -107,24 +116,22 @@ class Recorder(Handler):
     def __init__(self, ctx: StreamContext, options: Any = None) -> None:
         super().__init__(ctx, options or RecorderOptions())
         self.opts: RecorderOptions = self.options
-        opts = self.opts
-        fmt = ctx.format
+        opts, fmt = self.opts, ctx.format
         self._heard: HeardTrack | None = None
         names = list(ctx.tracks)
         if opts.heard and ctx.bidirectional:
+            hold = _HEARD_HOLD_S * fmt.sample_rate
             self._heard = HeardTrack(
-                bytes_per_sample=fmt.bytes_per_sample,
-                frame_samples=fmt.frame_samples,
-                hold=_HEARD_HOLD_S * fmt.sample_rate,
+                bytes_per_sample=fmt.bytes_per_sample, frame_samples=fmt.frame_samples, hold=hold
             )
             names.append("heard")
         # A resumed stream continues each track where its earlier connection left it (the
         # heard track follows the caller's).
-        resumed = ctx.resumed
-        at = {t: resumed.get("inbound" if t == "heard" else t, 0) for t in names}
+        at = {t: ctx.resumed.get("inbound" if t == "heard" else t, 0) for t in names}
         self._tracks: dict[str, _Track] = {t: _Track(at[t]) for t in names}
-        pair = ("inbound", "outbound") if len(ctx.tracks) == 2 else ("inbound", "heard")
-        self._pair = pair
+        self._pair = pair = (
+            ("inbound", "outbound") if len(ctx.tracks) == 2 else ("inbound", "heard")
+        )
         self._stereo = opts.layout == "stereo" and all(t in self._tracks for t in pair)
         if self._stereo:  # one file: both channels resume where it ends
             start = max(self._tracks[t].pos for t in pair)
@@ -136,9 +143,10 @@ class Recorder(Handler):
         self._raw = raw = not self._stereo and opts.format == "wav"
         self._encoding = fmt.encoding
         self._bps = fmt.bytes_per_sample
-        ulaw = raw and self._encoding == ENCODING_MULAW and opts.keep_mulaw
+        mulaw = self._encoding == ENCODING_MULAW and opts.keep_mulaw
         self._write_error: Exception | None = None
         self._write_error_reported = False
+        self._opened = False  # files and the first sidecar exist
         self._started_at = time.time()
         self._first_start = ""  # a resumed recording's first connection's start time
         self._gaps = 0
@@ -146,8 +154,8 @@ class Recorder(Handler):
         self._dir = self._root / ctx.call_id
         self._files = RecordingFiles(
             self._dir, ctx.stream_id, rate=ctx.sample_rate, encoding=self._encoding,
-            raw=raw, ulaw_out=ulaw, ext=opts.format,
-            subtype="ULAW" if opts.keep_mulaw and self._encoding == ENCODING_MULAW else "PCM_16",
+            raw=raw, ulaw_out=raw and mulaw, ext=opts.format,
+            subtype="ULAW" if mulaw else "PCM_16",
         )  # fmt: skip
         self._sidecar = self._dir / f"{ctx.stream_id}.json"
         loop = asyncio.get_running_loop()
@@ -188,23 +196,34 @@ class Recorder(Handler):
     async def on_start(self) -> None:
         if self.opts.layout == "stereo" and not self._stereo:
             self.ctx.logger.info("stereo layout needs two tracks; recording mono")
-        before = self._before
+        before, self._before = self._before, None
         if self.ctx.connection > 1 and before is not None and not before.done():
             # The earlier connection's recorder still writes these files: let it finish.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(before), _HANDOVER_TIMEOUT_S)
-        self._before = None
+        if HEALTH.failure(self._root) is not None:
+            # The record dir failed lately: probe it (at most once a second) rather than
+            # leave empty files behind on a disk that is still full.
+            refused = await self._run(HEALTH.recheck, self._root)
+            if refused is not None:
+                self.count("refused")
+                raise RecordingError(
+                    f"not recording in {self._dir}: record_dir cannot be written: "
+                    f"{describe(refused)} (free disk space or fix record_dir)",
+                    refused,
+                )
         try:
             await self._run(self._open)
         except OSError as exc:
             self._write_error = exc
             HEALTH.failed(self._root, exc)
             self._raise_write_error()
+        self._opened = True
         DiskWriter.get(self.opts.flush_interval_s).add(self)
 
     def on_audio_nowait(self, chunk: AudioChunk) -> None:
         # Inline on the receive path: only buffering here; a process-wide timer hands the
-        # buffers to the writer thread (see handlers.diskwriter).
+        # buffers to the writer thread (see DiskWriter).
         if self._write_error is not None:
             self._raise_write_error()
         tr = self._tracks.get(chunk.track)
@@ -248,13 +267,14 @@ class Recorder(Handler):
         if position > tr.pos:
             self._silence(tr, position - tr.pos)
         skip = tr.pos - position  # > 0: overlap, keep what was recorded first
+        if chunk is not None and chunk.payload is not None and chunk.encoding == self._encoding:
+            payload = chunk.payload
         if self._raw and payload is not None:
             data: Any = payload[skip * self._bps :] if skip > 0 else payload
         else:
-            if chunk is not None:
-                data = chunk.samples
-            else:
-                data = audio_decode(payload or b"", self._encoding)
+            data = (
+                chunk.samples if chunk is not None else audio_decode(payload or b"", self._encoding)
+            )
             if skip > 0:
                 data = data[skip:]
             if self._raw:
@@ -273,7 +293,8 @@ class Recorder(Handler):
         why = describe(exc) if isinstance(exc, OSError) else str(exc)
         raise RecordingError(
             f"recording in {self._dir} failed: {why}; this stream is no longer recorded "
-            "(check free disk space and permissions of record_dir)"
+            "(check free disk space and permissions of record_dir)",
+            exc,
         ) from None
 
     async def on_event(self, event: object) -> None:
@@ -286,23 +307,29 @@ class Recorder(Handler):
     async def on_stop(self, reason: StopReason) -> None:
         DiskWriter.get(self.opts.flush_interval_s).remove(self)
         try:
-            if self._heard is not None:
-                self._heard.finish()
-                self._take_heard()
-            if self._files.files and self._write_error is None:
-                batches = self.collect(final=True)
-                if batches:
-                    await self._run(self.write, batches)
-            await self._run(self._close, reason)
-        except OSError as exc:  # expected (disk full, unmounted): one line, no traceback
-            if self._write_error is None:
-                self._write_error = exc
-                HEALTH.failed(self._root, exc)
-            await self._run(self._files.close_quietly)
+            await self._stop(reason)
         finally:
             self._closed.set_result(None)
             if _OPEN.get(self._key) is self._closed:
                 del _OPEN[self._key]
+
+    async def _stop(self, reason: StopReason) -> None:
+        if not self._opened:
+            return  # refused or failed to open: on_start said why, nothing is on disk
+        if self._heard is not None:
+            self._heard.finish()
+            self._take_heard()
+        if self._write_error is None:
+            batches = self.collect(final=True)
+            if batches:
+                try:
+                    await self._run(self.write_batches, batches)
+                except Exception as exc:
+                    self.write_failed(exc)
+        # Close the files and finalize the sidecar, with the error if there was one.
+        finalized = await self._run(self._finish, reason)
+        if self._files.short_writes:
+            self.count("short_writes", self._files.short_writes)
         if self._write_error is None:
             self.ctx.logger.info(
                 "recorded %s (%.1fs, %d gap samples filled)",
@@ -310,11 +337,20 @@ class Recorder(Handler):
                 max((tr.pos for tr in self._tracks.values()), default=0) / self.ctx.sample_rate,
                 sum(tr.filled for tr in self._tracks.values()),
             )
-            if self.opts.write_sidecar:
-                # For whoever ships finished recordings (the service's storage upload).
-                self.publish("recording.finished", {"sidecar": str(self._sidecar)})
-        elif not self._write_error_reported:
+        if finalized:
+            # For whoever ships finished recordings (the service's storage upload); a
+            # recording cut short by a full disk goes too (and frees the spool).
+            self.publish("recording.finished", {"sidecar": str(self._sidecar)})
+        if self._write_error is not None and not self._write_error_reported:
             self._raise_write_error()
+
+    def write_failed(self, exc: Exception) -> None:
+        """Note the first write error (disk full...): the recording ends here (also called
+        on the writer thread)."""
+        if self._write_error is None:
+            self._write_error = exc
+        if isinstance(exc, OSError):
+            HEALTH.failed(self._root, exc)
 
     # -- internals -------------------------------------------------------------------------
 
@@ -333,15 +369,6 @@ class Recorder(Handler):
 
     async def _run(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(writer(), fn, *args)
-
-    @property
-    def root(self) -> Path:
-        """The record directory (handlers.diskwriter.Flushable)."""
-        return self._root
-
-    def write_failed(self, exc: Exception) -> None:
-        """A write failed on the writer thread: the next hook reports it and stops."""
-        self._write_error = exc
 
     def collect(self, final: bool) -> dict[str, Any]:
         """Hand over what is buffered: lists of arrays per mono file (joined on the writer
@@ -402,7 +429,11 @@ class Recorder(Handler):
         for key, path in self._files.paths.items():
             for t in self._pair if key == "stereo" else (key,):
                 self._tracks[t].path = str(path)
-        self._write_sidecar(None)
+        try:
+            self._write_sidecar(None, reserve=True)
+        except BaseException:
+            self._files.discard()
+            raise
 
     def _read_first_start(self) -> str:
         try:
@@ -411,45 +442,56 @@ class Recorder(Handler):
             return ""
         return str(doc.get("start_time") or "") if isinstance(doc, dict) else ""
 
-    def write(self, batches: dict[str, Any]) -> None:
-        """Write collected batches (on the writer thread)."""
+    def write_batches(self, batches: dict[str, Any]) -> None:
+        """Write what :meth:`collect` handed over (the writer thread); nothing after an
+        error (the files stay as the error left them)."""
+        if self._write_error is not None:
+            return
         self._files.write(batches)
+        HEALTH.ok(self._root)
 
-    def _close(self, reason: StopReason) -> None:
-        self._files.close()
-        self._write_sidecar(reason)
+    def _finish(self, reason: StopReason) -> bool:
+        """Close the files, then write the final sidecar (with the error, if any); True
+        when it was written. Never raises for an OS error: it becomes the recording's."""
+        for exc in self._files.close():  # FLAC: the last frames did not fit
+            self.write_failed(exc)
+        if not self.opts.write_sidecar:
+            return False
+        try:
+            self._write_sidecar(reason)
+        except OSError as exc:
+            self.write_failed(exc)
+            self.ctx.logger.error(
+                "sidecar %s could not be finalized: %s", self._sidecar, describe(exc)
+            )
+            return False
+        return True
 
-    def _write_sidecar(self, reason: StopReason | None) -> None:
+    def _samples(self) -> dict[str, int]:
+        """Samples per track in its file (what the disk took), or received when no file."""
+        out = {}
+        for t, tr in self._tracks.items():
+            key = "stereo" if self._stereo else t
+            out[t] = self._files.samples.get(key, tr.pos) if self._write_error else tr.pos
+        return out
+
+    def _write_sidecar(self, reason: StopReason | None, *, reserve: bool = False) -> None:
         if not self.opts.write_sidecar:
             return
-        ctx = self.ctx
-        rate = ctx.sample_rate
-        doc = {
-            "call_id": ctx.call_id,
-            "stream_id": ctx.stream_id,
-            "account_id": ctx.account_id,
-            "route": ctx.route,
-            "format": {"encoding": ctx.format.encoding, "sample_rate": rate},
-            "tracks": list(self._tracks),
-            "layout": "stereo" if self._stereo else "mono",
-            "files": {t: tr.path for t, tr in self._tracks.items()},
-            "extra_headers": ctx.extra_headers,
-            "start_time": self._first_start or _iso(self._started_at),
-            "end_time": _iso(time.time()) if reason is not None else None,
-            "stop_reason": reason.value if reason is not None else None,
-            "samples": {t: tr.pos for t, tr in self._tracks.items()},
-            "duration_s": {t: round(tr.pos / rate, 3) for t, tr in self._tracks.items()},
-            "gaps": self._gaps,
-            "gap_samples_filled": {t: tr.filled for t, tr in self._tracks.items()},
-            "connection": ctx.connection,
-            "resumed_at": ctx.resumed,
-            "stream": self.ctx.stats(),
-        }
-        if self._heard is not None:
-            doc["heard"] = {"prompts": [p.to_json(rate) for p in self._heard.prompts]}
-        tmp = self._sidecar.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, self._sidecar)
+        prompts = None if self._heard is None else self._heard.prompts
+        doc = recording_doc(
+            self.ctx,
+            stereo=self._stereo,
+            tracks={t: (tr.path, tr.pos, tr.filled) for t, tr in self._tracks.items()},
+            samples=self._samples(),
+            start_time=self._first_start or _iso(self._started_at),
+            end_time=_iso(time.time()) if reason is not None else None,
+            reason=reason,
+            gaps=self._gaps,
+            error=self._write_error,
+            prompts=[p.to_json(self.ctx.sample_rate) for p in prompts or ()],
+        )
+        write_sidecar(self._sidecar, doc, reserve=reserve)
 
 
 def _iso(t: float) -> str:

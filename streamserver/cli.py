@@ -135,6 +135,7 @@ def _serve_settings(args: argparse.Namespace) -> Settings:
             )
         for route in settings.routes.values():
             route.handlers = list(names)
+            route.required_handlers = [n for n in route.required_handlers if n in names]
         if not settings.routes:  # pragma: no cover - load_settings always adds a default
             settings.routes["/stream"] = RouteSettings(names)
     return settings

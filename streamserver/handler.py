@@ -67,7 +67,16 @@ class HandlerLoadError(Exception):
 class HandlerFailure(Exception):
     """An expected failure a handler explains in its message (disk full, a service down):
     the runner logs it as one line, without a traceback, and switches the handler off for
-    that stream like any other exception."""
+    that stream like any other exception.
+
+    ``close_reason`` is what the peer is told (a few words, at most 123 bytes, nothing
+    private) when the handler is one the route cannot do without (``required_handlers``):
+    such a failure closes the stream with 1011 and this reason.
+    """
+
+    def __init__(self, message: str, *, close_reason: str = "") -> None:
+        super().__init__(message)
+        self.close_reason = close_reason
 
 
 class NotBidirectionalError(RuntimeError):

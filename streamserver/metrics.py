@@ -64,6 +64,7 @@ class Metrics:
         "pings_unanswered",
         "read_batch_stalls",
         "reordered",
+        "required_handler_closes",
         "resyncs",
         "send_buffer_overflows",
         "signature_checks",
@@ -126,6 +127,8 @@ class Metrics:
         #: log lines left out by a LogBudget, by kind
         self.log_suppressed: dict[str, int] = {}
         self.handler_errors: defaultdict[str, int] = defaultdict(int)
+        #: streams closed (1011) because a handler their route requires failed, by handler
+        self.required_handler_closes: defaultdict[str, int] = defaultdict(int)
         #: handler-defined counters: (handler, event) -> count (StreamContext.count)
         self.handler_events: defaultdict[tuple[str, str], int] = defaultdict(int)
         # Timing
@@ -341,6 +344,13 @@ class Metrics:
             "Handler exceptions (handler disabled).",
             "handler",
             dict(self.handler_errors),
+        )
+        labelled(
+            "required_handler_closes_total",
+            "counter",
+            "Streams closed with 1011 because a handler their route requires failed.",
+            "handler",
+            dict(self.required_handler_closes),
         )
         metric("handler_events_total", "counter", "Counters kept by handlers (ctx.count).")
         for (hname, event), value in sorted(self.handler_events.items()):

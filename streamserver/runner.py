@@ -1,5 +1,4 @@
-"""Handlers at work: each one's input and task (:class:`HandlerRunner`), and the set of
-them that serves one stream (:class:`StreamHandlers`).
+"""Handlers at work: each one's input and task (:class:`HandlerRunner`).
 
 The session pushes audio and events without waiting; the runner's task hands them to the
 handler's hooks one at a time, in order. When the handler lags, contiguous audio of one
@@ -11,37 +10,31 @@ behind a slow handler costs a bounded amount of memory. An exception in a hook i
 logged with the stream's ids, counted, and switches the handler off for the stream; its
 ``on_stop`` still runs.
 
-A runner talks to its owner only through :class:`RunnerOwner`; :class:`StreamHandlers`
-is that owner for a session: it fans events out, keeps the list of audio sinks, reports a
-failed handler to the others and stops the handlers one after the other at the end.
+A runner talks to its owner only through :class:`RunnerOwner`;
+:class:`~streamserver.stream_handlers.StreamHandlers` is that owner for a session.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import sys
 from collections import deque
-from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 import numpy as np
 
 from .handler import (
     AudioChunk,
-    BusEvent,
     Gap,
     Handler,
     HandlerFailure,
     HandlerSpec,
-    PlaybackEvent,
     StopReason,
-    StreamContext,
 )
 from .metrics import Metrics
 from .protocol.events import Dtmf
 
-__all__ = ["MAX_EVENTS", "HandlerRunner", "RunnerOwner", "StreamHandlers"]
+__all__ = ["MAX_EVENTS", "HandlerRunner", "RunnerOwner"]
 
 #: Events queued per handler before new ones are dropped (the default of [session]).
 MAX_EVENTS = 1000
@@ -83,6 +76,7 @@ class HandlerRunner:
         "_task_name",
         "_waiter",
         "_wakeup_pending",
+        "close_reason",
         "dropped_events",
         "dropped_samples",
         "failed",
@@ -122,6 +116,8 @@ class HandlerRunner:
         self.queued_events = 0  # queued items that are not audio
         self.dropped_events = 0
         self.failed = False
+        #: set when the handler failed: what a peer may be told (HandlerFailure.close_reason)
+        self.close_reason = ""
         self._waiter: asyncio.Future[None] | None = None
         self.task: asyncio.Task[None] | None = None
         self._wakeup_pending = False
@@ -212,6 +208,8 @@ class HandlerRunner:
             )
         self._metrics.handler_errors[spec.name] += 1
         self.failed = True
+        reason = exc.close_reason if isinstance(exc, HandlerFailure) else ""
+        self.close_reason = (reason or f"handler {spec.name} failed")[:123]
         # Keep only the stop marker: the handler gets nothing else.
         stop_pending = any(item is _STOP for item in self.queue)
         self.queue.clear()
@@ -335,157 +333,3 @@ class HandlerRunner:
             await coro
         except Exception:
             self.fail(coro.__qualname__.rsplit(".", 1)[-1])
-
-
-class StreamHandlers:
-    """The handlers of one stream, in route order: fan-out, audio sinks, failures, stop.
-
-    :attr:`sinks` is where delivered audio goes (each live handler's ``on_audio_nowait``
-    or queue). A change replaces the list rather than editing it, so a delivery that is
-    iterating over it when a handler fails still reaches every other handler.
-    """
-
-    __slots__ = ("_metrics", "runners", "sinks", "stop_reason", "taps")
-
-    def __init__(self, metrics: Metrics) -> None:
-        self._metrics = metrics
-        self.runners: list[HandlerRunner] = []
-        self.sinks: list[Callable[[AudioChunk], None]] = []
-        #: the runners whose handlers tap playback (``Handler.taps_playback``)
-        self.taps: list[HandlerRunner] = []
-        self.stop_reason: StopReason | None = None
-
-    def create(
-        self,
-        specs: Iterable[HandlerSpec],
-        ctx: StreamContext,
-        *,
-        queue_s: float,
-        max_events: int = MAX_EVENTS,
-    ) -> None:
-        """Create and start the handlers of the stream of ``ctx``, in order; one whose
-        constructor raises is logged, counted and left out. ``queue_s`` bounds each input's
-        audio (or the handler's own ``max_queue_s``, when smaller), ``max_events`` its
-        events."""
-        rate = ctx.sample_rate
-        for spec in specs:
-            try:
-                handler = spec.create(ctx)
-            except Exception:
-                ctx.logger.exception("handler %s could not be created; skipped", spec.name)
-                self._metrics.handler_errors[spec.name] += 1
-                continue
-            max_s = min(handler.max_queue_s, queue_s)
-            max_samples = max(int(max_s * rate), rate // 50)
-            name = f"handler:{spec.name}:{ctx.stream_id}"
-            self.add(spec, handler, max_samples, name, max_events=max_events)
-
-    def add(
-        self,
-        spec: HandlerSpec,
-        handler: Handler,
-        max_samples: int,
-        task_name: str,
-        *,
-        max_events: int = MAX_EVENTS,
-    ) -> HandlerRunner:
-        """Give ``handler`` a runner and start its task."""
-        runner = HandlerRunner(
-            self,
-            spec,
-            handler,
-            max_samples,
-            metrics=self._metrics,
-            task_name=task_name,
-            max_events=max_events,
-        )
-        self.runners.append(runner)
-        if spec.cls.taps_playback(spec.options):
-            self.taps.append(runner)
-        runner.start()
-        self._update_sinks()
-        return runner
-
-    def push(self, item: Any) -> None:
-        """Queue an event (gap, DTMF, playedStream...) for every handler."""
-        for r in self.runners:
-            r.push(item)
-
-    def push_tapped(self, event: PlaybackEvent) -> None:
-        """A playback event for the handlers that tap playback: inline to the ones that
-        override ``on_playback_nowait`` (in order with their inline audio), queued for
-        ``on_event`` to the others. One that raises is switched off like any hook."""
-        for r in self.taps:
-            if r.failed:
-                continue
-            if type(r.handler).on_playback_nowait is Handler.on_playback_nowait:
-                r.push(event)
-                continue
-            try:
-                r.handler.on_playback_nowait(event)
-            except Exception:
-                r.fail("on_playback_nowait")
-
-    def publish(self, event: BusEvent) -> None:
-        """Deliver a bus event to every handler except its source."""
-        for r in self.runners:
-            if r.spec.name != event.source:
-                r.push(event)
-
-    def wakeup(self, handler: Handler) -> None:
-        """Queue ``handler.on_wakeup`` on its runner."""
-        for r in self.runners:
-            if r.handler is handler:
-                r.request_wakeup()
-                return
-
-    def sink_failed(self, sink: Callable[[AudioChunk], None]) -> bool:
-        """``sink`` raised (call from the ``except`` block): if it is a handler's
-        ``on_audio_nowait``, switch that handler off and return True."""
-        for r in self.runners:
-            if r.nowait is not None and sink == r.nowait:
-                r.fail("on_audio_nowait")
-                return True
-        return False
-
-    def stop(self, reason: StopReason) -> None:
-        """The stream ended: stop the handlers in route order, each after the one before
-        it finished ``on_stop`` (so what it publishes there still reaches the next)."""
-        self.stop_reason = reason
-        if self.runners:
-            self.runners[0].stop()
-
-    async def wait(self, timeout_s: float, logger: logging.LoggerAdapter[logging.Logger]) -> None:
-        """Wait for every handler's task to end; cancel those still running after
-        ``timeout_s``."""
-        tasks = [r.task for r in self.runners if r.task is not None]
-        if not tasks:
-            return
-        _, pending = await asyncio.wait(tasks, timeout=timeout_s)
-        for t in pending:
-            logger.warning(
-                "handler task %s did not stop in %.1fs; cancelled", t.get_name(), timeout_s
-            )
-            t.cancel()
-        if pending:
-            await asyncio.wait(pending, timeout=1.0)
-
-    @property
-    def dropped_samples(self) -> int:
-        """Audio dropped by all handler inputs of the stream (samples)."""
-        return sum(r.dropped_samples for r in self.runners)
-
-    def _update_sinks(self) -> None:
-        self.sinks = [r.sink for r in self.runners if not r.failed]
-
-    # RunnerOwner
-
-    def handler_failed(self, runner: HandlerRunner, hook: str, error: str) -> None:
-        data = {"handler": runner.spec.name, "hook": hook, "error": error}
-        self.publish(BusEvent("handler.error", data, "session"))
-        self._update_sinks()
-
-    def handler_stopped(self, runner: HandlerRunner) -> None:
-        i = self.runners.index(runner) + 1
-        if i < len(self.runners):
-            self.runners[i].stop()

@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any, Literal
 from .control import ControlApp, load_control_settings
 from .handler import HandlerLoadError, HandlerSpec, installed_handlers
 from .net import StreamServer
-from .nonce_store import nonce_cache
 from .settings import ConfigError, Settings, check_handler_tables
 from .signature import UpgradeVerifier
 
@@ -168,7 +167,7 @@ class StreamService:
     def verify_upgrades(self, tokens: Sequence[str]) -> None:
         """Check stream upgrades' signatures over the URL the server is bound to (after
         :meth:`start`), for local runs whose public URL is not known in advance."""
-        cache = nonce_cache(self.server.settings.server)
+        cache = self.server.nonces()
         self.server.verifier = UpgradeVerifier(list(tokens), self.server.url, cache)
 
     async def aclose(self) -> None:

@@ -38,10 +38,11 @@ from .protocol.events import ClearedAudio, Dtmf, Media, PlayedStream, Start, Sto
 from .protocol.neutral import AnyEvent, Connected, ProviderError
 from .protocol.websocket import CloseCode
 from .resume import Continuation, Resume, Resumes
-from .runner import HandlerRunner, StreamHandlers
+from .runner import HandlerRunner
 from .session_config import Outlet, Route, SessionLimits
 from .session_state import SessionState, Trigger, next_state
 from .stream_control import SessionControl
+from .stream_handlers import StreamHandlers
 from .stream_report import log_ended, summary
 from .stream_start import log_started, safe_id, stream_context, stream_ids
 
@@ -135,7 +136,7 @@ class Session:
         self.stream_id = "-"
         self.call_id = "-"
         self.ctx: StreamContext | None = None
-        self.handlers = StreamHandlers(metrics)
+        self.handlers = StreamHandlers(metrics, route.required, self._required_failed)
         #: the stream's handler runners, in route order
         self.runners: list[HandlerRunner] = self.handlers.runners
         self.connected_at = time.monotonic()
@@ -347,7 +348,7 @@ class Session:
             self.handlers.push(event)
         elif type(event) is Stop:
             self.end(StopReason.STOP_EVENT)
-            self.close(CloseCode.NORMAL, "stream stopped")
+            self.handlers.close_after_stop(self.outlet.close)  # 1000, or why not
 
     def _on_start(self, start: Start) -> None:
         ids = stream_ids(start, self.query)
@@ -445,6 +446,14 @@ class Session:
             self.observer.stream_event(self, event.topic, event.data)
 
     # -- end -----------------------------------------------------------------------------
+
+    def _required_failed(self, handler: str, reason: str) -> bool:
+        """A handler the route requires failed: the stream cannot go on (1011)."""
+        if self.ended:
+            return False
+        self.logger.error("closing stream: required handler %s failed", handler)
+        self.close(CloseCode.INTERNAL_ERROR, reason)
+        return True
 
     def close(self, code: int, reason: str) -> None:
         """Close the socket with ``code`` (the session ends when the transport is lost)."""

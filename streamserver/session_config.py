@@ -32,6 +32,8 @@ class Route:
 
     ``dialect`` pins the provider (``"twilio"``, ...); None detects it from the first
     message. ``expect_format``: a stream in another media format is a doctor finding.
+    ``required``: names of handlers whose failure closes the stream (1011) rather than
+    leaving it without them.
     """
 
     path: str
@@ -39,6 +41,7 @@ class Route:
     bidirectional: bool = True
     dialect: str | None = None
     expect_format: AudioFormat | None = None
+    required: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

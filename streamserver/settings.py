@@ -105,7 +105,7 @@ class SessionSettings:
     send_batch_delay_ms: float = 30.0
     #: Busy: the event loop's thread used at least this share of a CPU over the last
     #: tick (streamserver_event_loop_utilisation); pairing stops 0.15 below it.
-    send_batch_busy: float = 0.85
+    send_batch_busy: float = 0.95
     #: ... and at least this many streams are open.
     send_batch_min_streams: int = 200
     #: The stream doctor: no inbound audio for this long on an open stream is reported
@@ -152,6 +152,10 @@ class RouteSettings:
     dialect: str = "auto"
     #: e.g. "audio/x-mulaw;rate=8000": a stream in another format is a doctor finding.
     expect_format: str = ""
+    #: Handlers this route cannot do without (e.g. ["recorder"]): when one fails (a full
+    #: disk...), the stream is closed with 1011 and the failure's reason instead of going
+    #: on without it.
+    required_handlers: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -356,6 +360,12 @@ def _check_route(r: RouteSettings, path: str) -> None:
             AudioFormat.from_content_type(r.expect_format)
         except ValueError as exc:
             raise ConfigError(f'routes."{path}".expect_format: {exc}') from None
+    for name in r.required_handlers:
+        if name not in r.handlers:
+            raise ConfigError(
+                f'routes."{path}".required_handlers: {name!r} is not one of the route\'s '
+                f"handlers ({', '.join(r.handlers) or 'none'})"
+            )
 
 
 def _validate(s: Settings) -> None:

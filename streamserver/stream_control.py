@@ -21,8 +21,8 @@ from .doctor import Doctor
 from .handler import BusEvent, Handler, PlaybackEvent
 from .metrics import Metrics
 from .playback import Playback
-from .runner import StreamHandlers
 from .session_config import Route
+from .stream_handlers import StreamHandlers
 
 __all__ = ["ControlOwner", "SessionControl"]
 

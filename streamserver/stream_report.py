@@ -14,9 +14,10 @@ from .audio import AudioFormat
 from .handler import StopReason
 from .ordering import OrderStats
 from .protocol.dialect import Dialect
-from .runner import HandlerRunner, StreamHandlers
+from .runner import HandlerRunner
 from .session_config import Route
 from .session_state import SessionState
+from .stream_handlers import StreamHandlers
 
 __all__ = ["StreamFigures", "log_ended", "summary"]
 

@@ -117,9 +117,7 @@ class Peers:
     async def _ask(self, path: Path, request: dict[str, Any]) -> dict[str, Any] | None:
         try:
             async with asyncio.timeout(self.timeout_s):
-                reader, writer = await asyncio.open_unix_connection(
-                    str(path), limit=MAX_LINE_BYTES
-                )
+                reader, writer = await asyncio.open_unix_connection(str(path), limit=MAX_LINE_BYTES)
                 try:
                     writer.write(json.dumps(request).encode() + b"\n")
                     await writer.drain()

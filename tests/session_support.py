@@ -71,11 +71,12 @@ def make_session(
     bidirectional: bool = True,
     limits: SessionLimits | None = None,
     metrics: Metrics | None = None,
+    required: frozenset[str] = frozenset(),
 ) -> tuple[Session, FakeOutlet]:
     outlet = FakeOutlet()
     session = Session(
         outlet,
-        Route("/stream", tuple(handlers), bidirectional),
+        Route("/stream", tuple(handlers), bidirectional, required=required),
         metrics or Metrics(),
         path="/stream",
         query={"a": "1"},

@@ -55,6 +55,7 @@ PURE = ("streamserver.protocol", "streamserver.audio", "streamserver.signature")
 CORE = (
     "streamserver.ordering",
     "streamserver.runner",
+    "streamserver.stream_handlers",
     "streamserver.session",
     "streamserver.session_config",
     "streamserver.dialect_binding",

@@ -196,8 +196,10 @@ async def test_nats_killed_mid_call(outage_nats: NatsServer, tmp_path: Path) -> 
         outage_nats.start()  # the same port and JetStream store
         m = await metrics_until(
             url,
-            lambda m: total(m, "streamserver_bus_connected") == 2
-            and total(m, "streamserver_bus_events_backlog") == 0,
+            lambda m: (
+                total(m, "streamserver_bus_connected") == 2
+                and total(m, "streamserver_bus_events_backlog") == 0
+            ),
         )
         assert total(m, "streamserver_bus_events_published_total") == 31
         assert all(v >= 1 for v in m["streamserver_bus_reconnects_total"].values()), m
@@ -259,8 +261,10 @@ async def test_s3_killed_mid_call(s3_server: S3Server, tmp_path: Path) -> None:
             s3_server.start()  # the same ports and data: the re-scans take them up
             m = await metrics_until(
                 url,
-                lambda m: total(m, 'streamserver_uploads_total{result="ok"}') == 10
-                and total(m, "streamserver_upload_queue") == 0,
+                lambda m: (
+                    total(m, 'streamserver_uploads_total{result="ok"}') == 10
+                    and total(m, "streamserver_upload_queue") == 0
+                ),
                 timeout=T * 2,
             )
             assert total(m, "streamserver_upload_bytes_total") > 10 * 40 * 160 * 2

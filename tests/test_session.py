@@ -329,6 +329,27 @@ async def test_timestamps_place_audio_without_chunk_numbers() -> None:
     assert handler(s).timeline()[1] == [(2 * F, F)]
 
 
+async def test_a_timestamp_reset_on_a_chunkless_stream_loses_no_frame(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Issue 16: a sender whose clock restarts (timestamps from 0 again, no chunk numbers)
+    # must not have the rest of its stream dropped as duplicates.
+    m = Metrics()
+    s, _ = make_session(spec(Log), metrics=m)
+    stamps = [60000 + 20 * i for i in range(10)] + [20 * i for i in range(10)]
+    frames = [pf.media(PAYLOADS[i], None, timestamp=t) for i, t in enumerate(stamps)]
+    with caplog.at_level(logging.WARNING, logger="streamserver.session"):
+        feed(s, pf.start(), *frames)
+        await finish(s)
+    audio, gaps = handler(s).timeline()
+    assert audio == b"".join(PAYLOADS[:20]) and gaps == []  # every frame, contiguous
+    assert s.order_stats.duplicates == 0 and m.duplicates == 0
+    assert m.resyncs == 1 and s.order_stats.resyncs == 1
+    assert "streamserver_timeline_resyncs_total 1" in m.render()
+    resyncs = [r for r in caplog.records if "timeline resynced" in r.getMessage()]
+    assert len(resyncs) == 1
+
+
 async def test_bad_media_is_skipped_and_counted() -> None:
     m = Metrics()
     s, out = make_session(spec(Inline), metrics=m)

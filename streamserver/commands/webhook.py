@@ -65,8 +65,8 @@ def _relay(args: argparse.Namespace) -> Any:
     options = WebhookOptions.from_table(hook_table)
     if options.mode != "jetstream":
         print(
-            "webhook relay: [handler.webhook] mode is not \"jetstream\": the media workers "
-            "deliver these events themselves too (set mode = \"jetstream\")",
+            'webhook relay: [handler.webhook] mode is not "jetstream": the media workers '
+            'deliver these events themselves too (set mode = "jetstream")',
             file=sys.stderr,
         )
     return WebhookRelay(

@@ -97,7 +97,9 @@ class ControlApp:
         plivo = server.settings.plivo
         tokens = [t for t in [plivo.auth_token, *plivo.extra_auth_tokens] if t]
         self._tokens = tokens if settings.verify_signatures else []
-        self._nonces = NonceCache()
+        # The server's replay cache: with [server] nonce_dir, a callback replayed after a
+        # restart is refused too.
+        self._nonces: NonceCache | None = server.nonces() if self._tokens else None
         self._logs = LogBudget()  # a flood of refused requests: a few lines and a summary
         self._listeners: list[Callable[[Callback], None]] = []
         #: The host's other workers (``serve --workers N``): /streams lists their streams
@@ -294,7 +296,7 @@ class ControlApp:
         if not any(verify_v3(url, nonce, sig, self._tokens, body, method) for sig in offered):
             log.debug("signature checked over %s %s", method, url)
             return "signature mismatch"
-        if self._nonces.seen(nonce):
+        if self._nonces is not None and self._nonces.seen(nonce):
             return "replayed nonce"
         return None
 

@@ -57,7 +57,8 @@ class Webhooks:
             else:
                 await http.post(url, json=dict(payload), headers=self._signed(url, "POST", None))
         except httpx.HTTPError as exc:
-            log.warning("emulator: async reply to %s failed: %s", url, exc)
+            why = str(exc) or type(exc).__name__
+            log.warning("emulator: async reply to %s failed: %s", url, why)
 
     def callback(self, url: str, method: str, params: Mapping[str, str], what: str) -> None:
         """Fire a signed callback in the background (if callbacks are on and a URL is set)."""
@@ -72,7 +73,8 @@ class Webhooks:
                     log.warning("emulator: %s callback to %s got HTTP %d", what, url,
                                 response.status_code)  # fmt: skip
             except httpx.HTTPError as exc:
-                log.warning("emulator: %s callback to %s failed: %s", what, url, exc)
+                log.warning("emulator: %s callback to %s failed: %s", what, url,
+                            str(exc) or type(exc).__name__)  # fmt: skip
 
         ctx.spawn(send(), f"{what} callback")
 

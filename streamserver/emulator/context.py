@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 
 from .callstate import STOP_TIMEOUT_S
+from .http_client import make_http_client
 from .media import Tts
 from .settings import EmulatorSettings
 from .store import Store
@@ -22,6 +23,9 @@ from .store import Store
 __all__ = ["SimContext"]
 
 log = logging.getLogger("streamserver.emulator")
+
+#: At shutdown, how long callbacks still on their way may take before they are cancelled.
+CALLBACK_GRACE_S = 1.0
 
 
 class SimContext:
@@ -44,12 +48,7 @@ class SimContext:
     async def start(self) -> None:
         """Create the HTTP client and the recordings directory."""
         if self._http is None:
-            self._http = httpx.AsyncClient(
-                timeout=self.settings.http_timeout_s,
-                follow_redirects=True,
-                trust_env=False,  # webhooks go straight to the app, never via a proxy
-                headers={"User-Agent": "PlivoHTTPClient/emulator"},
-            )
+            self._http = make_http_client(self.settings.http_timeout_s)
         if self.recordings_dir is None:
             self._tmpdir = tempfile.TemporaryDirectory(prefix="plivo-emulator-recordings-")
             self.recordings_dir = Path(self._tmpdir.name)
@@ -57,7 +56,10 @@ class SimContext:
             self.recordings_dir.mkdir(parents=True, exist_ok=True)
 
     async def aclose(self) -> None:
-        """Cancel the background tasks, close the HTTP client, remove temporary files."""
+        """Give the background tasks (the last calls' hangup callbacks...) a moment, cancel
+        what is left, close the HTTP client, remove temporary files."""
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=CALLBACK_GRACE_S)
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:

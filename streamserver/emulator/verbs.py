@@ -118,7 +118,7 @@ class Verbs:
             try:
                 response = await self._hooks.request(url, method, params)
             except httpx.HTTPError as exc:
-                problem = f"{url}: {exc or type(exc).__name__}"
+                problem = f"{url}: {str(exc) or type(exc).__name__}"
                 continue
             if 200 <= response.status_code < 300:
                 return response.text

@@ -47,6 +47,8 @@ class QoeLimits:
     longest_silence_ms: tuple[float, float] = (60.0, 200.0)
     #: Echo profile with an echoing server: the round trip, p99.
     echo_rtt_p99_ms: tuple[float, float] = (50.0, 150.0)
+    #: Tail stability: the worst 1 s window's echo p99 over the run's p99.
+    tail_ratio: tuple[float, float] = (2.0, 4.0)
 
 
 @dataclass

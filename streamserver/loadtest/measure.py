@@ -18,6 +18,7 @@ __all__ = [
     "METRIC_PREFIX",
     "fill_heard",
     "fill_level",
+    "fill_tail",
     "metric_sum",
     "steady_mean",
     "steady_window",
@@ -47,6 +48,19 @@ def steady_mean(samples: list[ProcSample], lv: LevelResult) -> float:
     if not steady:
         steady = [s.cpu_pct for s in samples]
     return float(np.mean(steady))
+
+
+def fill_tail(lv: LevelResult) -> None:
+    """Tail stability: the worst 1 s window's echo round-trip p99 while every stream ran
+    (a periodic stall shows as one window far above the run's p99)."""
+    lo, hi = steady_window(lv)
+    windows = [
+        (w["rtt_p99"], w["t"])
+        for w in lv.timeline
+        if lo <= w["t"] - 1.0 and w["t"] <= hi and w.get("rtt_p99") is not None
+    ]
+    if windows:
+        lv.rtt_worst_window_p99_ms, lv.rtt_worst_window_t = max(windows)
 
 
 def fill_heard(lv: LevelResult, results: list[EngineResult], col: WindowCollector) -> None:
@@ -109,6 +123,7 @@ def fill_level(
     lv.t_first_done = min(firsts) if firsts else None
     lv.t_end = max((r.t_end for r in results), default=0.0)
     lv.timeline = col.timeline()
+    fill_tail(lv)
     fill_heard(lv, results, col)
     if gen_samples:
         lv.generator_cpu_pct = steady_mean(gen_samples, lv)

@@ -127,12 +127,19 @@ def _levels_table(levels: list[LevelResult]) -> list[str]:
     return out
 
 
+def _worst_window(lv: LevelResult) -> str:
+    """Tail stability: the worst steady 1 s window's echo p99, at its time."""
+    if lv.rtt_worst_window_p99_ms is None or lv.rtt_worst_window_t is None:
+        return "-"
+    return f"{lv.rtt_worst_window_p99_ms:.0f} (at {lv.rtt_worst_window_t:.0f} s)"
+
+
 def _heard_table(levels: list[LevelResult]) -> list[str]:
     """What the callers heard, per level, next to the server's CPU and the pass/fail."""
     head = (
         "| streams | service levels | what the callers heard | first audio p50/p99 ms "
         "| barge-in p50/p99 ms | barge-ins missed | underruns/min | calls with underruns "
-        "| longest silence p99/max ms | server CPU % |"
+        "| longest silence p99/max ms | worst 1 s echo p99 ms | server CPU % |"
     )
     out = [head, "|" + "---|" * (head.count("|") - 1)]
     for lv in levels:
@@ -152,6 +159,7 @@ def _heard_table(levels: list[LevelResult]) -> list[str]:
                     _opt(lv.underruns_per_min, "{:.1f}"),
                     f"{lv.streams_with_underruns}/{heard}" if heard else "-",
                     f"{_opt(lv.longest_silence_p99_ms)} / {_opt(lv.longest_silence_ms)}",
+                    _worst_window(lv),
                     _opt(lv.cpu_mean_pct),
                 ]
             )

@@ -47,6 +47,10 @@ class LevelResult:
     lateness_ms: LatencySummary | None = None
     rtt_ms: LatencySummary | None = None
     return_gap_ms: LatencySummary | None = None
+    #: Tail stability: the highest echo round-trip p99 of any 1 s window while every
+    #: stream ran, and that window's start (s into the level).
+    rtt_worst_window_p99_ms: float | None = None
+    rtt_worst_window_t: float | None = None
     generator_cpu_pct: float | None = None
     # What the caller heard (verdict.py: the one-line QoE verdict and its grade)
     qoe_grade: str = ""

@@ -70,6 +70,11 @@ def _verdict(lv: LevelResult, limits: QoeLimits, profile: str) -> tuple[str, str
     elif lv.rtt_ms is not None:
         rtt = lv.rtt_ms.p99
         rate(rtt, limits.echo_rtt_p99_ms, f"echo round trip p99 {rtt:.0f} ms", " ms")
+        worst = lv.rtt_worst_window_p99_ms
+        if worst is not None and rtt > 0:
+            ratio = worst / rtt
+            text = f"worst 1 s window p99 {worst:.0f} ms = {ratio:.1f}x the run's"
+            rate(ratio, limits.tail_ratio, text, "x")
     if lv.underruns_per_min is not None:
         rate(
             lv.underruns_per_min,

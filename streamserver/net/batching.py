@@ -157,9 +157,12 @@ class WriteCoalescer:
 
     #: pairing stops when the loop's share of the CPU falls this far below ``busy``
     HYSTERESIS = 0.15
+    #: ... and starts after this many busy ticks in a row: a peak (streams opening all at
+    #: once) is not a saturated core
+    SUSTAIN = 2
 
     def __init__(
-        self, *, frames: int, min_streams: int, delay_s: float, busy: float = 0.85
+        self, *, frames: int, min_streams: int, delay_s: float, busy: float = 0.95
     ) -> None:
         self.frames = frames
         self.min_streams = min_streams
@@ -167,6 +170,7 @@ class WriteCoalescer:
         self.busy = busy
         #: Hold frames to pair them: the server is busy (set by :meth:`update`).
         self.pairing = False
+        self._busy_ticks = 0
         self._wheel: dict[int, list[Flushable]] = {}
         self._handle: asyncio.TimerHandle | None = None
         self._deferred: list[Flushable] = []
@@ -174,14 +178,19 @@ class WriteCoalescer:
 
     def update(self, utilisation: float, streams: int) -> bool:
         """The ticker's report: the loop thread's share of a CPU since the last tick, and
-        the open streams. Pairing starts at ``busy`` and stops below ``busy - HYSTERESIS``
-        (or under ``min_streams``). Returns :attr:`pairing`."""
+        the open streams. Pairing starts after ``SUSTAIN`` ticks in a row at ``busy`` or
+        more, and stops below ``busy - HYSTERESIS`` (or under ``min_streams``). Returns
+        :attr:`pairing`."""
         if self.frames <= 1 or streams < self.min_streams:
             self.pairing = False
+            self._busy_ticks = 0
         elif self.pairing:
             self.pairing = utilisation >= self.busy - self.HYSTERESIS
         else:
-            self.pairing = utilisation >= self.busy
+            self._busy_ticks = self._busy_ticks + 1 if utilisation >= self.busy else 0
+            self.pairing = self._busy_ticks >= self.SUSTAIN
+        if self.pairing:
+            self._busy_ticks = 0
         return self.pairing
 
     def defer(self, conn: Flushable) -> None:

@@ -17,6 +17,7 @@ import socket
 import time
 from typing import Protocol, cast
 
+from websockets.exceptions import InvalidMessage
 from websockets.http11 import Request
 from websockets.server import ServerProtocol
 from websockets.speedups import apply_mask
@@ -33,10 +34,10 @@ from ..protocol.websocket import (
     frame_header,
     server_frame,
 )
-from ..resume import Resumes
 from ..session import Session, SessionLimits
 from .batching import ReadBatcher, WriteCoalescer
 from .gate import TEXT_PLAIN, Accept, Gate, Reply
+from .http_rules import as_http11
 from .limits import ConnectionLimits, PingBudget
 from .state import ConnState, Event, transition
 
@@ -80,11 +81,13 @@ class ConnectionOwner(Protocol):
     def max_message_bytes(self) -> int: ...
     @property
     def conn_limits(self) -> ConnectionLimits: ...
-    @property
-    def resumes(self) -> Resumes: ...
 
     def connection_made(self, conn: Connection) -> None:
         """A TCP connection arrived."""
+        ...
+
+    def open_session(self, conn: Connection, accept: Accept) -> Session:
+        """The session that consumes the stream ``conn`` was upgraded to."""
         ...
 
     def stream_opened(self, conn: Connection) -> None:
@@ -114,6 +117,8 @@ class Connection(asyncio.Protocol):
         "_handshake",
         "_head",
         "_lim",
+        "_line_seen",
+        "_linger",
         "_metrics",
         "_out",
         "_overflow_at",
@@ -153,6 +158,8 @@ class Connection(asyncio.Protocol):
         # its parser and buffers: memory and GC work for every open stream otherwise).
         self._handshake: ServerProtocol | None = None
         self._head = bytearray()  # the request head as it arrives
+        self._line_seen = False  # its first line was checked (Gate.screen_line)
+        self._linger = False  # a reply to a request that may have a body: half-close
         self._reader: FrameReader | None = None
         # True while the next read may take the one-frame fast path (see data_received),
         # which hands the frame to _fast_session (the session, set when the stream opens;
@@ -438,28 +445,47 @@ class Connection(asyncio.Protocol):
         out.clear()
 
     def _request_data(self, data: bytes) -> None:
-        """The HTTP request: hand websockets exactly its head; bytes after it are frames."""
+        """The HTTP request: hand websockets exactly its head; bytes after it are frames.
+
+        Whatever is not an upgrade or a health check gets a status line (the gate's
+        ``screen_line`` and ``screen``: 400, 405, 505), never a silent close."""
         head = self._head
         head += data
+        gate = self._owner.gate
+        if not self._line_seen and (nl := head.find(b"\n")) >= 0:
+            self._line_seen = True
+            refused = gate.screen_line(bytes(head[:nl]), self.peer)
+            if refused is not None:
+                head.clear()
+                return self._refuse(refused)
         end = head.find(b"\r\n\r\n")
         if end < 0:
             if len(head) > MAX_REQUEST_BYTES:
                 head.clear()
-                self._reply(Reply(431, "request headers too large\n"))
-                self._send_handshake()
+                self._refuse(Reply(431, "request headers too large\n"))
             return
-        if self._owner.gate.http_paths and self._owner.gate.for_app(head) and self.transport:
+        if gate.http_paths and gate.for_app(head) and self.transport:
             self._to(Event.HAND_OFF)  # not a stream: the control app's request (shared port)
             transport, self.transport, self._handshake = self.transport, None, None
             return self._owner.hand_off(self, transport, bytes(head))
+        request = bytes(head[: end + 4])
         rest = bytes(head[end + 4 :])
+        head.clear()
+        refused = gate.screen(request[:end], self.peer)
+        if refused is not None:
+            return self._refuse(refused)
         proto = self._handshake
         assert proto is not None
-        proto.receive_data(bytes(head[: end + 4]))
-        head.clear()
+        proto.receive_data(as_http11(request))
+        parsed = False
         for ev in proto.events_received():
             if type(ev) is Request:
+                parsed = True
                 self._request(ev)
+        if not parsed and isinstance(proto.handshake_exc, InvalidMessage):
+            # websockets could not parse it and would only close: say so first.
+            self._metrics.connections_rejected["bad_request"] += 1
+            return self._refuse(Reply(400, "malformed request\n", linger=True))
         self._send_handshake()
         if self.state is _OPEN:
             self._handshake = None
@@ -481,7 +507,20 @@ class Connection(asyncio.Protocol):
                 # follows every response but a 101.
                 if self.state is _HANDSHAKE:
                     self._to(Event.REJECT)
-                transport.close()
+                if self._linger and transport.can_write_eof():
+                    # The request's body may still be arriving: closing now could reset
+                    # the connection before the peer reads the reply. Half-close; the
+                    # peer ends it (or the header timeout does).
+                    transport.write_eof()
+                else:
+                    transport.close()
+
+    def _refuse(self, resp: Reply) -> None:
+        """Answer ``resp`` before (or instead of) websockets seeing a request, and close."""
+        # A fresh handshake parser: the one that saw the request may have given up on it.
+        self._handshake = ServerProtocol(logger=_ws_log)
+        self._reply(resp)
+        self._send_handshake()
 
     def _reply(self, resp: Reply) -> None:
         proto = self._handshake
@@ -490,6 +529,9 @@ class Connection(asyncio.Protocol):
         if resp.content_type != TEXT_PLAIN:
             del response.headers["Content-Type"]
             response.headers["Content-Type"] = resp.content_type
+        for name, value in resp.headers:
+            response.headers[name] = value
+        self._linger = resp.linger
         proto.send_response(response)
 
     def _request(self, req: Request) -> None:
@@ -510,16 +552,7 @@ class Connection(asyncio.Protocol):
 
     def _open(self, accept: Accept) -> None:
         owner = self._owner
-        session = Session(
-            self,
-            accept.route,
-            self._metrics,
-            path=accept.path,
-            query=accept.query,
-            limits=owner.limits,
-            peer=self.peer,
-            resumes=owner.resumes,
-        )
+        session = owner.open_session(self, accept)
         self.session = self._fast_session = session
         self._reader = FrameReader(
             on_text=session.feed_text,

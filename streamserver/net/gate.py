@@ -20,6 +20,7 @@ from ..logs import LogBudget, clean
 from ..metrics import Metrics
 from ..session import Route
 from ..signature import HEADER_TWILIO, TwilioUpgradeVerifier, UpgradeVerifier, VerifyResult
+from .http_rules import Refusal, check_head, check_request_line, http10_upgrade
 
 __all__ = ["TEXT_PLAIN", "Accept", "Gate", "Reply"]
 
@@ -31,11 +32,18 @@ _PROMETHEUS = "text/plain; version=0.0.4"
 
 @dataclass(frozen=True, slots=True)
 class Reply:
-    """Answer the request with this HTTP response (and close), no upgrade."""
+    """Answer the request with this HTTP response (and close), no upgrade.
+
+    ``headers`` are added to the response (``Allow`` on a 405); ``linger``: the request may
+    carry a body still on its way, so the reply half-closes the connection and lets the
+    peer end it, instead of a close that could reset it before the reply is read.
+    """
 
     status: int
     body: str
     content_type: str = TEXT_PLAIN
+    headers: tuple[tuple[str, str], ...] = ()
+    linger: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +147,39 @@ class Gate:
                 return Reply(403, f"signature check failed: {result.reason}\n")
             self._note_signature_form(result.matched_url, result.header)
         return Accept(route, path, dict(parse_qsl(qs, keep_blank_values=True)))
+
+    def screen_line(self, line: bytes, peer: str = "") -> Reply | None:
+        """The request line, as soon as it is in (``http_rules.check_request_line``): a
+        reply for HTTP/0.9, another major version or a malformed line, else None."""
+        refusal = check_request_line(line)
+        return None if refusal is None else self._refuse(refusal, peer)
+
+    def screen(self, head: bytes, peer: str = "") -> Reply | None:
+        """The whole request head (``http_rules.check_head``): a reply for a method other
+        than GET (405), a body, a missing or doubled Host (400), or an HTTP/1.0 request
+        for a stream route (400); None when it may go on to :meth:`decide`."""
+        refusal = check_head(head)
+        if refusal is None:
+            line = head[: head.find(b"\r\n")]
+            if line.endswith(b" HTTP/1.0"):
+                target = line.split(b" ")[1].partition(b"?")[0].decode("latin-1")
+                if target in self.routes:
+                    refusal = http10_upgrade()
+        return None if refusal is None else self._refuse(refusal, peer)
+
+    def _refuse(self, refusal: Refusal, peer: str) -> Reply:
+        self.metrics.connections_rejected[refusal.label] += 1
+        self._logs.log(
+            log,
+            logging.WARNING,
+            f"rejected_{refusal.label}",
+            "rejecting request from %s: %d %s",
+            peer,
+            refusal.status,
+            refusal.reason,
+        )
+        headers = (("Allow", refusal.allow),) if refusal.allow else ()
+        return Reply(refusal.status, f"{refusal.reason}\n", headers=headers, linger=True)
 
     def for_app(self, head: bytes | bytearray) -> bool:
         """Whether a request head (``METHOD target HTTP/1.1\\r\\n...``) is for the HTTP app

@@ -28,10 +28,10 @@ from ..protocol.websocket import CloseCode
 from ..resume import Resumes
 from ..session import Route, Session, SessionLimits
 from ..settings import Settings
-from ..signature import TwilioUpgradeVerifier, UpgradeVerifier
+from ..signature import NonceCache, TwilioUpgradeVerifier, UpgradeVerifier
 from .batching import ReadBatcher, WriteCoalescer
 from .connection import CLOSE_TIMEOUT_S, Connection
-from .gate import Gate
+from .gate import Accept, Gate
 from .limits import FD_HEADROOM, HEALTH_RESERVE, ConnectionLimits, raise_fd_limit
 
 __all__ = ["TICK_S", "HttpApp", "StreamServer", "build_routes", "tls_context"]
@@ -79,6 +79,7 @@ def build_routes(settings: Settings) -> dict[str, Route]:
             expect_format=(
                 AudioFormat.from_content_type(rs.expect_format) if rs.expect_format else None
             ),
+            required=frozenset(rs.required_handlers),
         )
     return routes
 
@@ -117,12 +118,13 @@ class StreamServer:
         )
         #: streams by ids: a reconnect (same ids) resumes or takes over its stream
         self.resumes = Resumes(ss.resume_s)
+        self._nonces: NonceCache | None = None
         verifier = twilio_verifier = None
         if sv.verify_signatures:
             plivo, twilio = settings.plivo, settings.twilio
             tokens = [t for t in [plivo.auth_token, *plivo.extra_auth_tokens] if t]
             if tokens:
-                verifier = UpgradeVerifier(tokens, sv.public_url, nonce_cache(sv))
+                verifier = UpgradeVerifier(tokens, sv.public_url, self.nonces())
             tokens = [t for t in [twilio.auth_token, *twilio.extra_auth_tokens] if t]
             if tokens:
                 twilio_verifier = TwilioUpgradeVerifier(tokens, sv.public_url)
@@ -174,6 +176,14 @@ class StreamServer:
         """WebSocket path -> route (may be changed while serving)."""
         return self.gate.routes
 
+    def nonces(self) -> NonceCache:
+        """The process's replay cache for signed requests (upgrades and the control app's
+        callbacks alike): in ``[server] nonce_dir`` across restarts, else in memory. Made
+        on first use, so a server that checks no signature creates no file."""
+        if self._nonces is None:
+            self._nonces = nonce_cache(self.settings.server)
+        return self._nonces
+
     @property
     def verifier(self) -> UpgradeVerifier | None:
         """The upgrade signature check (None: not checked); may be replaced while serving."""
@@ -222,6 +232,18 @@ class StreamServer:
                 return
             conn.health_only = True
         self.connections.add(conn)
+
+    def open_session(self, conn: Connection, accept: Accept) -> Session:
+        return Session(
+            conn,
+            accept.route,
+            self.metrics,
+            path=accept.path,
+            query=accept.query,
+            limits=self.limits,
+            peer=conn.peer,
+            resumes=self.resumes,
+        )
 
     def stream_opened(self, conn: Connection) -> None:
         assert conn.session is not None

@@ -171,10 +171,27 @@ class WebhookRelay:
                     msgs = await sub.fetch(self.options.concurrency, timeout=1.0)
                 except TimeoutError:
                     continue  # nothing new within a second
-                await asyncio.gather(*(self._handle(client, msg) for msg in msgs))
+                # Calls in parallel, each call's events in order (a retried one may still
+                # come after later ones: each carries its stream sequence).
+                await asyncio.gather(
+                    *(self._handle_in_order(client, batch) for batch in self._by_call(msgs))
+                )
         finally:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
+
+    def _by_call(self, msgs: list[Msg]) -> list[list[Msg]]:
+        """The fetched messages grouped by call (``{prefix}.events.{call_id}.{kind}``),
+        each group in stream order."""
+        head = len(self.bus.prefix) + len(".events.")
+        calls: dict[str, list[Msg]] = {}
+        for msg in msgs:
+            calls.setdefault(msg.subject[head:].split(".", 1)[0], []).append(msg)
+        return list(calls.values())
+
+    async def _handle_in_order(self, client: Any, msgs: list[Msg]) -> None:
+        for msg in msgs:
+            await self._handle(client, msg)
 
     async def _handle(self, client: Any, msg: Msg) -> None:
         # One message's boundary: whatever happens, it is acked, naked or terminated (or

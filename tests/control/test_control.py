@@ -219,6 +219,27 @@ async def test_callback_signatures_valid_invalid_missing_replayed(
         assert 'streamserver_callbacks_total{kind="hangup"} 4' in metrics
 
 
+async def test_a_callback_replayed_after_a_restart_is_refused(
+    make_settings: Callable[..., Settings],
+) -> None:
+    # Issue 16: the control app shares the server's replay cache, kept in nonce_dir.
+    public = {"public_url": "https://control.example.com"}  # the URL Plivo signs, any port
+    params = {"CallUUID": CALL, "Event": "Hangup", "HangupCause": "NORMAL_CLEARING"}
+    headers = signed("https://control.example.com/callbacks/hangup", params)
+    for attempt in ("first", "after a restart"):
+        async with control_app(make_settings, control=public) as (server, app):
+            assert server.settings.server.nonce_dir  # what make_settings gives every test
+            local = f"{app.base_url}/callbacks/hangup"
+            async with httpx.AsyncClient() as http:
+                r = await post(http, local, params, headers)
+            if attempt == "first":
+                assert r.status_code == 200, r.text
+            else:
+                assert r.status_code == 403 and "replayed nonce" in r.text
+    nonces = Path(server.settings.server.nonce_dir) / "nonces.log"
+    assert nonces.exists() and len(nonces.read_text().splitlines()) == 1
+
+
 async def test_without_a_token_callbacks_are_not_checked(
     make_settings: Callable[..., Settings],
 ) -> None:

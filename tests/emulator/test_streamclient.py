@@ -278,6 +278,35 @@ async def test_realtime_pacing_on_an_absolute_clock() -> None:
     assert lateness is not None and lateness.p99 < 50.0  # loose: this is not a perf test
 
 
+async def test_a_client_behind_its_clock_catches_up_without_starving_the_loop() -> None:
+    # Issue 16: an overloaded emulator's streams fell behind and sent every late frame in
+    # one run, so the loop (and SIGTERM) waited. Late frames still go out at once, but the
+    # loop gets a turn every few of them: count frames sent between two loop turns.
+    async with stream_server() as srv:
+        client = PlivoStreamClient(StreamClientOptions(url=srv.url, inbound=noise(8000 * 3)))
+        task = asyncio.ensure_future(client.run())
+        loop = asyncio.get_running_loop()
+        runs: list[int] = []
+        last = [0]
+
+        def turn() -> None:  # once per loop iteration
+            sent = client.report.frames_sent
+            runs.append(sent - last[0])
+            last[0] = sent
+            if not task.done():
+                loop.call_soon(turn)
+
+        while client.report.frames_sent < 5:
+            await asyncio.sleep(0.01)
+        time.sleep(1.0)  # the process stalls: 50 frames are due at once
+        loop.call_soon(turn)
+        report = await asyncio.wait_for(task, TIMEOUT)
+    assert report.ok, report.errors
+    assert len(srv.media()) == 150
+    assert max(runs) <= 16  # never the whole backlog in one go
+    assert sum(runs) >= 100  # and it did catch up while watched
+
+
 # --- bidirectional playback -----------------------------------------------------------------
 
 

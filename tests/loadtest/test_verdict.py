@@ -9,7 +9,7 @@ import pytest
 from streamserver.loadtest.collector import WindowCollector
 from streamserver.loadtest.config import QoeLimits, Thresholds
 from streamserver.loadtest.judge import judge
-from streamserver.loadtest.measure import fill_heard
+from streamserver.loadtest.measure import fill_heard, fill_tail
 from streamserver.loadtest.results import LevelResult
 from streamserver.loadtest.stats import LatencySummary, Sparse, sparse_of
 from streamserver.loadtest.tally import EngineResult, StreamRecord, Window
@@ -142,3 +142,21 @@ def test_fill_heard_adds_up_calls_turns_and_the_playout() -> None:
     assert p0["first_audio_p99"] == 30.0 and "barge_in_p99" not in p0
     # 0.1 ms histogram bins: a percentile is the upper edge of its bin
     assert p1["barge_in_p50"] == pytest.approx(140.1) and p1["underruns_per_s"] == 4.0
+
+
+def test_tail_stability_one_stalled_second_degrades_the_echo_level() -> None:
+    steady = [{"t": float(t), "active": 10.0, "rtt_p99": 8.0} for t in range(1, 21)]
+    steady[12]["rtt_p99"] = 50.0  # one second with a stall: 5x the run's p99
+    lv = heard(barge_in_ms=None, rtt_ms=ms(10.0), timeline=steady, t_all_open=2.0)
+    lv.t_first_done = 19.0
+    fill_tail(lv)
+    assert (lv.rtt_worst_window_p99_ms, lv.rtt_worst_window_t) == (50.0, 13.0)
+    g, line = qoe_verdict(lv, LIMITS, profile="echo")
+    assert g == "bad" and "worst 1 s window p99 50 ms = 5.0x the run's > 4x" in line
+    steady[12]["rtt_p99"] = 15.0
+    fill_tail(lv)
+    assert qoe_verdict(lv, LIMITS, profile="echo")[0] == "good"
+    # windows while streams opened or closed do not count
+    lv.timeline = [{"t": 1.0, "active": 3.0, "rtt_p99": 500.0}, *steady]
+    fill_tail(lv)
+    assert lv.rtt_worst_window_p99_ms == 15.0

@@ -182,8 +182,12 @@ def test_pairing_follows_the_loops_load_with_hysteresis() -> None:
     assert not w.pairing
     assert not w.update(0.5, 1000)
     assert not w.update(0.95, 50)  # busy, but few streams: nothing to gain
-    assert w.update(0.85, 1000)
+    assert not w.update(0.85, 1000)  # one busy tick: a peak, not yet a saturated core
+    assert not w.update(0.5, 1000)
+    assert not w.update(0.85, 1000)
+    assert w.update(0.85, 1000)  # two in a row
     assert w.update(0.7, 1000)  # within the hysteresis band: stays on
     assert not w.update(0.6, 1000)
     assert not w.update(0.79, 1000)
+    assert not w.update(0.99, 1000)
     assert not WriteCoalescer(frames=1, min_streams=0, delay_s=0.03).update(1.0, 1000)

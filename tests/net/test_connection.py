@@ -13,12 +13,11 @@ from hypothesis import strategies as st
 from streamserver.metrics import Metrics
 from streamserver.net.batching import ReadBatcher, WriteCoalescer
 from streamserver.net.connection import Connection
-from streamserver.net.gate import Gate
+from streamserver.net.gate import Accept, Gate
 from streamserver.net.limits import ConnectionLimits
 from streamserver.net.state import TRANSITIONS, ConnState, Event, StateError, transition
 from streamserver.protocol.websocket import FrameReader, Opcode, client_frame, close_payload
-from streamserver.resume import Resumes
-from streamserver.session import Route, SessionLimits
+from streamserver.session import Route, Session, SessionLimits
 
 S, E = ConnState, Event
 MASK = b"\x0a\x0b\x0c\x0d"
@@ -122,11 +121,15 @@ class Owner:
         self.writes = WriteCoalescer(frames=1, min_streams=0, delay_s=0.03)
         self.max_message_bytes = 4096
         self.conn_limits = ConnectionLimits()
-        self.resumes = Resumes()
         self.told: list[str] = []
 
     def connection_made(self, conn: Connection) -> None:
         self.told.append("made")
+
+    def open_session(self, conn: Connection, accept: Accept) -> Session:
+        return Session(
+            conn, accept.route, self.metrics, path=accept.path, query=accept.query, peer=conn.peer
+        )
 
     def stream_opened(self, conn: Connection) -> None:
         self.told.append("opened")

@@ -86,3 +86,18 @@ def test_a_404_comes_before_the_signature_check() -> None:
     gate = make_gate(verifier=UpgradeVerifier([TOKEN], PUBLIC, NonceCache()))
     assert status(gate.decide("/nope", {})) == 404
     assert not gate.metrics.signature_checks
+
+
+def test_request_heads_are_screened_and_counted() -> None:
+    gate = make_gate()
+    assert gate.screen_line(b"GET /stream HTTP/1.1\r") is None
+    r = gate.screen_line(b"GET /stream")
+    assert isinstance(r, Reply) and r.status == 505 and "HTTP/0.9" in r.body
+    r = gate.screen(b"POST /stream HTTP/1.1\r\nHost: a")
+    assert isinstance(r, Reply) and r.status == 405 and r.headers == (("Allow", "GET"),)
+    assert r.linger  # a body may follow: half-close
+    # HTTP/1.0: health checks yes, upgrades no
+    assert gate.screen(b"GET /readyz HTTP/1.0") is None
+    r = gate.screen(b"GET /stream?x=1 HTTP/1.0\r\nHost: a")
+    assert isinstance(r, Reply) and r.status == 400 and "HTTP/1.1" in r.body
+    assert gate.metrics.connections_rejected == {"http_version": 2, "method": 1}

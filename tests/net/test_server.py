@@ -653,6 +653,7 @@ async def test_coalesced_sends_keep_order_and_flush_a_lone_frame(
     settings.session.send_batch_busy = 1e-9  # any load counts as busy: frames pair up
     frames, _ = mulaw_frames(tone(160 * 7))
     async with serve(settings=settings) as server, connect(f"{server.url}/s") as ws:
+        server.writes.update(1.0, 1)
         assert server.writes.update(1.0, 1)  # busy from the start, before the first tick
         await ws.send(pf.start())
         for f in frames:

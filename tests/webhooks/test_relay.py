@@ -239,7 +239,7 @@ async def test_serve_in_jetstream_mode_and_the_relay_process(
             f'[bus]\nurl = "{s.url}"\nprefix = "{s.prefix}"\nstream = "{s.stream}"\n'
             f'[handler.webhook]\nurl = "{http.base_url}/hook"\nsecret = "{SECRET}"\n'
             f'mode = "jetstream"\nevents = ["stream.start", "dtmf", "stream.stop"]\n'
-            f'backoff_initial_s = 0.05\n'
+            f"backoff_initial_s = 0.05\n"
         )
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         server = await asyncio.create_subprocess_exec(

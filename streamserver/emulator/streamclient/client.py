@@ -403,6 +403,7 @@ class PlivoStreamClient:
         links = self._links
         counts = report.fault_counts
         frames: list[bytes] = []
+        run = 0  # sends since the last wait
         # A reconnect of the call emulator's stream goes on counting from earlier sockets.
         first = o.first_frame
         base_ms = first * self._frame_ms
@@ -415,12 +416,14 @@ class PlivoStreamClient:
             if speed is not None:
                 due = self._t0 + rel
                 if _now() < due:
+                    run = 0
                     await self._sleeper.until(due)
                     if self._abort.is_set() or self._links_gone.is_set():
                         return
                 lateness.append(max(0.0, (_now() - due) * 1000.0))
-            elif i and i % _YIELD_EVERY == 0:
-                await asyncio.sleep(0)  # let received frames and playback run
+            run += 1
+            if run % _YIELD_EVERY == 0:  # at full speed, or late (an overloaded process):
+                await asyncio.sleep(0)  # let replies, playback, a stop or SIGTERM run
             if connection_faults:
                 if self._sockets.faults_due(at) and playback is not None:
                     if not self._sockets.alive:
