@@ -21,6 +21,7 @@ import plivo_frames as pf
 import pytest
 import soundfile as sf
 from bus_support import NatsServer, S3Server, find_binary
+from process_support import keep_reading, read_until
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -58,22 +59,9 @@ async def serve(
         "--record-dir", str(tmp_path / "rec"),
         stderr=asyncio.subprocess.PIPE, env={**os.environ, **env},
     )  # fmt: skip
-    assert proc.stderr is not None
     lines: list[str] = []
-    url = ""
-    while not url:
-        line = (await asyncio.wait_for(proc.stderr.readline(), T)).decode()
-        assert line, "server exited before listening:\n" + "".join(lines)
-        lines.append(line)
-        m = re.search(r"listening on (ws://\S+) \(2 workers\)", line)
-        url = m.group(1) if m else ""
-
-    async def pump() -> None:
-        assert proc.stderr is not None
-        while line := await proc.stderr.readline():
-            lines.append(line.decode())
-
-    reader = asyncio.create_task(pump())
+    url = await read_until(proc, r"listening on (ws://\S+) \(2 workers\)", lines, T)
+    reader = keep_reading(proc, lines)
     try:
         await metrics_until(url, lambda m: len(m.get("streamserver_up", {})) == 2)
         yield proc, url, lines

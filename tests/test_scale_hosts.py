@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
 import sys
 import uuid
 from collections.abc import AsyncIterator
@@ -18,6 +17,7 @@ import plivo_frames as pf
 import pytest
 import soundfile as sf
 from bus_support import NatsServer
+from process_support import keep_reading, read_until
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -43,22 +43,9 @@ async def host(
         stderr=asyncio.subprocess.PIPE,
         env={**os.environ, **env},
     )  # fmt: skip
-    assert proc.stderr is not None
     lines: list[str] = []
-    url = ""
-    while not url:
-        line = (await asyncio.wait_for(proc.stderr.readline(), T)).decode()
-        assert line, "server exited before listening:\n" + "".join(lines)
-        lines.append(line)
-        m = re.search(r"listening on (ws://\S+)$", line.strip())
-        url = m.group(1) if m else ""
-
-    async def pump() -> None:
-        assert proc.stderr is not None
-        while line := await proc.stderr.readline():
-            lines.append(line.decode())
-
-    reader = asyncio.create_task(pump())
+    url = await read_until(proc, r"listening on (ws://\S+)\s*$", lines, T)
+    reader = keep_reading(proc, lines)
     try:
         yield proc, url, lines
     finally:

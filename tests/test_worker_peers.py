@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import plivo_frames as pf
 import pytest
+from process_support import keep_reading
 from websockets.asyncio.client import ClientConnection, connect
 
 from streamserver.control import Callback
@@ -54,12 +55,7 @@ async def test_control_app_sees_every_workers_streams(tmp_path: Path) -> None:
         if line.startswith("control app on "):
             control = line.split()[-1]
 
-    async def pump() -> None:
-        assert proc.stderr is not None
-        while line := await proc.stderr.readline():
-            lines.append(line.decode())
-
-    reader = asyncio.create_task(pump())
+    reader = keep_reading(proc, lines)
     socks: list[ClientConnection] = []
     try:
         async with httpx.AsyncClient(timeout=T) as http:

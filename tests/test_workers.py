@@ -16,6 +16,7 @@ import numpy as np
 import plivo_frames as pf
 import pytest
 import soundfile as sf
+from process_support import keep_reading, read_until
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -62,21 +63,9 @@ async def supervisor(
         stderr=asyncio.subprocess.PIPE,
         env={**os.environ, **(env or {})},
     )  # fmt: skip
-    assert proc.stderr is not None
     lines: list[str] = []
-    url = ""
-    while not url:
-        line = (await asyncio.wait_for(proc.stderr.readline(), T)).decode()
-        assert line, "server exited before listening"
-        m = re.search(r"listening on (ws://\S+) \(2 workers\)", line)
-        url = m.group(1) if m else ""
-
-    async def pump() -> None:
-        assert proc.stderr is not None
-        while line := await proc.stderr.readline():
-            lines.append(line.decode())
-
-    reader = asyncio.create_task(pump())
+    url = await read_until(proc, r"listening on (ws://\S+) \(2 workers\)", lines, T)
+    reader = keep_reading(proc, lines)
     try:
         await wait_for_metrics(url, lambda t: len(series(t, "streamserver_up")) == 2)
         yield proc, url, lines

@@ -8,7 +8,6 @@ import asyncio
 import contextlib
 import json
 import os
-import re
 import sys
 import time
 import uuid
@@ -21,6 +20,7 @@ import numpy as np
 import plivo_frames as pf
 import pytest
 from bus_support import NatsServer
+from process_support import read_until
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -216,17 +216,6 @@ async def test_out_of_attempts_is_terminated_and_a_dead_endpoint_waits(
 # -- as processes ------------------------------------------------------------------------------
 
 
-async def read_until(proc: asyncio.subprocess.Process, pattern: str, lines: list[str]) -> str:
-    assert proc.stderr is not None
-    while True:
-        line = (await asyncio.wait_for(proc.stderr.readline(), T)).decode()
-        assert line, "exited early:\n" + "".join(lines)
-        lines.append(line)
-        m = re.search(pattern, line)
-        if m:
-            return m.group(1)
-
-
 async def test_serve_in_jetstream_mode_and_the_relay_process(
     nats_server: NatsServer, tmp_path: Path
 ) -> None:
@@ -254,8 +243,8 @@ async def test_serve_in_jetstream_mode_and_the_relay_process(
         server_lines: list[str] = []
         relay_lines: list[str] = []
         try:
-            url = await read_until(server, r"listening on (ws://\S+)", server_lines)
-            await read_until(relay, r"webhook relay: (consuming)", relay_lines)
+            url = await read_until(server, r"listening on (ws://\S+)", server_lines, T)
+            await read_until(relay, r"webhook relay: (consuming)", relay_lines, T)
             encoded = audio.ulaw_encode(np.zeros(1600, dtype=np.int16))
             async with connect(f"{url}/stream") as ws:
                 await ws.send(pf.start(stream_id="s-1", call_id="call-1"))
