@@ -222,6 +222,12 @@ class Segmenter:
         """Feed audio starting at sample ``position`` (default: right after the last)."""
         events: list[VadEvent] = []
         pos = self.position if position is None else position
+        fs = self._fs
+        if pos == self.position and len(samples) == fs and not len(self._rest):
+            # A live stream's usual frame: the next one, exactly one analysis frame long.
+            self.position = self._rest_pos = pos + fs
+            self._frame(samples, pos, events)
+            return events
         if pos > self.position:
             self._gap(pos - self.position, events)
         elif pos < self.position:  # overlap: keep what came first
@@ -229,7 +235,6 @@ class Segmenter:
         if not len(samples):
             return events
         self.position += len(samples)
-        fs = self._fs
         if len(self._rest):
             samples = np.concatenate([self._rest, samples])
             start = self._rest_pos
@@ -278,7 +283,9 @@ class Segmenter:
         if voiced:
             self.speech_frames += 1
         if not self.in_speech:
-            self._recent.append((pos, frame, voiced))
+            # Without kept audio only the position and the decision are needed: holding
+            # the frame would keep (and later free) an array per frame for nothing.
+            self._recent.append((pos, frame if self.keep_audio else _EMPTY, voiced))
             sw = self._start_window
             if len(sw) == self._n_start and sw[0]:
                 self._start_voiced -= 1
@@ -322,12 +329,13 @@ class Segmenter:
         self._start_window.clear()
         self._start_voiced = 0
         self._open(start, first, detected_at, events, announce=True)
+        fs = self._fs  # every frame in the window is one analysis frame long
         for p, f in keep:
             if self.keep_audio:
                 self._parts.append(f)
-            self._length += len(f)
+            self._length += fs
             if p >= first:
-                self._voiced_samples += len(f)
+                self._voiced_samples += fs
         self._last_voiced_end = detected_at
         # The start window's decisions seed the end window.
         for _, _, v in window:

@@ -153,6 +153,31 @@ def test_detection_only_keeps_no_audio_and_streaming_audio_is_complete() -> None
         assert np.array_equal(joined[: len(u.samples)], u.samples)
 
 
+def test_one_frame_pushes_and_odd_chunks_give_the_same_events() -> None:
+    # One analysis frame per push takes a shortcut; odd chunks go the general way.
+    pcm = speech()
+
+    def marks(events: list[VadEvent]) -> list[tuple[object, ...]]:
+        out: list[tuple[object, ...]] = []
+        for e in events:
+            if type(e) is SpeechStart:
+                out.append(("start", e.position, e.detected_at, e.start))
+            elif type(e) is SpeechEnd:
+                out.append(("end", e.start, e.end, e.kept))
+        return out
+
+    framed = run(Segmenter(RATE), pcm, 160)
+    assert marks(framed) == marks(run(Segmenter(RATE), pcm, 97))
+    # Detection only (barge-in) decides exactly as the segmenter that keeps the audio.
+    assert marks(run(Segmenter(RATE, keep_audio=False), pcm, 160)) == marks(framed)
+    full = of(framed, Utterance)
+    assert [(u.start_sample, u.end_sample) for u in full] == [
+        (u.start_sample, u.end_sample) for u in of(run(Segmenter(RATE), pcm, 97), Utterance)
+    ]
+    for u in full:
+        assert np.array_equal(u.samples, pcm[u.start_sample : u.end_sample])
+
+
 @pytest.mark.parametrize(
     "bad",
     [
