@@ -19,6 +19,7 @@ __all__ = [
     "fill_heard",
     "fill_level",
     "fill_tail",
+    "metric_mean",
     "metric_sum",
     "steady_mean",
     "steady_window",
@@ -32,6 +33,13 @@ def metric_sum(m: dict[str, float], name: str) -> float:
     """Sum of a metric over all its label sets."""
     full = METRIC_PREFIX + name
     return sum(v for k, v in m.items() if k == full or k.startswith(full + "{"))
+
+
+def metric_mean(m: dict[str, float], name: str) -> float | None:
+    """Mean of a metric over its label sets (a gauge per worker); None when absent."""
+    full = METRIC_PREFIX + name
+    vals = [v for k, v in m.items() if k == full or k.startswith(full + "{")]
+    return sum(vals) / len(vals) if vals else None
 
 
 def steady_window(lv: LevelResult) -> tuple[float, float]:
@@ -155,3 +163,18 @@ def fill_level(
         lo, hi = steady_window(lv)
         steady = [lag for t, lag, _ in lag_series if lo <= t <= hi]
         lv.server_loop_lag_max_ms = max(steady) if steady else lv.server_loop_lag_max_all_ms
+    fill_pairing(lv)
+
+
+def fill_pairing(lv: LevelResult) -> None:
+    """Seconds the server paired its outgoing frames (it traded 20 ms of latency for
+    CPU), over the level and while every stream ran, from the per-second samples."""
+    samples = lv.server_paired_samples
+    if not samples:
+        return
+    lo, hi = steady_window(lv)
+    # Each sample stands for the second before it (the scrape interval).
+    lv.server_paired_s = sum(share for _, share, _ in samples)
+    lv.server_paired_steady_s = sum(share for t, share, _ in samples if lo <= t <= hi)
+    utils = [u for _, _, u in samples if u is not None]
+    lv.server_loop_utilisation_max = max(utils) if utils else None

@@ -141,6 +141,20 @@ def timeline_plot(lv: LevelResult, path: Path) -> None:
     if lv.cpu_samples:
         ts = [s[0] for s in lv.cpu_samples]
         ax3.plot(ts, [s[1] for s in lv.cpu_samples], color="tab:blue", label="CPU (left axis)")
+        paired = lv.server_paired_samples
+        if any(share > 0 for _, share, _ in paired):
+            # Each sample covers the second before it.
+            ax3.fill_between(
+                [t for t, _, _ in paired],
+                0,
+                110,
+                where=[share > 0 for _, share, _ in paired],
+                step="pre",
+                color="tab:purple",
+                alpha=0.15,
+                linewidth=0,
+                label="server pairing its writes (trading up to 20 ms for CPU)",
+            )
         ax3b = ax3.twinx()
         rss = [s[2] for s in lv.cpu_samples]
         per = (

@@ -10,7 +10,14 @@ from typing import Any
 from .results import LevelResult, RunResult
 from .stats import LatencySummary
 
-__all__ = ["markdown", "one_line", "read_batching_note", "to_json", "write_outputs"]
+__all__ = [
+    "markdown",
+    "one_line",
+    "read_batching_note",
+    "to_json",
+    "write_outputs",
+    "write_pairing_note",
+]
 
 
 def _json_default(obj: Any) -> Any:
@@ -232,6 +239,10 @@ def markdown(result: RunResult, images: list[Path] | None = None) -> str:
         if batching:
             lines.append(read_batching_note(batching))
             lines.append("")
+        pairing = [lv for lv in sub.levels if lv.server_paired_s is not None]
+        if pairing:
+            lines.append(write_pairing_note(pairing))
+            lines.append("")
         for lv in sub.levels:
             if lv.failures or lv.errors or (lv.recordings and lv.recordings.problems):
                 lines.append(f"{lv.streams} streams:")
@@ -276,6 +287,30 @@ def _profile(s: dict[str, Any]) -> str:
         f"bot (turns of {b['turn_s']:g} s: the bot plays a {b['prompt_s']:g} s prompt, on "
         f"start and on DTMF {b['digit']}; the caller speaks {b['speech_at_s']:g} s into "
         f"each turn for {b['speech_s']:g} s and the bot must stop)"
+    )
+
+
+def write_pairing_note(levels: list[LevelResult]) -> str:
+    """streamserver's write pairing in plain words (``[session] send_batch_busy``): the one
+    setting that trades latency for CPU, so a report says when it happened."""
+    parts = []
+    for lv in levels:
+        total = lv.server_paired_s or 0.0
+        steady = lv.server_paired_steady_s or 0.0
+        busiest = lv.server_loop_utilisation_max
+        loop = f"; its loop used at most {busiest:.0%} of a core" if busiest is not None else ""
+        if total < 0.5:
+            parts.append(f"at {lv.streams} streams it never did{loop}")
+        else:
+            parts.append(
+                f"at {lv.streams} streams it did for {total:.0f} s "
+                f"({steady:.0f} s of them while every stream ran){loop}"
+            )
+    return (
+        "Write pairing: when its core is short (the loop thread busy 95 % of the time for "
+        "1 s), streamserver sends two outgoing frames per write instead of one, which "
+        "saves CPU and delays every other frame by up to 20 ms "
+        "(`[session] send_batch_busy`); " + "; ".join(parts) + "."
     )
 
 

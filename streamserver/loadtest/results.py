@@ -91,6 +91,11 @@ class LevelResult:
     #: Largest event-loop lag while all streams ran (opening and closing storms excluded).
     server_loop_lag_max_ms: float | None = None
     server_loop_lag_max_all_ms: float | None = None
+    #: streamserver's write pairing (``[session] send_batch_busy``): seconds it was on,
+    #: over the level and while every stream ran, and the busiest loop seen (share of a CPU).
+    server_paired_s: float | None = None
+    server_paired_steady_s: float | None = None
+    server_loop_utilisation_max: float | None = None
     cpu_mean_pct: float | None = None
     cpu_max_pct: float | None = None
     rss_base_mib: float | None = None
@@ -106,6 +111,8 @@ class LevelResult:
     cpu_samples: list[tuple[float, float, float]] = field(default_factory=list)
     #: (t, event-loop lag ms, streams active) from the server's /metrics every second
     server_lag_samples: list[tuple[float, float, float]] = field(default_factory=list)
+    #: (t, share of the workers pairing writes, mean loop utilisation or None), per second
+    server_paired_samples: list[tuple[float, float, float | None]] = field(default_factory=list)
     server_log: str | None = None
     server_cmd: str | None = None
 

@@ -39,7 +39,7 @@ from .collector import WindowCollector
 from .config import LoadTestConfig, Subject
 from .engine import Engine, EnginePlan, EngineResult, worker_main
 from .judge import judge
-from .measure import METRIC_PREFIX, fill_level, metric_sum
+from .measure import METRIC_PREFIX, fill_level, metric_mean, metric_sum
 from .report import one_line, write_outputs
 from .results import LevelResult, RunResult, SubjectResult, file_slug
 from .target import ManagedServer, ProcSampler, free_port, scrape_metrics
@@ -261,6 +261,15 @@ class _Runner:
                 if METRIC_PREFIX + "streams_read_batched" in m:
                     batched = round(metric_sum(m, "streams_read_batched"))
                     lv.server_read_batched_max = max(lv.server_read_batched_max or 0, batched)
+                paired = metric_mean(m, "writes_paired")
+                if paired is not None:
+                    lv.server_paired_samples.append(
+                        (
+                            round(time.monotonic() - t0, 3),
+                            paired,
+                            metric_mean(m, "event_loop_utilisation"),
+                        )
+                    )
                 series.append(
                     (
                         time.monotonic() - t0,

@@ -233,6 +233,28 @@ async def test_listen_only_run_reports_read_batching(
     assert "at 4 streams up to " in report and "streams at a time were read that way" in report
 
 
+async def test_echo_run_reports_when_the_server_paired_its_writes(
+    serve: Any, make_settings: Any, tmp_path: Path
+) -> None:
+    routes = {"/stream": {"handlers": ["echo"], "bidirectional": True}}
+    settings = make_settings(routes=routes)
+    # Any load counts as busy here: pairing starts after two ticks (1 s) and stays on.
+    settings.session.send_batch_busy = 0.001
+    settings.session.send_batch_min_streams = 0
+    async with serve(settings=settings) as server:
+        cfg = _config(tmp_path, f"{server.url}/stream", echo=True, duration_s=3.0)
+        result = await run_loadtest(cfg)
+    (lv,) = result.subjects[0].levels
+    assert lv.failures == [] and lv.held
+    assert lv.server_paired_samples and max(s for _, s, _ in lv.server_paired_samples) == 1.0
+    assert lv.server_paired_s is not None and lv.server_paired_s >= 1.0
+    assert lv.server_loop_utilisation_max is not None and lv.server_loop_utilisation_max > 0
+    assert lv.echo_matched == lv.frames_sent  # paired, and nothing lost
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "Write pairing: when its core is short" in report
+    assert "at 4 streams it did for " in report
+
+
 def test_verify_recordings_finds_missing_short_and_different_files(tmp_path: Path) -> None:
     reference = np.arange(-800, 800, dtype=np.int16)  # 10 frames of 160 samples
     streams = [StreamRecord(f"c{i}", f"s{i}", 10, True, 1000, False, None) for i in range(4)]

@@ -15,7 +15,7 @@ pytest.importorskip("matplotlib")
 import matplotlib.pyplot as plt
 
 from streamserver.loadtest import plots
-from streamserver.loadtest.report import read_batching_note
+from streamserver.loadtest.report import read_batching_note, write_pairing_note
 from streamserver.loadtest.results import LevelResult, RunResult, SubjectResult
 from streamserver.loadtest.stats import LatencySummary
 
@@ -140,3 +140,28 @@ def test_read_batching_in_plain_words() -> None:
     assert "batched," not in text and "stall releases" not in text
     assert "at 50 streams it was not used" in text
     assert "up to 700 streams at a time" in text and "3 times a stream that paused" in text
+
+
+def test_write_pairing_in_plain_words() -> None:
+    idle = LevelResult("s", 500, 5.0, False, 1)
+    idle.server_paired_s, idle.server_paired_steady_s = 0.0, 0.0
+    idle.server_loop_utilisation_max = 0.62
+    busy = LevelResult("s", 1250, 5.0, False, 1)
+    busy.server_paired_s, busy.server_paired_steady_s = 17.4, 12.0
+    busy.server_loop_utilisation_max = 0.99
+    text = write_pairing_note([idle, busy])
+    assert text.startswith("Write pairing:") and "up to 20 ms" in text
+    assert "at 500 streams it never did; its loop used at most 62% of a core" in text
+    assert "at 1250 streams it did for 17 s (12 s of them while every stream ran)" in text
+
+
+def test_cpu_panel_shows_when_the_server_paired_its_writes(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    lv = _level(1.5)
+    lv.server_paired_samples = [(float(t), 1.0 if t in (3, 4) else 0.0, 0.9) for t in range(1, 6)]
+    fig = _figure(monkeypatch, lambda p: plots.timeline_plot(lv, p), tmp_path)
+    assert any("pairing its writes" in lab for lab in _labels(fig))
+    lv.server_paired_samples = [(float(t), 0.0, 0.5) for t in range(1, 6)]
+    fig = _figure(monkeypatch, lambda p: plots.timeline_plot(lv, p), tmp_path)
+    assert not any("pairing" in lab for lab in _labels(fig))  # never on: nothing drawn
