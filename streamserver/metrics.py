@@ -62,6 +62,7 @@ class Metrics:
         "loop_lag_s",
         "loop_utilisation",
         "pings_unanswered",
+        "read_batch_depth",
         "read_batch_stalls",
         "reordered",
         "required_handler_closes",
@@ -86,6 +87,8 @@ class Metrics:
         self.streams_active = 0
         self.streams_total = 0
         self.streams_read_batched = 0
+        #: frames per wake-up of a batched stream now (0: read batching is off)
+        self.read_batch_depth = 0
         #: streams continuing an earlier connection of the same stream (streamserver.resume)
         self.streams_resumed = 0
         #: live streams ended because a newer socket of the same stream took over
@@ -207,6 +210,13 @@ class Metrics:
             "gauge",
             "Streams read several frames at a time now ([session] read_batch_frames).",
             self.streams_read_batched,
+        )
+        metric(
+            "read_batch_depth",
+            "gauge",
+            "Frames per wake-up of a batched stream now: read_batch_frames, or "
+            "read_batch_frames_busy while the loop is short of CPU (0: off).",
+            self.read_batch_depth,
         )
         metric(
             "read_batch_stalls_total",

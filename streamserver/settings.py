@@ -123,6 +123,13 @@ class SessionSettings:
     read_batch_frames: int = 2
     #: Batch reads only while at least this many streams are open.
     read_batch_min_streams: int = 200
+    #: Frames per read while the server is short of CPU: after two ticks (1 s) with the
+    #: event loop's thread at read_batch_busy of a CPU or more, until the open streams
+    #: fall below 80 % of the count at which that happened (streamserver_read_batch_depth).
+    #: Handlers of listen-only streams then get audio up to (N - 1) x 20 ms later, and the
+    #: server carries about a third more of them. Equal to read_batch_frames = never.
+    read_batch_frames_busy: int = 6
+    read_batch_busy: float = 0.9
 
 
 @dataclass
@@ -455,6 +462,13 @@ def _validate(s: Settings) -> None:
         raise ConfigError("session.send_batch_min_streams: must be >= 0")
     if not 1 <= ss.read_batch_frames <= 10:
         raise ConfigError("session.read_batch_frames: must be 1 to 10 (1 = no batching)")
+    if not ss.read_batch_frames <= ss.read_batch_frames_busy <= 10:
+        raise ConfigError(
+            "session.read_batch_frames_busy: must be from read_batch_frames to 10 "
+            f"(read_batch_frames is {ss.read_batch_frames}; equal to it = never deeper)"
+        )
+    if not 0 < ss.read_batch_busy <= 1:
+        raise ConfigError("session.read_batch_busy: must be in (0, 1] (a share of one CPU)")
     if ss.read_batch_min_streams < 0:
         raise ConfigError("session.read_batch_min_streams: must be >= 0")
     if not 0 < ss.send_batch_delay_ms <= 1000:

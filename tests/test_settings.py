@@ -316,6 +316,13 @@ ERRORS: list[tuple[str, str, dict[str, str], list[str]]] = [
     ),
     ("timeout-negative", "[server]\ndrain_timeout_s = -1\n", {}, ["server.drain_timeout_s"]),
     ("busy-over-1", "[session]\nsend_batch_busy = 1.5\n", {}, ["session.send_batch_busy", "CPU"]),
+    (
+        "read-depth-below-base",
+        "[session]\nread_batch_frames = 3\nread_batch_frames_busy = 2\n",
+        {},
+        ["session.read_batch_frames_busy", "read_batch_frames is 3"],
+    ),
+    ("read-busy-0", "[session]\nread_batch_busy = 0\n", {}, ["session.read_batch_busy", "CPU"]),
     ("log-level", '[server]\nlog_level = "LOUD"\n', {}, ["server.log_level", "LOUD", "DEBUG"]),
     ("log-format", '[server]\nlog_format = "xml"\n', {}, ["server.log_format", "xml", "json"]),
     ("public-url-ftp", '[server]\npublic_url = "ftp://x"\n', {}, ["server.public_url", "wss://"]),

@@ -19,6 +19,7 @@ __all__ = [
     "fill_heard",
     "fill_level",
     "fill_tail",
+    "metric_max",
     "metric_mean",
     "metric_sum",
     "steady_mean",
@@ -35,11 +36,21 @@ def metric_sum(m: dict[str, float], name: str) -> float:
     return sum(v for k, v in m.items() if k == full or k.startswith(full + "{"))
 
 
+def _values(m: dict[str, float], name: str) -> list[float]:
+    full = METRIC_PREFIX + name
+    return [v for k, v in m.items() if k == full or k.startswith(full + "{")]
+
+
 def metric_mean(m: dict[str, float], name: str) -> float | None:
     """Mean of a metric over its label sets (a gauge per worker); None when absent."""
-    full = METRIC_PREFIX + name
-    vals = [v for k, v in m.items() if k == full or k.startswith(full + "{")]
+    vals = _values(m, name)
     return sum(vals) / len(vals) if vals else None
+
+
+def metric_max(m: dict[str, float], name: str) -> float | None:
+    """Largest value of a metric over its label sets; None when absent."""
+    vals = _values(m, name)
+    return max(vals) if vals else None
 
 
 def steady_window(lv: LevelResult) -> tuple[float, float]:

@@ -325,10 +325,14 @@ def read_batching_note(levels: list[LevelResult]) -> str:
                 f"at {lv.streams} streams it was not used (the server was not busy enough)"
             )
         else:
+            depth = lv.server_read_batch_depth_max or 2
+            deeper = (
+                f" ({depth} frames per wake-up while the core was short)" if depth > 2 else ""
+            )
             parts.append(
-                f"at {lv.streams} streams up to {most} streams at a time were read that way, and "
-                f"{paused} time{'s' if paused != 1 else ''} a stream that paused went back to "
-                "being read frame by frame"
+                f"at {lv.streams} streams up to {most} streams at a time were read that "
+                f"way{deeper}, and {paused} time{'s' if paused != 1 else ''} a stream that "
+                "paused went back to being read frame by frame"
             )
     return (
         "Read batching: when busy, streamserver reads a listen-only stream two frames per "

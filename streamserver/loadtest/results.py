@@ -88,6 +88,8 @@ class LevelResult:
     #: streamserver's read batching: most streams batched at once, stall releases.
     server_read_batched_max: int | None = None
     server_read_batch_stalls: int | None = None
+    #: ... and the most frames per wake-up (deeper while the server's core was short)
+    server_read_batch_depth_max: int | None = None
     #: Largest event-loop lag while all streams ran (opening and closing storms excluded).
     server_loop_lag_max_ms: float | None = None
     server_loop_lag_max_all_ms: float | None = None

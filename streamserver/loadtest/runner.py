@@ -39,7 +39,7 @@ from .collector import WindowCollector
 from .config import LoadTestConfig, Subject
 from .engine import Engine, EnginePlan, EngineResult, worker_main
 from .judge import judge
-from .measure import METRIC_PREFIX, fill_level, metric_mean, metric_sum
+from .measure import METRIC_PREFIX, fill_level, metric_max, metric_mean, metric_sum
 from .report import one_line, write_outputs
 from .results import LevelResult, RunResult, SubjectResult, file_slug
 from .target import ManagedServer, ProcSampler, free_port, scrape_metrics
@@ -261,6 +261,11 @@ class _Runner:
                 if METRIC_PREFIX + "streams_read_batched" in m:
                     batched = round(metric_sum(m, "streams_read_batched"))
                     lv.server_read_batched_max = max(lv.server_read_batched_max or 0, batched)
+                    depth = metric_max(m, "read_batch_depth")
+                    if depth is not None and batched:
+                        lv.server_read_batch_depth_max = max(
+                            lv.server_read_batch_depth_max or 0, round(depth)
+                        )
                 paired = metric_mean(m, "writes_paired")
                 if paired is not None:
                     lv.server_paired_samples.append(

@@ -3,8 +3,10 @@
 :class:`ReadBatcher` -- listen-only streams (a recorder: nothing goes back) are read two
 frames per wake-up instead of one, with ``SO_RCVLOWAT``: the kernel reports the socket
 readable once that many bytes are queued (or on FIN), so a busy server makes half the
-reads and sends half the ACKs. A stall check releases a stream that stopped short of the
-mark (a last ``stop``, a pause in the audio). See ``[session] read_batch_*``.
+reads and sends half the ACKs. When the loop's thread is short of CPU as well, they are
+read ``read_batch_frames_busy`` frames per wake-up until the load falls well below the one
+that made it so. A stall check releases a stream that stopped short of the mark (a last
+``stop``, a pause in the audio). See ``[session] read_batch_*``.
 
 :class:`WriteCoalescer` -- outgoing audio (echo, a bot's speech) is written at the end of
 the event loop's pass that produced it: every frame a connection queued in that pass goes
@@ -55,23 +57,82 @@ class Batchable(Protocol):
 
 
 class ReadBatcher:
-    """Decides which streams are read ``frames`` frames per wake-up, and releases stalls.
+    """Decides which streams are read ``depth`` frames per wake-up, and releases stalls.
 
-    The server's ticker calls :meth:`active` once per tick and :meth:`consider` for every
-    flowing listen-only stream; a connection calls :meth:`release` when it starts sending
-    back (a conversation: input latency matters) or closes.
+    The server's ticker calls :meth:`update` and :meth:`active` once per tick and
+    :meth:`consider` for every flowing listen-only stream; a connection calls
+    :meth:`release` when it starts sending back (a conversation: input latency matters) or
+    closes. The depth is ``frames``, or ``busy_frames`` while the loop is short of CPU.
     """
 
-    def __init__(self, metrics: Metrics, *, frames: int, min_streams: int) -> None:
+    #: deep batching starts after this many ticks in a row at ``busy`` or more ...
+    SUSTAIN = 2
+    #: ... and stops when the open streams fall below this share of the count that made
+    #: the loop busy. (Not on the loop's load: deep batching itself lowers it, by a sixth
+    #: to a third with thousands of recorder streams, so a load threshold would switch it
+    #: off and on again.)
+    RELEASE_SHARE = 0.8
+
+    def __init__(
+        self,
+        metrics: Metrics,
+        *,
+        frames: int,
+        min_streams: int,
+        busy_frames: int | None = None,
+        busy: float = 0.9,
+    ) -> None:
         self.metrics = metrics
         self.frames = frames if CAN_BATCH_READS else 1
+        self.busy_frames = max(self.frames, busy_frames or frames) if self.frames > 1 else 1
+        self.busy = busy
         self.min_streams = min_streams
+        #: Frames per wake-up now: ``frames``, or ``busy_frames`` while :attr:`deep`.
+        self.depth = self.frames
+        #: Reading ``busy_frames`` per wake-up (set by :meth:`update`).
+        self.deep = False
+        self._busy_ticks = 0
+        self._deep_streams = 0  # open streams when deep batching started
         # Batched connections -> their frame count at the last stall check (-1: none yet).
         self._batched: dict[Batchable, int] = {}
+        self._sizes: dict[Batchable, int] = {}  # ... and their frame size on the wire
         self._watch_handle: asyncio.TimerHandle | None = None
-        # Stall check period: a batched read is due every `frames` x 20 ms (plus one frame
-        # of slack for jitter); a message held below the mark waits at most two periods.
-        self.watch_s = (self.frames + 1) * _FRAME_S
+        self.metrics.read_batch_depth = self.depth if self.frames > 1 else 0
+
+    @property
+    def watch_s(self) -> float:
+        """Stall check period: a batched read is due every ``depth`` x 20 ms (plus one
+        frame of slack for jitter); a message held below the mark waits at most two."""
+        return (self.depth + 1) * _FRAME_S
+
+    def update(self, utilisation: float, streams: int) -> int:
+        """The ticker's report: the loop thread's share of a CPU over the last tick and the
+        open streams. Deep batching starts after ``SUSTAIN`` ticks in a row at ``busy`` or
+        more, and stops once the streams fall below ``RELEASE_SHARE`` of the count it
+        started at (or under ``min_streams``). Batched streams get the new mark at once.
+        Returns :attr:`depth`."""
+        if self.busy_frames <= self.frames or streams < self.min_streams:
+            deep = False
+            self._busy_ticks = 0
+        elif self.deep:
+            deep = streams >= self.RELEASE_SHARE * self._deep_streams
+        else:
+            self._busy_ticks = self._busy_ticks + 1 if utilisation >= self.busy else 0
+            deep = self._busy_ticks >= self.SUSTAIN
+            if deep:
+                self._deep_streams = streams
+                self._busy_ticks = 0
+        if deep != self.deep:
+            self.deep = deep
+            self.depth = self.busy_frames if deep else self.frames
+            self.metrics.read_batch_depth = self.depth
+            for conn, size in self._sizes.items():
+                conn.set_read_batch(self._mark(size))
+        return self.depth
+
+    def _mark(self, size: int) -> int:
+        # (N - 1) frames and half of the next one, of `size` bytes each.
+        return (self.depth - 1) * size + size // 2
 
     def __contains__(self, conn: Batchable) -> bool:
         return conn in self._batched
@@ -95,13 +156,14 @@ class ReadBatcher:
         if rx is None or rx[0] < 10:
             return  # too early to know the frame size
         frames, nbytes = rx
-        # The mark: (N - 1) frames and half of the next, from the stream's mean frame size
-        # on the wire (payload + the 8-byte header of a masked frame of 126+ bytes).
+        # The mark, from the stream's mean frame size on the wire (payload + the 8-byte
+        # header of a masked frame of 126+ bytes).
         size = nbytes // frames + 8
-        conn.set_read_batch((self.frames - 1) * size + size // 2)
+        conn.set_read_batch(self._mark(size))
         if conn.read_batch <= 0:
             return  # this socket cannot (the connection will not be asked again)
         self._batched[conn] = -1  # the next stall check only takes note
+        self._sizes[conn] = size
         self.metrics.streams_read_batched = len(self._batched)
         if self._watch_handle is None:
             self._watch_handle = asyncio.get_running_loop().call_later(self.watch_s, self._watch)
@@ -109,6 +171,7 @@ class ReadBatcher:
     def release(self, conn: Batchable) -> None:
         """Read this connection at every byte again."""
         if self._batched.pop(conn, None) is not None:
+            del self._sizes[conn]
             self.metrics.streams_read_batched = len(self._batched)
             conn.set_read_batch(0)
 

@@ -136,7 +136,11 @@ class StreamServer:
             twilio_verifier=twilio_verifier,
         )
         self.reads = ReadBatcher(
-            self.metrics, frames=ss.read_batch_frames, min_streams=ss.read_batch_min_streams
+            self.metrics,
+            frames=ss.read_batch_frames,
+            min_streams=ss.read_batch_min_streams,
+            busy_frames=ss.read_batch_frames_busy,
+            busy=ss.read_batch_busy,
         )
         self.writes = WriteCoalescer(
             frames=ss.send_batch_frames,
@@ -402,6 +406,7 @@ class StreamServer:
             m.loop_utilisation = (cpu - cpu_mark) / max(wall - wall_mark, 1e-6)
             cpu_mark, wall_mark = cpu, wall
             m.writes_paired = self.writes.update(m.loop_utilisation, m.streams_active)
+            reads.update(m.loop_utilisation, m.streams_active)
             mono = time.monotonic()
             batch_reads = reads.active()
             for i, conn in enumerate(list(self.connections)):

@@ -233,6 +233,26 @@ async def test_listen_only_run_reports_read_batching(
     assert "at 4 streams up to " in report and "streams at a time were read that way" in report
 
 
+async def test_a_short_core_reads_listen_only_streams_deeper_and_loses_nothing(
+    serve: Any, make_settings: Any, record_dir: Path, tmp_path: Path
+) -> None:
+    settings = make_settings()
+    settings.session.read_batch_min_streams = 0
+    settings.session.read_batch_busy = 0.001  # any load counts as a short core
+    async with serve(settings=settings) as server:
+        cfg = _config(
+            tmp_path, f"{server.url}/stream", verify=True, record_dir=record_dir, duration_s=3.0
+        )
+        result = await run_loadtest(cfg)
+    (lv,) = result.subjects[0].levels
+    assert lv.failures == [] and lv.held
+    assert lv.server_read_batch_depth_max == 6  # deep from the second tick on
+    assert lv.server_frames_lost == 0
+    assert lv.recordings is not None and lv.recordings.exact == 4  # sample-exact all the same
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "(6 frames per wake-up while the core was short)" in report
+
+
 async def test_echo_run_reports_when_the_server_paired_its_writes(
     serve: Any, make_settings: Any, tmp_path: Path
 ) -> None:

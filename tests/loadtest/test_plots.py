@@ -140,6 +140,11 @@ def test_read_batching_in_plain_words() -> None:
     assert "batched," not in text and "stall releases" not in text
     assert "at 50 streams it was not used" in text
     assert "up to 700 streams at a time" in text and "3 times a stream that paused" in text
+    assert "while the core was short" not in text
+    busy.server_read_batch_depth_max = 6
+    assert "read that way (6 frames per wake-up while the core was short), and 3 times" in (
+        read_batching_note([busy])
+    )
 
 
 def test_write_pairing_in_plain_words() -> None:

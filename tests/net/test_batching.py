@@ -191,3 +191,45 @@ def test_pairing_follows_the_loops_load_with_hysteresis() -> None:
     assert not w.update(0.79, 1000)
     assert not w.update(0.99, 1000)
     assert not WriteCoalescer(frames=1, min_streams=0, delay_s=0.03).update(1.0, 1000)
+
+
+@linux_only
+async def test_a_short_core_reads_deeper_until_the_load_falls_well_below() -> None:
+    m = Metrics()
+    b = ReadBatcher(m, frames=2, min_streams=100, busy_frames=6, busy=0.9)
+    assert (b.depth, m.read_batch_depth) == (2, 2)
+    conn = Reader(size=300)
+    b.consider(conn)
+    assert conn.read_batch == 462  # 1.5 frames
+    assert b.update(0.95, 1000) == 2  # one busy tick: a peak, not yet a short core
+    assert b.update(0.5, 1000) == 2
+    assert b.update(0.95, 50) == 2  # few streams: nothing to gain
+    assert b.update(0.95, 1000) == 2
+    assert b.update(0.92, 1000) == 6  # two in a row
+    assert conn.read_batch == 5 * 308 + 154 and m.read_batch_depth == 6  # re-marked at once
+    assert b.watch_s == pytest.approx(0.14)  # the stall check follows the depth
+    late = Reader(size=300)
+    b.consider(late)
+    assert late.read_batch == 5 * 308 + 154  # a stream batched meanwhile: the deep mark
+    # Deep batching lowers the load itself: that alone never switches it off ...
+    assert b.update(0.3, 1000) == 6
+    assert b.update(0.3, 801) == 6
+    # ... the streams falling below 80 % of the count that made the core short does.
+    assert b.update(0.95, 799) == 2
+    assert conn.read_batch == late.read_batch == 462 and m.read_batch_depth == 2
+    b.release(conn)
+    assert b.update(0.95, 1000) == 2
+    assert b.update(0.95, 1000) == 6
+    assert conn.read_batch == 0 and late.read_batch == 5 * 308 + 154  # released stays so
+    assert b.update(0.95, 99) == 2  # under min_streams
+    b.close()
+
+
+def test_read_depth_never_goes_deeper_when_not_asked_or_not_batching() -> None:
+    m = Metrics()
+    same = ReadBatcher(m, frames=2, min_streams=0, busy_frames=2)
+    off = ReadBatcher(Metrics(), frames=1, min_streams=0, busy_frames=6)
+    for _ in range(4):
+        assert same.update(1.0, 1000) == 2
+        assert off.update(1.0, 1000) == 1
+    assert off.metrics.read_batch_depth == 0  # batching off: shown as 0
