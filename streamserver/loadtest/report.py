@@ -332,7 +332,8 @@ def read_batching_note(levels: list[LevelResult]) -> str:
             parts.append(
                 f"at {lv.streams} streams up to {most} streams at a time were read that "
                 f"way{deeper}, and {paused} time{'s' if paused != 1 else ''} a stream that "
-                "paused went back to being read frame by frame"
+                "paused went back to being read frame by frame (a pause in the audio, or a "
+                "stream's last message, `stop`, waiting below the mark)"
             )
     return (
         "Read batching: when busy, streamserver reads a listen-only stream two frames per "
