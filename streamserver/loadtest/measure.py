@@ -22,6 +22,7 @@ __all__ = [
     "metric_max",
     "metric_mean",
     "metric_sum",
+    "sample_metrics",
     "steady_mean",
     "steady_window",
 ]
@@ -30,15 +31,15 @@ __all__ = [
 METRIC_PREFIX = "streamserver_"
 
 
-def metric_sum(m: dict[str, float], name: str) -> float:
-    """Sum of a metric over all its label sets."""
-    full = METRIC_PREFIX + name
-    return sum(v for k, v in m.items() if k == full or k.startswith(full + "{"))
-
-
 def _values(m: dict[str, float], name: str) -> list[float]:
+    """A metric's value in each of its label sets (one per worker on a multi-worker host)."""
     full = METRIC_PREFIX + name
     return [v for k, v in m.items() if k == full or k.startswith(full + "{")]
+
+
+def metric_sum(m: dict[str, float], name: str) -> float:
+    """Sum of a metric over all its label sets."""
+    return sum(_values(m, name))
 
 
 def metric_mean(m: dict[str, float], name: str) -> float | None:
@@ -51,6 +52,27 @@ def metric_max(m: dict[str, float], name: str) -> float | None:
     """Largest value of a metric over its label sets; None when absent."""
     vals = _values(m, name)
     return max(vals) if vals else None
+
+
+def sample_metrics(lv: LevelResult, m: dict[str, float], t: float) -> tuple[float, float, float]:
+    """One scrape of the server's ``/metrics`` during a level, ``t`` s into it: read
+    batching and write pairing go into ``lv``; returns ``(t, loop lag ms, open streams)``."""
+    if _values(m, "streams_read_batched"):  # labelled per worker on a multi-worker host
+        batched = round(metric_sum(m, "streams_read_batched"))
+        lv.server_read_batched_max = max(lv.server_read_batched_max or 0, batched)
+        depth = metric_max(m, "read_batch_depth")
+        if depth is not None and batched:
+            lv.server_read_batch_depth_max = max(lv.server_read_batch_depth_max or 0, round(depth))
+    paired = metric_mean(m, "writes_paired")
+    if paired is not None:
+        lv.server_paired_samples.append(
+            (round(t, 3), paired, metric_mean(m, "event_loop_utilisation"))
+        )
+    return (
+        t,
+        metric_sum(m, "event_loop_lag_seconds") * 1000.0,
+        metric_sum(m, "streams_active"),
+    )
 
 
 def steady_window(lv: LevelResult) -> tuple[float, float]:
@@ -166,7 +188,7 @@ def fill_level(
         lv.server_handler_dropped_samples = delta("handler_dropped_samples_total")
         lv.server_frames_invalid = delta("frames_invalid_total")
         lv.server_frames_sent = delta("frames_sent_total")
-        if METRIC_PREFIX + "read_batch_stalls_total" in after:
+        if _values(after, "read_batch_stalls_total"):
             lv.server_read_batch_stalls = delta("read_batch_stalls_total")
         lv.server_lag_samples = [(round(t, 3), lag, n) for t, lag, n in lag_series]
         lags = [lag for _, lag, _ in lag_series]

@@ -39,7 +39,7 @@ from .collector import WindowCollector
 from .config import LoadTestConfig, Subject
 from .engine import Engine, EnginePlan, EngineResult, worker_main
 from .judge import judge
-from .measure import METRIC_PREFIX, fill_level, metric_max, metric_mean, metric_sum
+from .measure import fill_level, metric_sum, sample_metrics
 from .report import one_line, write_outputs
 from .results import LevelResult, RunResult, SubjectResult, file_slug
 from .target import ManagedServer, ProcSampler, free_port, scrape_metrics
@@ -258,30 +258,7 @@ class _Runner:
             await asyncio.sleep(1.0)
             m = await scrape_metrics(url)
             if m is not None:
-                if METRIC_PREFIX + "streams_read_batched" in m:
-                    batched = round(metric_sum(m, "streams_read_batched"))
-                    lv.server_read_batched_max = max(lv.server_read_batched_max or 0, batched)
-                    depth = metric_max(m, "read_batch_depth")
-                    if depth is not None and batched:
-                        lv.server_read_batch_depth_max = max(
-                            lv.server_read_batch_depth_max or 0, round(depth)
-                        )
-                paired = metric_mean(m, "writes_paired")
-                if paired is not None:
-                    lv.server_paired_samples.append(
-                        (
-                            round(time.monotonic() - t0, 3),
-                            paired,
-                            metric_mean(m, "event_loop_utilisation"),
-                        )
-                    )
-                series.append(
-                    (
-                        time.monotonic() - t0,
-                        metric_sum(m, "event_loop_lag_seconds") * 1000.0,
-                        metric_sum(m, "streams_active"),
-                    )
-                )
+                series.append(sample_metrics(lv, m, time.monotonic() - t0))
 
     async def run_level(self, subject: Subject, n: int) -> LevelResult:
         cfg = self.cfg

@@ -30,6 +30,8 @@ from streamserver.loadtest import (
     Thresholds,
     run_loadtest,
 )
+from streamserver.loadtest.measure import sample_metrics
+from streamserver.loadtest.results import LevelResult
 from streamserver.loadtest.stats import sparse_of
 from streamserver.loadtest.tally import StreamRecord
 from streamserver.loadtest.target import parse_metrics
@@ -148,6 +150,33 @@ def test_parse_metrics() -> None:
     m = parse_metrics(text)
     assert m["streamserver_gaps_total"] == 3
     assert m['streamserver_handler_dropped_samples_total{handler="echo"}'] == 7
+
+
+def test_a_scrape_of_two_workers_gives_the_share_pairing_and_the_deepest_reads() -> None:
+    lv = LevelResult("s", 10, 1.0, False, 1)
+    m = {
+        'streamserver_streams_read_batched{worker="0"}': 40.0,
+        'streamserver_streams_read_batched{worker="1"}': 30.0,
+        'streamserver_read_batch_depth{worker="0"}': 6.0,
+        'streamserver_read_batch_depth{worker="1"}': 2.0,
+        'streamserver_writes_paired{worker="0"}': 1.0,
+        'streamserver_writes_paired{worker="1"}': 0.0,
+        'streamserver_event_loop_utilisation{worker="0"}': 0.96,
+        'streamserver_event_loop_utilisation{worker="1"}': 0.7,
+        'streamserver_event_loop_lag_seconds{worker="0"}': 0.004,
+        'streamserver_event_loop_lag_seconds{worker="1"}': 0.001,
+        'streamserver_streams_active{worker="0"}': 60.0,
+        'streamserver_streams_active{worker="1"}': 40.0,
+    }
+    t, lag, streams = sample_metrics(lv, m, 3.25)
+    assert (t, streams) == (3.25, 100.0) and lag == pytest.approx(5.0)
+    assert lv.server_read_batched_max == 70 and lv.server_read_batch_depth_max == 6
+    ((ts, share, util),) = lv.server_paired_samples
+    assert (ts, share) == (3.25, 0.5) and util == pytest.approx(0.83)
+    # A server without these metrics (another product) leaves them unset.
+    other = LevelResult("s", 10, 1.0, False, 1)
+    sample_metrics(other, {"process_cpu_seconds_total": 1.0}, 1.0)
+    assert other.server_read_batched_max is None and other.server_paired_samples == []
 
 
 # --- real runs ------------------------------------------------------------------------------
