@@ -275,11 +275,11 @@ async def test_a_short_core_reads_listen_only_streams_deeper_and_loses_nothing(
         result = await run_loadtest(cfg)
     (lv,) = result.subjects[0].levels
     assert lv.failures == [] and lv.held
-    assert lv.server_read_batch_depth_max == 6  # deep from the second tick on
+    assert lv.server_read_batch_depth_max == 10  # deep from the second tick on
     assert lv.server_frames_lost == 0
     assert lv.recordings is not None and lv.recordings.exact == 4  # sample-exact all the same
     report = (tmp_path / "out" / "report.md").read_text()
-    assert "(6 frames per wake-up while the core was short)" in report
+    assert "(10 frames per wake-up while the core was short)" in report
 
 
 async def test_echo_run_reports_when_the_server_paired_its_writes(
