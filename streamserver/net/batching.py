@@ -65,8 +65,11 @@ class ReadBatcher:
     closes. The depth is ``frames``, or ``busy_frames`` while the loop is short of CPU.
     """
 
-    #: deep batching starts after this many ticks in a row at ``busy`` or more ...
+    #: deep batching starts after this many ticks in a row at ``busy`` or more (or with
+    #: the loop this late: its own share can stay under ``busy`` while the process's other
+    #: threads, the recorder's writer, take the rest of the core) ...
     SUSTAIN = 2
+    LAG_BUSY_S = 0.05
     #: ... and stops when the open streams fall below this share of the count that made
     #: the loop busy. (Not on the loop's load: deep batching itself lowers it, by a sixth
     #: to a third with thousands of recorder streams, so a load threshold would switch it
@@ -105,19 +108,20 @@ class ReadBatcher:
         frame of slack for jitter); a message held below the mark waits at most two."""
         return (self.depth + 1) * _FRAME_S
 
-    def update(self, utilisation: float, streams: int) -> int:
-        """The ticker's report: the loop thread's share of a CPU over the last tick and the
-        open streams. Deep batching starts after ``SUSTAIN`` ticks in a row at ``busy`` or
-        more, and stops once the streams fall below ``RELEASE_SHARE`` of the count it
-        started at (or under ``min_streams``). Batched streams get the new mark at once.
-        Returns :attr:`depth`."""
+    def update(self, utilisation: float, streams: int, lag_s: float = 0.0) -> int:
+        """The ticker's report: the loop thread's share of a CPU over the last tick, the
+        open streams and how late the tick was. Deep batching starts after ``SUSTAIN``
+        ticks in a row at ``busy`` or more or ``LAG_BUSY_S`` late, and stops once the
+        streams fall below ``RELEASE_SHARE`` of the count it started at (or under
+        ``min_streams``). Batched streams get the new mark at once. Returns :attr:`depth`."""
         if self.busy_frames <= self.frames or streams < self.min_streams:
             deep = False
             self._busy_ticks = 0
         elif self.deep:
             deep = streams >= self.RELEASE_SHARE * self._deep_streams
         else:
-            self._busy_ticks = self._busy_ticks + 1 if utilisation >= self.busy else 0
+            short = utilisation >= self.busy or lag_s >= self.LAG_BUSY_S
+            self._busy_ticks = self._busy_ticks + 1 if short else 0
             deep = self._busy_ticks >= self.SUSTAIN
             if deep:
                 self._deep_streams = streams

@@ -406,7 +406,7 @@ class StreamServer:
             m.loop_utilisation = (cpu - cpu_mark) / max(wall - wall_mark, 1e-6)
             cpu_mark, wall_mark = cpu, wall
             m.writes_paired = self.writes.update(m.loop_utilisation, m.streams_active)
-            reads.update(m.loop_utilisation, m.streams_active)
+            reads.update(m.loop_utilisation, m.streams_active, lag)
             mono = time.monotonic()
             batch_reads = reads.active()
             for i, conn in enumerate(list(self.connections)):

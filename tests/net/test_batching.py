@@ -222,6 +222,9 @@ async def test_a_short_core_reads_deeper_until_the_load_falls_well_below() -> No
     assert b.update(0.95, 1000) == 6
     assert conn.read_batch == 0 and late.read_batch == 5 * 308 + 154  # released stays so
     assert b.update(0.95, 99) == 2  # under min_streams
+    # A late loop is a short core too (other threads of the process took the rest of it).
+    assert b.update(0.6, 1000, lag_s=0.2) == 2
+    assert b.update(0.6, 1000, lag_s=0.06) == 6
     b.close()
 
 
