@@ -227,6 +227,9 @@ class WriteCoalescer:
     #: ... and starts after this many busy ticks in a row: a peak (streams opening all at
     #: once) is not a saturated core
     SUSTAIN = 2
+    #: a tick this late is a busy one too (the process's other threads, the recorder's
+    #: writer, may take the core while the loop thread's own share stays under ``busy``)
+    LAG_BUSY_S = 0.05
 
     def __init__(
         self, *, frames: int, min_streams: int, delay_s: float, busy: float = 0.95
@@ -243,18 +246,19 @@ class WriteCoalescer:
         self._deferred: list[Flushable] = []
         self._soon: asyncio.Handle | None = None
 
-    def update(self, utilisation: float, streams: int) -> bool:
-        """The ticker's report: the loop thread's share of a CPU since the last tick, and
-        the open streams. Pairing starts after ``SUSTAIN`` ticks in a row at ``busy`` or
-        more, and stops below ``busy - HYSTERESIS`` (or under ``min_streams``). Returns
-        :attr:`pairing`."""
+    def update(self, utilisation: float, streams: int, lag_s: float = 0.0) -> bool:
+        """The ticker's report: the loop thread's share of a CPU since the last tick, the
+        open streams and how late the tick was. Pairing starts after ``SUSTAIN`` ticks in a
+        row at ``busy`` or more or ``LAG_BUSY_S`` late, and stops below ``busy -
+        HYSTERESIS`` (or under ``min_streams``). Returns :attr:`pairing`."""
         if self.frames <= 1 or streams < self.min_streams:
             self.pairing = False
             self._busy_ticks = 0
         elif self.pairing:
             self.pairing = utilisation >= self.busy - self.HYSTERESIS
         else:
-            self._busy_ticks = self._busy_ticks + 1 if utilisation >= self.busy else 0
+            short = utilisation >= self.busy or lag_s >= self.LAG_BUSY_S
+            self._busy_ticks = self._busy_ticks + 1 if short else 0
             self.pairing = self._busy_ticks >= self.SUSTAIN
         if self.pairing:
             self._busy_ticks = 0

@@ -405,7 +405,7 @@ class StreamServer:
             cpu, wall = time.thread_time(), time.perf_counter()
             m.loop_utilisation = (cpu - cpu_mark) / max(wall - wall_mark, 1e-6)
             cpu_mark, wall_mark = cpu, wall
-            m.writes_paired = self.writes.update(m.loop_utilisation, m.streams_active)
+            m.writes_paired = self.writes.update(m.loop_utilisation, m.streams_active, lag)
             reads.update(m.loop_utilisation, m.streams_active, lag)
             mono = time.monotonic()
             batch_reads = reads.active()

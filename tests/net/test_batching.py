@@ -191,6 +191,13 @@ def test_pairing_follows_the_loops_load_with_hysteresis() -> None:
     assert not w.update(0.79, 1000)
     assert not w.update(0.99, 1000)
     assert not WriteCoalescer(frames=1, min_streams=0, delay_s=0.03).update(1.0, 1000)
+    # A late loop counts as busy too (the writer thread took the core), two ticks in a row.
+    late = WriteCoalescer(frames=2, min_streams=100, delay_s=0.03, busy=0.95)
+    assert not late.update(0.85, 1000, lag_s=0.2)
+    assert not late.update(0.85, 1000, lag_s=0.01)  # on time again: start over
+    assert not late.update(0.85, 1000, lag_s=0.06)
+    assert late.update(0.85, 1000, lag_s=0.06)
+    assert late.update(0.85, 1000)  # within the hysteresis band: stays on
 
 
 @linux_only
