@@ -104,7 +104,8 @@ class SessionSettings:
     send_batch_frames: int = 2
     send_batch_delay_ms: float = 30.0
     #: Busy: the event loop's thread used at least this share of a CPU over the last
-    #: tick (streamserver_event_loop_utilisation); pairing stops 0.15 below it.
+    #: tick (streamserver_event_loop_utilisation), or the tick came 50 ms late; pairing
+    #: stops 0.15 below it.
     send_batch_busy: float = 0.95
     #: ... and at least this many streams are open.
     send_batch_min_streams: int = 200
