@@ -30,7 +30,14 @@ from typing import Protocol
 
 from ..metrics import Metrics
 
-__all__ = ["CAN_BATCH_READS", "Batchable", "Flushable", "ReadBatcher", "WriteCoalescer"]
+__all__ = [
+    "CAN_BATCH_READS",
+    "Batchable",
+    "Flushable",
+    "ReadBatcher",
+    "ShortCore",
+    "WriteCoalescer",
+]
 
 #: SO_RCVLOWAT on a TCP socket is honoured by epoll on Linux only.
 CAN_BATCH_READS = sys.platform.startswith("linux") and hasattr(socket, "SO_RCVLOWAT")
@@ -56,6 +63,34 @@ class Batchable(Protocol):
         ...
 
 
+class ShortCore:
+    """Whether the core has been short for ``SUSTAIN`` ticks in a row: the loop's thread
+    used ``busy`` of a CPU or more over a tick, or the tick came ``LAG_BUSY_S`` late (the
+    loop thread's own share can stay under ``busy`` while the process's other threads,
+    the recorder's writer, take the rest of the core). One tick is a peak (streams opening
+    all at once), not a saturated core."""
+
+    SUSTAIN = 2
+    LAG_BUSY_S = 0.05
+
+    def __init__(self, busy: float) -> None:
+        self.busy = busy
+        self._ticks = 0
+
+    def sustained(self, utilisation: float, lag_s: float) -> bool:
+        """Count this tick; True once the core has been short for ``SUSTAIN`` of them (and
+        the count starts over)."""
+        short = utilisation >= self.busy or lag_s >= self.LAG_BUSY_S
+        self._ticks = self._ticks + 1 if short else 0
+        if self._ticks < self.SUSTAIN:
+            return False
+        self._ticks = 0
+        return True
+
+    def reset(self) -> None:
+        self._ticks = 0
+
+
 class ReadBatcher:
     """Decides which streams are read ``depth`` frames per wake-up, and releases stalls.
 
@@ -65,15 +100,10 @@ class ReadBatcher:
     closes. The depth is ``frames``, or ``busy_frames`` while the loop is short of CPU.
     """
 
-    #: deep batching starts after this many ticks in a row at ``busy`` or more (or with
-    #: the loop this late: its own share can stay under ``busy`` while the process's other
-    #: threads, the recorder's writer, take the rest of the core) ...
-    SUSTAIN = 2
-    LAG_BUSY_S = 0.05
-    #: ... and stops when the open streams fall below this share of the count that made
-    #: the loop busy. (Not on the loop's load: deep batching itself lowers it, by a sixth
-    #: to a third with thousands of recorder streams, so a load threshold would switch it
-    #: off and on again.)
+    #: Deep batching starts when the core is short (:class:`ShortCore`) and stops when the
+    #: open streams fall below this share of the count that made it so. (Not on the
+    #: loop's load: deep batching itself lowers it, by a sixth to a third with thousands
+    #: of recorder streams, so a load threshold would switch it off and on again.)
     RELEASE_SHARE = 0.8
 
     def __init__(
@@ -88,13 +118,12 @@ class ReadBatcher:
         self.metrics = metrics
         self.frames = frames if CAN_BATCH_READS else 1
         self.busy_frames = max(self.frames, busy_frames or frames) if self.frames > 1 else 1
-        self.busy = busy
+        self.short = ShortCore(busy)
         self.min_streams = min_streams
         #: Frames per wake-up now: ``frames``, or ``busy_frames`` while :attr:`deep`.
         self.depth = self.frames
         #: Reading ``busy_frames`` per wake-up (set by :meth:`update`).
         self.deep = False
-        self._busy_ticks = 0
         self._deep_streams = 0  # open streams when deep batching started
         # Batched connections -> their frame count at the last stall check (-1: none yet).
         self._batched: dict[Batchable, int] = {}
@@ -110,22 +139,19 @@ class ReadBatcher:
 
     def update(self, utilisation: float, streams: int, lag_s: float = 0.0) -> int:
         """The ticker's report: the loop thread's share of a CPU over the last tick, the
-        open streams and how late the tick was. Deep batching starts after ``SUSTAIN``
-        ticks in a row at ``busy`` or more or ``LAG_BUSY_S`` late, and stops once the
-        streams fall below ``RELEASE_SHARE`` of the count it started at (or under
-        ``min_streams``). Batched streams get the new mark at once. Returns :attr:`depth`."""
+        open streams and how late the tick was. Deep batching starts once the core is short
+        (:class:`ShortCore`) and stops once the streams fall below ``RELEASE_SHARE`` of the
+        count it started at (or under ``min_streams``). Batched streams get the new mark at
+        once. Returns :attr:`depth`."""
         if self.busy_frames <= self.frames or streams < self.min_streams:
             deep = False
-            self._busy_ticks = 0
+            self.short.reset()
         elif self.deep:
             deep = streams >= self.RELEASE_SHARE * self._deep_streams
         else:
-            short = utilisation >= self.busy or lag_s >= self.LAG_BUSY_S
-            self._busy_ticks = self._busy_ticks + 1 if short else 0
-            deep = self._busy_ticks >= self.SUSTAIN
+            deep = self.short.sustained(utilisation, lag_s)
             if deep:
                 self._deep_streams = streams
-                self._busy_ticks = 0
         if deep != self.deep:
             self.deep = deep
             self.depth = self.busy_frames if deep else self.frames
@@ -224,12 +250,6 @@ class WriteCoalescer:
 
     #: pairing stops when the loop's share of the CPU falls this far below ``busy``
     HYSTERESIS = 0.15
-    #: ... and starts after this many busy ticks in a row: a peak (streams opening all at
-    #: once) is not a saturated core
-    SUSTAIN = 2
-    #: a tick this late is a busy one too (the process's other threads, the recorder's
-    #: writer, may take the core while the loop thread's own share stays under ``busy``)
-    LAG_BUSY_S = 0.05
 
     def __init__(
         self, *, frames: int, min_streams: int, delay_s: float, busy: float = 0.95
@@ -238,9 +258,9 @@ class WriteCoalescer:
         self.min_streams = min_streams
         self.delay_s = delay_s
         self.busy = busy
+        self.short = ShortCore(busy)
         #: Hold frames to pair them: the server is busy (set by :meth:`update`).
         self.pairing = False
-        self._busy_ticks = 0
         self._wheel: dict[int, list[Flushable]] = {}
         self._handle: asyncio.TimerHandle | None = None
         self._deferred: list[Flushable] = []
@@ -248,20 +268,16 @@ class WriteCoalescer:
 
     def update(self, utilisation: float, streams: int, lag_s: float = 0.0) -> bool:
         """The ticker's report: the loop thread's share of a CPU since the last tick, the
-        open streams and how late the tick was. Pairing starts after ``SUSTAIN`` ticks in a
-        row at ``busy`` or more or ``LAG_BUSY_S`` late, and stops below ``busy -
-        HYSTERESIS`` (or under ``min_streams``). Returns :attr:`pairing`."""
+        open streams and how late the tick was. Pairing starts once the core is short
+        (:class:`ShortCore`) and stops below ``busy - HYSTERESIS`` (or under
+        ``min_streams``). Returns :attr:`pairing`."""
         if self.frames <= 1 or streams < self.min_streams:
             self.pairing = False
-            self._busy_ticks = 0
+            self.short.reset()
         elif self.pairing:
             self.pairing = utilisation >= self.busy - self.HYSTERESIS
         else:
-            short = utilisation >= self.busy or lag_s >= self.LAG_BUSY_S
-            self._busy_ticks = self._busy_ticks + 1 if short else 0
-            self.pairing = self._busy_ticks >= self.SUSTAIN
-        if self.pairing:
-            self._busy_ticks = 0
+            self.pairing = self.short.sustained(utilisation, lag_s)
         return self.pairing
 
     def defer(self, conn: Flushable) -> None:

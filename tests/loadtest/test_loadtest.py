@@ -242,9 +242,10 @@ async def test_listen_only_run_reports_read_batching(
 ) -> None:
     settings = make_settings()
     settings.session.read_batch_min_streams = 0  # batch even these 4 streams
+    settings.session.read_batch_busy = 0.001  # ... and any load is a short core: go deep
     async with serve(settings=settings) as server:
         cfg = _config(
-            tmp_path, f"{server.url}/stream", verify=True, record_dir=record_dir, duration_s=2.5
+            tmp_path, f"{server.url}/stream", verify=True, record_dir=record_dir, duration_s=3.0
         )
         result = await run_loadtest(cfg)
     (lv,) = result.subjects[0].levels
@@ -259,26 +260,9 @@ async def test_listen_only_run_reports_read_batching(
     assert lv.qoe_grade == "n/a"  # a recorder sends nothing back to hear
     report = (tmp_path / "out" / "report.md").read_text()
     assert "Read batching: when busy, streamserver reads a listen-only stream" in report
-    assert "at 4 streams up to " in report and "streams at a time were read that way" in report
-
-
-async def test_a_short_core_reads_listen_only_streams_deeper_and_loses_nothing(
-    serve: Any, make_settings: Any, record_dir: Path, tmp_path: Path
-) -> None:
-    settings = make_settings()
-    settings.session.read_batch_min_streams = 0
-    settings.session.read_batch_busy = 0.001  # any load counts as a short core
-    async with serve(settings=settings) as server:
-        cfg = _config(
-            tmp_path, f"{server.url}/stream", verify=True, record_dir=record_dir, duration_s=3.0
-        )
-        result = await run_loadtest(cfg)
-    (lv,) = result.subjects[0].levels
-    assert lv.failures == [] and lv.held
-    assert lv.server_read_batch_depth_max == 10  # deep from the second tick on
-    assert lv.server_frames_lost == 0
-    assert lv.recordings is not None and lv.recordings.exact == 4  # sample-exact all the same
-    report = (tmp_path / "out" / "report.md").read_text()
+    assert "at 4 streams up to " in report and "streams at a time were read that" in report
+    # Deep from the second tick on, and still sample-exact (above).
+    assert lv.server_read_batch_depth_max == 10
     assert "(10 frames per wake-up while the core was short)" in report
 
 
