@@ -30,3 +30,15 @@ def keep_reading(proc: asyncio.subprocess.Process, lines: list[str]) -> asyncio.
             lines.append(line.decode())
 
     return asyncio.create_task(pump())
+
+
+async def stop(proc: asyncio.subprocess.Process, timeout: float) -> None:
+    """SIGTERM ``proc`` if it still runs and wait for it; SIGKILL after ``timeout``."""
+    if proc.returncode is not None:
+        return
+    proc.terminate()
+    try:
+        await asyncio.wait_for(proc.wait(), timeout)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()

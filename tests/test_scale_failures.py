@@ -21,7 +21,7 @@ import plivo_frames as pf
 import pytest
 import soundfile as sf
 from bus_support import NatsServer, S3Server, find_binary
-from process_support import keep_reading, read_until
+from process_support import keep_reading, read_until, stop
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -66,13 +66,7 @@ async def serve(
         await metrics_until(url, lambda m: len(m.get("streamserver_up", {})) == 2)
         yield proc, url, lines
     finally:
-        if proc.returncode is None:
-            proc.terminate()
-            try:
-                await asyncio.wait_for(proc.wait(), T)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
+        await stop(proc, T)
         reader.cancel()
 
 

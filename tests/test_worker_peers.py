@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import plivo_frames as pf
 import pytest
-from process_support import keep_reading
+from process_support import keep_reading, stop
 from websockets.asyncio.client import ClientConnection, connect
 
 from streamserver.control import Callback
@@ -102,11 +102,5 @@ async def test_control_app_sees_every_workers_streams(tmp_path: Path) -> None:
     finally:
         for ws in socks:
             await ws.close()
-        if proc.returncode is None:
-            proc.terminate()
-            try:
-                await asyncio.wait_for(proc.wait(), T)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
+        await stop(proc, T)
         reader.cancel()

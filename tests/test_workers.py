@@ -16,7 +16,7 @@ import numpy as np
 import plivo_frames as pf
 import pytest
 import soundfile as sf
-from process_support import keep_reading, read_until
+from process_support import keep_reading, read_until, stop
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -70,13 +70,7 @@ async def supervisor(
         await wait_for_metrics(url, lambda t: len(series(t, "streamserver_up")) == 2)
         yield proc, url, lines
     finally:
-        if proc.returncode is None:
-            proc.terminate()  # the workers drain and go with it
-            try:
-                await asyncio.wait_for(proc.wait(), T)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
+        await stop(proc, T)  # the workers drain and go with it
         reader.cancel()
 
 
