@@ -104,9 +104,13 @@ async def run(args: argparse.Namespace, record_dir: str) -> dict[str, float]:
         log_level="WARNING",
         log_format=None,
         record_dir=record_dir,
-        handlers=args.handlers if args.handlers != "none" else "",
+        handlers=args.handlers if args.handlers != "none" else None,
     )
     settings = _serve_settings(ns)
+    if args.handlers == "none":  # the receive path alone: streams with no handler
+        for route in settings.routes.values():
+            route.handlers = []
+            route.required_handlers = []
     server = StreamServer(settings)
     fmt = AudioFormat.from_content_type(args.content_type)
     audio = load_audio(SAMPLES_DIR / "hello-8k.wav", fmt)

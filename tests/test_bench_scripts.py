@@ -7,6 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import msgspec
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -40,6 +43,66 @@ def test_bench_hotpath_with_echo_writes_frames_back() -> None:
     assert r.returncode == 0, r.stderr
     written = int(re.search(r"([0-9,]+) bytes written back", r.stderr).group(1).replace(",", ""))
     assert written > 2 * 30 * 160  # every frame echoed as playAudio (base64 + JSON)
+
+
+def test_bench_hotpath_without_handlers_measures_the_receive_path() -> None:
+    r = _run(
+        "scripts/bench_hotpath.py",
+        "-n",
+        "2",
+        "--rounds",
+        "20",
+        "--repeat",
+        "1",
+        "--handlers",
+        "none",
+    )
+    assert r.returncode == 0, r.stderr
+    assert "40 frames, 0 recordings" in r.stderr  # received and counted, nothing recorded
+    assert re.search(r"handlers=none streams=2 .*µs CPU per frame", r.stdout)
+
+
+@pytest.mark.parametrize("pair", [False, True], ids=["one-per-write", "paired"])
+def test_floor_server_under_the_load_tester(tmp_path: Path, pair: bool) -> None:
+    """The floor yardstick echoes every frame (paired or not), counts them on /metrics
+    and keeps sample-exact recordings, so its numbers are comparable with serve's."""
+    floor = f"{sys.executable} {ROOT / 'scripts' / 'floor_server.py'} --echo"
+    if pair:
+        floor += " --pair"
+    out = tmp_path / "out"
+    r = _run(
+        "-m",
+        "streamserver",
+        "loadtest",
+        "-n",
+        "3",
+        "--duration",
+        "0.6",
+        "--ramp",
+        "0.1",
+        "--echo",
+        "--verify-recordings",
+        "--no-plots",
+        "--quiet",
+        "--out",
+        str(out),
+        "--server-cmd",
+        f"{floor} --host {{host}} --port {{port}} --record-dir {{record_dir}}",
+        "--max-lateness-ms",
+        "200",
+        "--max-rtt-ms",
+        "2000",
+        "--max-cpu",
+        "1000",
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    (sub,) = msgspec.json.decode((out / "result.json").read_bytes())["subjects"]
+    (lv,) = sub["levels"]
+    assert lv["held"], lv["failures"]
+    assert lv["server_frames_received"] == lv["frames_sent"] > 0
+    assert lv["recordings"]["exact"] == lv["recordings"]["checked"] == 3
+    # Every frame came back: paired writes hold at most one frame, which the next sends.
+    assert lv["echo_matched"] >= lv["frames_sent"] - (3 if pair else 0)
 
 
 def test_bench_scale_supervised_case_runs_and_reports() -> None:
