@@ -59,6 +59,7 @@ class Metrics:
         "live_ids",
         "log_suppressed",
         "loop_lag_max_s",
+        "loop_lag_recent_max_s",
         "loop_lag_s",
         "loop_utilisation",
         "pings_unanswered",
@@ -140,6 +141,7 @@ class Metrics:
         self.loop_utilisation = 0.0
         self.writes_paired = False
         self.loop_lag_max_s = 0.0
+        self.loop_lag_recent_max_s = 0.0
         self.gc_collections: defaultdict[int, int] = defaultdict(int)
         self.gc_pause_s = 0.0
         self.gc_pause_max_s = 0.0
@@ -372,6 +374,12 @@ class Metrics:
             "decode_seconds_total", "counter", "Time spent decoding frames.", self.decode_seconds
         )
         metric("event_loop_lag_seconds", "gauge", "Latest event-loop lag.", self.loop_lag_s)
+        metric(
+            "event_loop_lag_recent_max_seconds",
+            "gauge",
+            "Worst event-loop lag of the last 1.5 s: a scrape each second sees every stall.",
+            self.loop_lag_recent_max_s,
+        )
         metric(
             "event_loop_lag_max_seconds",
             "gauge",

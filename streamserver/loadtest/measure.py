@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..looplag import RECENT_LAG_S
 from .collector import WindowCollector
 from .results import LevelResult
 from .tally import EngineResult
@@ -68,11 +69,14 @@ def sample_metrics(lv: LevelResult, m: dict[str, float], t: float) -> tuple[floa
         lv.server_paired_samples.append(
             (round(t, 3), paired, metric_mean(m, "event_loop_utilisation"))
         )
-    return (
-        t,
-        metric_sum(m, "event_loop_lag_seconds") * 1000.0,
-        metric_sum(m, "streams_active"),
-    )
+    # The worst tick since the last scrape, where the server says (a latest-tick gauge
+    # alone misses every stall that a later tick overwrote before the scrape).
+    lag = metric_max(m, "event_loop_lag_recent_max_seconds")
+    if lag is None:
+        lag = metric_sum(m, "event_loop_lag_seconds")
+    else:
+        lv.server_lag_recent = True
+    return (t, lag * 1000.0, metric_sum(m, "streams_active"))
 
 
 def steady_window(lv: LevelResult) -> tuple[float, float]:
@@ -194,6 +198,8 @@ def fill_level(
         lags = [lag for _, lag, _ in lag_series]
         lv.server_loop_lag_max_all_ms = max(lags) if lags else None
         lo, hi = steady_window(lv)
+        if lv.server_lag_recent:
+            lo += RECENT_LAG_S  # a scrape then still shows the opening's last stall
         steady = [lag for t, lag, _ in lag_series if lo <= t <= hi]
         lv.server_loop_lag_max_ms = max(steady) if steady else lv.server_loop_lag_max_all_ms
     fill_pairing(lv)

@@ -93,6 +93,9 @@ class LevelResult:
     #: Largest event-loop lag while all streams ran (opening and closing storms excluded).
     server_loop_lag_max_ms: float | None = None
     server_loop_lag_max_all_ms: float | None = None
+    #: The lag samples are the worst tick of the last 1.5 s (the server's
+    #: ``event_loop_lag_recent_max_seconds``), not only the latest tick's.
+    server_lag_recent: bool = False
     #: streamserver's write pairing (``[session] send_batch_busy``): seconds it was on,
     #: over the level and while every stream ran, and the busiest loop seen (share of a CPU).
     server_paired_s: float | None = None

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from ..audio import AudioFormat
 from ..handler import HandlerSpec, load_handler
 from ..logs import LogBudget
+from ..looplag import RecentMax
 from ..metrics import Metrics
 from ..nonce_store import nonce_cache
 from ..observer import StreamObserver
@@ -394,12 +395,14 @@ class StreamServer:
         reads = self.reads
         expected = loop.time() + TICK_S
         cpu_mark, wall_mark = time.thread_time(), time.perf_counter()
+        recent = RecentMax()
         while True:
             await asyncio.sleep(max(0.0, expected - loop.time()))
             now = loop.time()
             lag = max(0.0, now - expected)
             m.loop_lag_s = lag
             m.loop_lag_max_s = max(m.loop_lag_max_s, lag)
+            m.loop_lag_recent_max_s = recent.add(now, lag)
             expected = now + TICK_S
             # The loop thread's share of a CPU since the last tick: busy or not.
             cpu, wall = time.thread_time(), time.perf_counter()

@@ -173,6 +173,12 @@ def test_a_scrape_of_two_workers_gives_the_share_pairing_and_the_deepest_reads()
     assert lv.server_read_batched_max == 70 and lv.server_read_batch_depth_max == 6
     ((ts, share, util),) = lv.server_paired_samples
     assert (ts, share) == (3.25, 0.5) and util == pytest.approx(0.83)
+    assert not lv.server_lag_recent  # no recent-max gauge: the latest ticks' lag
+    # A server that keeps the worst tick of the last 1.5 s: that, the worst worker's.
+    m['streamserver_event_loop_lag_recent_max_seconds{worker="0"}'] = 0.03
+    m['streamserver_event_loop_lag_recent_max_seconds{worker="1"}'] = 0.25
+    _, lag, _ = sample_metrics(lv, m, 4.25)
+    assert lag == pytest.approx(250.0) and lv.server_lag_recent
     # A server without these metrics (another product) leaves them unset.
     other = LevelResult("s", 10, 1.0, False, 1)
     sample_metrics(other, {"process_cpu_seconds_total": 1.0}, 1.0)
