@@ -61,6 +61,7 @@ class Metrics:
         "loop_lag_max_s",
         "loop_lag_recent_max_s",
         "loop_lag_s",
+        "loop_stalls",
         "loop_utilisation",
         "pings_unanswered",
         "read_batch_depth",
@@ -145,6 +146,7 @@ class Metrics:
         self.gc_collections: defaultdict[int, int] = defaultdict(int)
         self.gc_pause_s = 0.0
         self.gc_pause_max_s = 0.0
+        self.loop_stalls: defaultdict[str, int] = defaultdict(int)
         # Signature checks
         self.signature_checks: defaultdict[str, int] = defaultdict(int)
         # Control callbacks (control app)
@@ -404,6 +406,13 @@ class Metrics:
             "Garbage collections by generation.",
             "generation",
             dict(self.gc_collections),
+        )
+        labelled(
+            "event_loop_stalls_total",
+            "counter",
+            "Event loop late by [server] stall_warn_s: blocked by one call, or busy.",
+            "kind",
+            {"blocked": 0, "busy": 0, **self.loop_stalls},
         )
         metric("gc_pause_seconds_total", "counter", "Time in GC pauses.", self.gc_pause_s)
         metric("gc_pause_max_seconds", "gauge", "Longest GC pause.", self.gc_pause_max_s)

@@ -73,6 +73,8 @@ class ServerSettings:
     max_pings_per_s: float = 10.0
     #: Freeze start-up objects out of the garbage collector (fewer, shorter GC pauses).
     gc_freeze: bool = True
+    #: Log the loop thread's stack when the event loop is this many seconds late (0: off).
+    stall_warn_s: float = 0.25
     #: Worker processes sharing the port: a number, or "auto" (the usable cores).
     workers: int | str = 1
     #: Pin worker n to CPU worker_cpus[n % len] (empty: no pinning).
@@ -396,6 +398,7 @@ def _validate(s: Settings) -> None:
         "idle_timeout_s",
         "drain_timeout_s",
         "handler_stop_timeout_s",
+        "stall_warn_s",
     ):
         if getattr(sv, name) < 0:
             raise ConfigError(f"server.{name}: must be >= 0 (0 disables where noted)")

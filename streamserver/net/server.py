@@ -34,6 +34,7 @@ from .batching import ReadBatcher, WriteCoalescer
 from .connection import CLOSE_TIMEOUT_S, Connection
 from .gate import Accept, Gate
 from .limits import FD_HEADROOM, HEALTH_RESERVE, ConnectionLimits, raise_fd_limit
+from .stallwatch import Stall, StallWatch
 
 __all__ = ["TICK_S", "HttpApp", "StreamServer", "build_routes", "tls_context"]
 
@@ -173,6 +174,10 @@ class StreamServer:
         #: rejected connections and accept failures: a line per kind per minute, not per peer
         self._previous_handler: Any = None
         self._logs = LogBudget(1, 60.0, counter=self.metrics.log_suppressed)
+        warn_s = settings.server.stall_warn_s
+        # Its own log budget: it reports from the watchdog's thread.
+        self._stall_logs = LogBudget(3, 60.0)
+        self._stalls = StallWatch(warn_s, self._on_stall) if warn_s > 0 else None
 
     # -- configuration seen by the gate ------------------------------------------------------
 
@@ -326,6 +331,8 @@ class StreamServer:
             gc.collect()
             gc.freeze()
         gc.callbacks.append(self._gc_callback)
+        if self._stalls is not None:
+            self._stalls.start()  # watches this thread, the loop's
 
     def active_sessions(self) -> Iterable[Session]:
         """The streams being served (including those whose handlers are still stopping)."""
@@ -369,6 +376,8 @@ class StreamServer:
             conn.abort()
         if self._tick_task is not None:
             self._tick_task.cancel()
+        if self._stalls is not None:
+            self._stalls.due(None)  # no ticker from now on: nothing is overdue
         self.reads.close()
         self.writes.close()
         await self._server.wait_closed()
@@ -377,6 +386,8 @@ class StreamServer:
             loop.set_exception_handler(self._previous_handler)
         if self._gc_callback in gc.callbacks:
             gc.callbacks.remove(self._gc_callback)
+        if self._stalls is not None:
+            self._stalls.stop()
         log.info("drained; bye")
 
     async def __aenter__(self) -> StreamServer:
@@ -396,8 +407,11 @@ class StreamServer:
         expected = loop.time() + TICK_S
         cpu_mark, wall_mark = time.thread_time(), time.perf_counter()
         recent = RecentMax()
+        due = self._stalls.due if self._stalls is not None else _no_watch
         while True:
-            await asyncio.sleep(max(0.0, expected - loop.time()))
+            wait = max(0.0, expected - loop.time())
+            due(time.monotonic() + wait)
+            await asyncio.sleep(wait)
             now = loop.time()
             lag = max(0.0, now - expected)
             m.loop_lag_s = lag
@@ -416,6 +430,7 @@ class StreamServer:
                 if conn.tick(mono) and batch_reads:
                     reads.consider(conn)
                 if i % TICK_SLICE == TICK_SLICE - 1:
+                    due(time.monotonic())
                     await asyncio.sleep(0)  # thousands of streams: let frames in between
 
     async def _finish(self, session: Session) -> None:
@@ -455,3 +470,26 @@ class StreamServer:
         m.gc_pause_s += pause
         if pause > m.gc_pause_max_s:
             m.gc_pause_max_s = pause
+
+    def _on_stall(self, stall: Stall) -> None:
+        # On the watchdog's thread: count, and say where the loop's thread is.
+        self.metrics.loop_stalls[stall.kind] += 1
+        if stall.kind == "blocked":
+            self._stall_logs.log(
+                log, logging.WARNING, "blocked",
+                "event loop blocked for %.2f s so far, every stream waits; its thread is at %s."
+                " A handler must not block the loop: await an async API, or run the work in"
+                " a thread (asyncio.to_thread)", stall.overdue_s, stall.describe(),
+            )  # fmt: skip
+        else:
+            self._stall_logs.log(
+                log, logging.WARNING, "busy",
+                "event loop %.2f s behind: busy, not blocked by one call (last at %s); the"
+                " core has more work than it can do (streamserver_event_loop_utilisation):"
+                " fewer streams per worker, or more workers", stall.overdue_s,
+                stall.where[0][0] + ":" + str(stall.where[0][1]) if stall.where else "C code",
+            )  # fmt: skip
+
+
+def _no_watch(t: float | None) -> None:
+    """The ticker's ``due`` when [server] stall_warn_s = 0."""
