@@ -484,10 +484,10 @@ class StreamServer:
         else:
             self._stall_logs.log(
                 log, logging.WARNING, "busy",
-                "event loop %.2f s behind: busy, not blocked by one call (last at %s); the"
+                "event loop %.2f s behind: busy, not blocked by one call (last seen %s); the"
                 " core has more work than it can do (streamserver_event_loop_utilisation):"
                 " fewer streams per worker, or more workers", stall.overdue_s,
-                stall.where[0][0] + ":" + str(stall.where[0][1]) if stall.where else "C code",
+                stall.place(),
             )  # fmt: skip
 
 

@@ -48,6 +48,13 @@ class Stall:
         """The stack as one readable line, innermost call first."""
         return " <- ".join(f"{f}:{n} in {fn}" for f, n, fn in self.where) or "(no stack)"
 
+    def place(self) -> str:
+        """Where the last look found the loop's thread, in a few words."""
+        if not self.where or _in_loop((self.where[0][0], self.where[0][2])):
+            return "in the event loop's own code"
+        f, n, fn = self.where[0]
+        return f"at {f}:{n} in {fn}"
+
 
 class StallJudge:
     """Decides, look by look, whether the loop is stalled and how (no threads, no clock)."""

@@ -59,6 +59,8 @@ def test_the_loops_own_code_is_busy_even_when_every_look_finds_it() -> None:
     j.look(10.1, IN_LOOP)
     stall = j.look(10.3, IN_LOOP)
     assert stall is not None and stall.kind == "busy"
+    assert stall.place() == "in the event loop's own code"
+    assert Stall("busy", 0.3, ELSEWHERE).place() == "at net/connection.py:215 in data_received"
 
 
 def test_one_late_look_is_not_enough_to_say_blocked() -> None:
