@@ -76,6 +76,10 @@ class StallJudge:
         """The loop expects to run again at ``t`` (None: it is not waiting on anything)."""
         self._due = t
 
+    @property
+    def due_at(self) -> float | None:
+        return self._due
+
     def look(self, now: float, where: Where) -> Stall | None:
         """One look at ``now`` with the loop thread at ``where``: the stall to report, if any
         (once per stall, after at least two looks)."""
@@ -159,9 +163,15 @@ class StallWatch:
 
     def _run(self) -> None:
         step = self.judge.warn_s / 4
+        judge = self.judge
         while not self._stop.wait(step):
+            now = self._clock()
+            due = judge.due_at
+            if due is None or now <= due:
+                judge.look(now, ())  # on time: nothing to look at (the usual wake-up)
+                continue
             frame = sys._current_frames().get(self._loop_thread)
-            stall = self.judge.look(self._clock(), stack_of(frame))
+            stall = judge.look(now, stack_of(frame))
             del frame
             if stall is not None:
                 self._on_stall(stall)
