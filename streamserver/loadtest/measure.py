@@ -95,15 +95,23 @@ def steady_mean(samples: list[ProcSample], lv: LevelResult) -> float:
     return float(np.mean(steady))
 
 
-def fill_tail(lv: LevelResult) -> None:
+def fill_tail(lv: LevelResult, late_ms: float | None = None) -> None:
     """Tail stability: the worst 1 s window's echo round-trip p99 while every stream ran
-    (a periodic stall shows as one window far above the run's p99)."""
+    (a periodic stall shows as one window far above the run's p99). With ``late_ms``, a
+    window in which the generator's own send lateness p99 was above it is left out (and
+    counted): the generator's stall also delayed reading the echoes, so that window
+    measures the generator, not the server."""
     lo, hi = steady_window(lv)
-    windows = [
-        (w["rtt_p99"], w["t"])
-        for w in lv.timeline
-        if lo <= w["t"] - 1.0 and w["t"] <= hi and w.get("rtt_p99") is not None
-    ]
+    windows = []
+    lv.rtt_windows_generator_late = 0
+    for w in lv.timeline:
+        if not (lo <= w["t"] - 1.0 and w["t"] <= hi and w.get("rtt_p99") is not None):
+            continue
+        late = w.get("lateness_p99")
+        if late_ms is not None and late is not None and late > late_ms:
+            lv.rtt_windows_generator_late += 1
+            continue
+        windows.append((w["rtt_p99"], w["t"]))
     if windows:
         lv.rtt_worst_window_p99_ms, lv.rtt_worst_window_t = max(windows)
 
@@ -140,10 +148,12 @@ def fill_level(
     before: dict[str, float] | None,
     after: dict[str, float] | None,
     lag_series: list[tuple[float, float, float]],
+    *,
+    late_ms: float | None = None,
 ) -> None:
     """Fill ``lv`` from the generators' ``results`` and windows, the generator's and the
     server's CPU/RSS samples, the server's /metrics ``before`` and ``after`` the level and
-    its event-loop lag series."""
+    its event-loop lag series (``late_ms``: see :func:`fill_tail`)."""
     errors: dict[str, int] = {}
     for r in results:
         lv.connected += r.connected
@@ -168,7 +178,7 @@ def fill_level(
     lv.t_first_done = min(firsts) if firsts else None
     lv.t_end = max((r.t_end for r in results), default=0.0)
     lv.timeline = col.timeline()
-    fill_tail(lv)
+    fill_tail(lv, late_ms)
     fill_heard(lv, results, col)
     if gen_samples:
         lv.generator_cpu_pct = steady_mean(gen_samples, lv)

@@ -138,7 +138,10 @@ def _worst_window(lv: LevelResult) -> str:
     """Tail stability: the worst steady 1 s window's echo p99, at its time."""
     if lv.rtt_worst_window_p99_ms is None or lv.rtt_worst_window_t is None:
         return "-"
-    return f"{lv.rtt_worst_window_p99_ms:.0f} (at {lv.rtt_worst_window_t:.0f} s)"
+    text = f"{lv.rtt_worst_window_p99_ms:.0f} (at {lv.rtt_worst_window_t:.0f} s)"
+    if lv.rtt_windows_generator_late:
+        text += f"; {lv.rtt_windows_generator_late} s with the generator late left out"
+    return text
 
 
 def _heard_table(levels: list[LevelResult]) -> list[str]:
@@ -326,9 +329,7 @@ def read_batching_note(levels: list[LevelResult]) -> str:
             )
         else:
             depth = lv.server_read_batch_depth_max or 2
-            deeper = (
-                f" ({depth} frames per wake-up while the core was short)" if depth > 2 else ""
-            )
+            deeper = f" ({depth} frames per wake-up while the core was short)" if depth > 2 else ""
             parts.append(
                 f"at {lv.streams} streams up to {most} streams at a time were read that "
                 f"way{deeper}, and {paused} time{'s' if paused != 1 else ''} a stream that "

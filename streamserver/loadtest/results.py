@@ -51,6 +51,9 @@ class LevelResult:
     #: stream ran, and that window's start (s into the level).
     rtt_worst_window_p99_ms: float | None = None
     rtt_worst_window_t: float | None = None
+    #: steady seconds left out of the worst window: the generator's own send lateness p99
+    #: was above max_lateness_p99_ms in them (its stall, not the server's)
+    rtt_windows_generator_late: int = 0
     generator_cpu_pct: float | None = None
     # What the caller heard (verdict.py: the one-line QoE verdict and its grade)
     qoe_grade: str = ""

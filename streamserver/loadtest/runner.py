@@ -336,7 +336,10 @@ class _Runner:
             if server is not None:
                 await server.stop()
         server_samples = sampler.samples if sampler is not None else []
-        fill_level(lv, results, col, gen.samples, server_samples, before, after, lag_series)
+        fill_level(
+            lv, results, col, gen.samples, server_samples, before, after, lag_series,
+            late_ms=cfg.thresholds.max_lateness_p99_ms,
+        )  # fmt: skip
         if server is not None and server.returncode not in (0, None):
             lv.failures.append(f"the server exited with code {server.returncode}")
         if cfg.verify and record_dir is not None:
@@ -348,9 +351,7 @@ class _Runner:
             )
         if server is not None and record_dir is not None and not cfg.keep_recordings:
             shutil.rmtree(record_dir, ignore_errors=True)
-        judge(
-            lv, cfg.thresholds, echo=cfg.echo, bot=cfg.profile == "bot", faults=bool(cfg.faults)
-        )
+        judge(lv, cfg.thresholds, echo=cfg.echo, bot=cfg.profile == "bot", faults=bool(cfg.faults))
         qoe_verdict(lv, cfg.qoe_limits, profile=cfg.profile)
         return lv
 

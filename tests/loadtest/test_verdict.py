@@ -160,3 +160,21 @@ def test_tail_stability_one_stalled_second_degrades_the_echo_level() -> None:
     lv.timeline = [{"t": 1.0, "active": 3.0, "rtt_p99": 500.0}, *steady]
     fill_tail(lv)
     assert lv.rtt_worst_window_p99_ms == 15.0
+
+
+def test_tail_stability_leaves_out_seconds_when_the_generator_itself_was_late() -> None:
+    steady = [
+        {"t": float(t), "active": 10.0, "rtt_p99": 5.0, "lateness_p99": 1.5} for t in range(1, 21)
+    ]
+    steady[12].update(rtt_p99=21.0, lateness_p99=22.0)  # the generator stalled that second
+    lv = heard(barge_in_ms=None, rtt_ms=ms(5.0), timeline=steady, t_all_open=2.0)
+    lv.t_first_done = 19.0
+    fill_tail(lv)  # without a limit, the generator's stall looks like the server's
+    assert lv.rtt_worst_window_p99_ms == 21.0 and lv.rtt_windows_generator_late == 0
+    fill_tail(lv, late_ms=5.0)
+    assert lv.rtt_worst_window_p99_ms == 5.0 and lv.rtt_windows_generator_late == 1
+    assert qoe_verdict(lv, LIMITS, profile="echo")[0] == "good"
+    # A server stall in a second the generator kept time still counts.
+    steady[5]["rtt_p99"] = 30.0
+    fill_tail(lv, late_ms=5.0)
+    assert (lv.rtt_worst_window_p99_ms, lv.rtt_worst_window_t) == (30.0, 6.0)
