@@ -70,31 +70,12 @@ def test_floor_server_under_the_load_tester(tmp_path: Path, pair: bool) -> None:
     if pair:
         floor += " --pair"
     out = tmp_path / "out"
+    quick = "-n 3 --duration 0.6 --ramp 0.1 --echo --verify-recordings --no-plots --quiet"
+    loose = "--max-lateness-ms 200 --max-rtt-ms 2000 --max-cpu 1000"
     r = _run(
-        "-m",
-        "streamserver",
-        "loadtest",
-        "-n",
-        "3",
-        "--duration",
-        "0.6",
-        "--ramp",
-        "0.1",
-        "--echo",
-        "--verify-recordings",
-        "--no-plots",
-        "--quiet",
-        "--out",
-        str(out),
-        "--server-cmd",
-        f"{floor} --host {{host}} --port {{port}} --record-dir {{record_dir}}",
-        "--max-lateness-ms",
-        "200",
-        "--max-rtt-ms",
-        "2000",
-        "--max-cpu",
-        "1000",
-    )
+        "-m", "streamserver", "loadtest", *quick.split(), *loose.split(), "--out", str(out),
+        "--server-cmd", f"{floor} --host {{host}} --port {{port}} --record-dir {{record_dir}}",
+    )  # fmt: skip
     assert r.returncode == 0, r.stdout + r.stderr
     (sub,) = msgspec.json.decode((out / "result.json").read_bytes())["subjects"]
     (lv,) = sub["levels"]
