@@ -38,6 +38,12 @@ def _values(m: dict[str, float], name: str) -> list[float]:
     return [v for k, v in m.items() if k == full or k.startswith(full + "{")]
 
 
+def _labelled_sum(m: dict[str, float], name: str, label: str, value: str) -> float:
+    """Sum of a metric over the label sets with ``label="value"`` (any other labels)."""
+    full, want = METRIC_PREFIX + name + "{", f'{label}="{value}"'
+    return sum(v for k, v in m.items() if k.startswith(full) and want in k[len(full) :])
+
+
 def metric_sum(m: dict[str, float], name: str) -> float:
     """Sum of a metric over all its label sets."""
     return sum(_values(m, name))
@@ -202,6 +208,12 @@ def fill_level(
         lv.server_handler_dropped_samples = delta("handler_dropped_samples_total")
         lv.server_frames_invalid = delta("frames_invalid_total")
         lv.server_frames_sent = delta("frames_sent_total")
+        if _values(after, "event_loop_stalls_total"):
+            lv.server_stalls = {
+                kind: round(_labelled_sum(after, "event_loop_stalls_total", "kind", kind))
+                - round(_labelled_sum(before, "event_loop_stalls_total", "kind", kind))
+                for kind in ("blocked", "busy")
+            }
         if _values(after, "read_batch_stalls_total"):
             lv.server_read_batch_stalls = delta("read_batch_stalls_total")
         lv.server_lag_samples = [(round(t, 3), lag, n) for t, lag, n in lag_series]

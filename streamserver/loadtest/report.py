@@ -242,6 +242,10 @@ def markdown(result: RunResult, images: list[Path] | None = None) -> str:
         if batching:
             lines.append(read_batching_note(batching))
             lines.append("")
+        stalled = [lv for lv in sub.levels if lv.server_stalls and any(lv.server_stalls.values())]
+        if stalled:
+            lines.append(stalls_note(stalled))
+            lines.append("")
         pairing = [lv for lv in sub.levels if lv.server_paired_s is not None]
         if pairing:
             lines.append(write_pairing_note(pairing))
@@ -290,6 +294,26 @@ def _profile(s: dict[str, Any]) -> str:
         f"bot (turns of {b['turn_s']:g} s: the bot plays a {b['prompt_s']:g} s prompt, on "
         f"start and on DTMF {b['digit']}; the caller speaks {b['speech_at_s']:g} s into "
         f"each turn for {b['speech_s']:g} s and the bot must stop)"
+    )
+
+
+def stalls_note(levels: list[LevelResult]) -> str:
+    """streamserver's stall watchdog in plain words: a *blocked* loop is a handler (or
+    other code) holding it, and the server log names the place."""
+    parts = []
+    for lv in levels:
+        st = lv.server_stalls or {}
+        blocked, busy = st.get("blocked", 0), st.get("busy", 0)
+        what = []
+        if blocked:
+            log = f" (the server log names the code: {lv.server_log})" if lv.server_log else ""
+            what.append(f"{blocked} blocked by one call{log}")
+        if busy:
+            what.append(f"{busy} busy (more work than the core does)")
+        parts.append(f"at {lv.streams} streams " + " and ".join(what))
+    return (
+        "Event-loop stalls: the server's loop was late by its `[server] stall_warn_s` "
+        "(0.25 s by default); " + "; ".join(parts) + "."
     )
 
 

@@ -96,6 +96,9 @@ class LevelResult:
     #: Largest event-loop lag while all streams ran (opening and closing storms excluded).
     server_loop_lag_max_ms: float | None = None
     server_loop_lag_max_all_ms: float | None = None
+    #: streamserver's stall watchdog (``[server] stall_warn_s``): loop stalls over the
+    #: level, by kind ("blocked": one call held the loop, the server log names it; "busy")
+    server_stalls: dict[str, int] | None = None
     #: The lag samples are the worst tick of the last 1.5 s (the server's
     #: ``event_loop_lag_recent_max_seconds``), not only the latest tick's.
     server_lag_recent: bool = False
