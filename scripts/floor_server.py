@@ -15,8 +15,8 @@ that nothing was lost. ``/metrics`` gives ``streamserver_media_frames_total`` (t
 counts lost frames from it) and nothing else.
 
     FLOOR='.venv/bin/python scripts/floor_server.py --echo'
-    .venv/bin/streamserver loadtest -n 2000 --duration 30 --handlers recorder,echo \\
-        --server-cpus 0 --generator-cpus 1 --verify-recordings \\
+    .venv/bin/streamserver loadtest -n 1000 --duration 30 --echo --server-cpus 0 \\
+        --generator-cpus 1 --verify-recordings \\
         --server-cmd "$FLOOR --port {port} --record-dir {record_dir}"
 """
 
@@ -28,11 +28,12 @@ import base64
 import hashlib
 import re
 import signal
-import struct
 from pathlib import Path
 
 import uvloop
 from websockets.speedups import apply_mask
+
+from handlers.wavfile import WavWriter
 
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 _KEY = re.compile(rb"(?im)^sec-websocket-key:\s*(\S+)\s*$")
@@ -41,17 +42,6 @@ _PLAY_HEAD = (
     b'{"event":"playAudio","media":{"contentType":"audio/x-mulaw","sampleRate":8000,"payload":"'
 )
 _PLAY_TAIL = b'"}}'
-
-
-def _wav_ulaw(samples: bytes) -> bytes:
-    """A WAV header for 8 kHz mono μ-law (format 7) and the samples."""
-    fmt = struct.pack("<HHIIHHH", 7, 1, 8000, 8000, 1, 8, 0)
-    riff = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt
-    riff += b"fact" + struct.pack("<II", 4, len(samples))
-    riff += b"data" + struct.pack("<I", len(samples)) + samples
-    if len(samples) % 2:
-        riff += b"\0"
-    return b"RIFF" + struct.pack("<I", len(riff)) + riff
 
 
 class Floor(asyncio.Protocol):
@@ -165,7 +155,11 @@ class Floor(asyncio.Protocol):
         call = self.ids.get(b"callId", b"call").decode()
         path = self.record_dir / call / f"{self.ids[b'streamId'].decode()}.inbound.wav"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(_wav_ulaw(b"".join(base64.b64decode(p) for p in self.payloads)))
+        wav = WavWriter(path, 8000, "ulaw")  # the recorder's own writer (μ-law kept)
+        try:
+            wav.write(b"".join(base64.b64decode(p) for p in self.payloads))
+        finally:
+            wav.close()
 
 
 async def main() -> None:

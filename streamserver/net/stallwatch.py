@@ -168,8 +168,7 @@ class StallWatch:
             now = self._clock()
             due = judge.due_at
             if due is None or now <= due:
-                judge.look(now, ())  # on time: nothing to look at (the usual wake-up)
-                continue
+                continue  # on time (the usual wake-up): no stack to look at
             frame = sys._current_frames().get(self._loop_thread)
             stall = judge.look(now, stack_of(frame))
             del frame
